@@ -1,0 +1,16 @@
+"""Drop-in Keras layers: strings-in encoders, pooling, projection head, L2 normalisation."""
+
+from keras_siamese.layers.albert_encoder import AlbertEncoder, train_sentencepiece
+from keras_siamese.layers.normalization import L2Normalize
+from keras_siamese.layers.pooling import Pooling
+from keras_siamese.layers.projection import Projection
+from keras_siamese.layers.text_encoder import TextEncoder
+
+__all__ = [
+    "AlbertEncoder",
+    "L2Normalize",
+    "Pooling",
+    "Projection",
+    "TextEncoder",
+    "train_sentencepiece",
+]

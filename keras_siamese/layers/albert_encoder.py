@@ -1,0 +1,102 @@
+"""ALBERT as a strings-in Keras layer: random init from a corpus, or loaded from a directory."""
+
+import io
+
+import keras
+import sentencepiece
+from keras_hub.models import AlbertBackbone, AlbertTokenizer
+
+from keras_siamese.layers.text_encoder import TextEncoder
+
+
+@keras.saving.register_keras_serializable(package="keras_siamese")
+class AlbertEncoder(TextEncoder):
+    """An ALBERT `TextEncoder`: raw strings in, ALBERT features out.
+
+    Build one of three ways:
+    - `AlbertEncoder.from_corpus(texts, ...)`: a randomly initialised ALBERT
+      of any size with a SentencePiece vocabulary trained on `texts`;
+    - `AlbertEncoder.from_preset(path)`: a keras-hub preset name or directory,
+      or a Hugging Face ALBERT directory (config.json, model.safetensors,
+      spiece.model);
+    - `AlbertEncoder(backbone, tokenizer)` from keras-hub objects you hold.
+
+    Args: as `TextEncoder`.
+
+    Example:
+    >>> encoder = AlbertEncoder.from_corpus(texts, vocabulary_size=2000)  # doctest: +SKIP
+    >>> encoder(tf.constant(["a small dog"]))["pooled_output"].shape  # doctest: +SKIP
+    TensorShape([1, 128])
+    """
+
+    @classmethod
+    def from_corpus(
+        cls,
+        texts,
+        vocabulary_size=8000,
+        num_layers=2,
+        num_heads=2,
+        embedding_dim=64,
+        hidden_dim=128,
+        intermediate_dim=256,
+        sequence_length=64,
+        dropout=0.0,
+        **kwargs,
+    ):
+        """A randomly initialised ALBERT with a vocabulary trained on `texts`.
+
+        The SentencePiece model (unigram, case-folded) uses ALBERT's special
+        pieces: `<pad>`=0, `<unk>`=1, `[CLS]`=2, `[SEP]`=3, `[MASK]`=4.
+        """
+        tokenizer = AlbertTokenizer(
+            proto=train_sentencepiece(texts, vocabulary_size)
+        )
+        backbone = AlbertBackbone(
+            vocabulary_size=tokenizer.vocabulary_size(),
+            num_layers=num_layers,
+            num_heads=num_heads,
+            embedding_dim=embedding_dim,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max(sequence_length, 128),
+        )
+        return cls(backbone, tokenizer, sequence_length=sequence_length, **kwargs)
+
+    @classmethod
+    def from_preset(cls, preset, sequence_length=128, **kwargs):
+        """Loads backbone and tokenizer from a keras-hub preset or a local directory."""
+        backbone = AlbertBackbone.from_preset(preset)
+        tokenizer = AlbertTokenizer.from_preset(preset)
+        return cls(backbone, tokenizer, sequence_length=sequence_length, **kwargs)
+
+
+def train_sentencepiece(texts, vocabulary_size):
+    """Serialized SentencePiece model with ALBERT's special pieces, trained on `texts`.
+
+    Example:
+    >>> proto = train_sentencepiece(texts, vocabulary_size=2000)  # doctest: +SKIP
+    """
+    texts = [text for text in texts if text and text.strip()]
+    if not texts:
+        raise ValueError("Cannot train a vocabulary on an empty corpus.")
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=vocabulary_size,
+        model_type="unigram",
+        normalization_rule_name="nmt_nfkc_cf",
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        pad_piece="<pad>",
+        unk_piece="<unk>",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        user_defined_symbols="[MASK]",
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    return model.getvalue()

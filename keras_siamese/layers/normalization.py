@@ -1,0 +1,42 @@
+"""L2 normalisation as a serialisable layer."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_siamese")
+class L2Normalize(keras.layers.Layer):
+    """Scales each vector to unit L2 norm along `axis`.
+
+    The serialisable replacement for the study's
+    `Lambda(lambda x: tf.math.l2_normalize(x, axis=1))`:
+    `x / sqrt(max(sum(x**2), epsilon))`, computed in float32, so a zero
+    vector stays zero instead of becoming NaN.
+
+    Args:
+        axis: axis to normalise along.
+        epsilon: lower bound on the squared norm.
+
+    Example:
+    >>> L2Normalize()(tf.constant([[3.0, 4.0]])).numpy()
+    array([[0.6, 0.8]], dtype=float32)
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        squared_norm = ops.sum(ops.square(x), axis=self.axis, keepdims=True)
+        x = x * ops.rsqrt(ops.maximum(squared_norm, self.epsilon))
+        return ops.cast(x, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"axis": self.axis, "epsilon": self.epsilon})
+        return config

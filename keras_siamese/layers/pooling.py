@@ -1,0 +1,68 @@
+"""One vector per text from an encoder's features."""
+
+import keras
+from keras import ops
+
+POOLING_MODES = ("pooled", "cls", "mean", "max", "mean_sqrt_len")
+
+
+@keras.saving.register_keras_serializable(package="keras_siamese")
+class Pooling(keras.layers.Layer):
+    """Reduces `TextEncoder` features to one vector per text.
+
+    Modes:
+    - `"pooled"`: the backbone's pooled output (tanh-Dense over `[CLS]`), the
+      Siamese ALBERT study's choice;
+    - `"cls"`: the final hidden state of `[CLS]`;
+    - `"mean"`: mean of the token states under the padding mask
+      (sentence-transformers' default);
+    - `"max"`: element-wise max over the non-padding tokens;
+    - `"mean_sqrt_len"`: sum of token states divided by sqrt(number of tokens).
+    Maths runs in float32 and is cast back to the layer's compute dtype.
+
+    Args:
+        mode: one of the modes above.
+
+    Example:
+    >>> features = {"sequence_output": tf.ones([2, 4, 8]),
+    ...             "pooled_output": tf.zeros([2, 8]),
+    ...             "padding_mask": tf.constant([[1, 1, 0, 0], [1, 1, 1, 1]], bool)}
+    >>> Pooling("mean")(features).shape
+    TensorShape([2, 8])
+    """
+
+    def __init__(self, mode="pooled", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(
+                f"Unknown pooling mode {mode!r}; expected one of {POOLING_MODES}."
+            )
+        self.mode = mode
+
+    def call(self, features):
+        if self.mode == "pooled":
+            return ops.cast(features["pooled_output"], self.compute_dtype)
+        sequence = ops.cast(features["sequence_output"], "float32")
+        if self.mode == "cls":
+            return ops.cast(sequence[:, 0, :], self.compute_dtype)
+        mask = ops.cast(features["padding_mask"], "float32")[:, :, None]
+        if self.mode == "max":
+            # [CLS] and [SEP] are never padding, so every row has a real token.
+            pooled = ops.max(ops.where(mask > 0, sequence, -1e9), axis=1)
+        else:
+            counts = ops.maximum(ops.sum(mask, axis=1), 1.0)
+            if self.mode == "mean_sqrt_len":
+                counts = ops.sqrt(counts)
+            pooled = ops.sum(sequence * mask, axis=1) / counts
+        return ops.cast(pooled, self.compute_dtype)
+
+    def compute_output_shape(self, features_shape):
+        if self.mode == "pooled":
+            return tuple(features_shape["pooled_output"])
+        batch, _, hidden = features_shape["sequence_output"]
+        return (batch, hidden)
+
+    def get_config(self):
+        config = super().get_config()
+        config["mode"] = self.mode
+        return config

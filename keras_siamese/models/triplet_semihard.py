@@ -1,0 +1,97 @@
+"""A Keras model whose default loss is online semi-hard triplet mining."""
+
+import keras
+import numpy as np
+
+from keras_siamese.losses import semihard_triplet_terms
+
+
+@keras.saving.register_keras_serializable(package="keras_siamese")
+class TripletSemiHard(keras.Model):
+    """An embedding model that trains with in-batch semi-hard triplet mining.
+
+    Build it like a functional model (`inputs=`, `outputs=` giving the
+    embeddings) or from an existing embedding model with
+    `TripletSemiHard.from_embedding_model(model)`. `compile(optimizer=...)` is
+    enough: with no `loss`, training minimises
+    `keras_siamese.losses.triplet_semihard_loss(labels, embeddings, margin,
+    distance)` where the dataset yields `(texts, labels)` batches (use
+    `keras_siamese.data.class_balanced_batches` so every batch has positives).
+    Passing `loss=` to `compile` trains with that loss instead.
+
+    Besides `loss`, fit and evaluate report `active_triplets` (fraction of
+    anchor-positive pairs whose triplet still violates the margin) and
+    `positive_distance` / `negative_distance` (mean distance from anchors to
+    their positives and to their mined negatives). `predict` returns the
+    embeddings.
+
+    Args:
+        margin: the triplet margin.
+        distance: `"L2"`, `"squared-L2"` or `"angular"` (a callable works for
+            training but is not serialised).
+        All other arguments go to `keras.Model`.
+
+    Example:
+    >>> text = keras.Input(shape=(), dtype="string")  # doctest: +SKIP
+    >>> x = Pooling("pooled")(encoder(text))  # doctest: +SKIP
+    >>> embedding = L2Normalize()(Projection(64)(x))  # doctest: +SKIP
+    >>> model = TripletSemiHard(inputs=text, outputs=embedding)  # doctest: +SKIP
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-4))  # doctest: +SKIP
+    >>> model.fit(class_balanced_batches(texts, labels), epochs=2)  # doctest: +SKIP
+    """
+
+    def __init__(self, *args, margin=1.0, distance="L2", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.margin = margin
+        self.distance = distance
+        self.active_triplets_tracker = keras.metrics.Mean(name="active_triplets")
+        self.positive_distance_tracker = keras.metrics.Mean(name="positive_distance")
+        self.negative_distance_tracker = keras.metrics.Mean(name="negative_distance")
+
+    @classmethod
+    def from_embedding_model(cls, embedding_model, margin=1.0, distance="L2", **kwargs):
+        """Wraps a functional model that maps inputs to embeddings."""
+        return cls(
+            inputs=embedding_model.inputs,
+            outputs=embedding_model.outputs[0],
+            margin=margin,
+            distance=distance,
+            **kwargs,
+        )
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`, also accepting a list or numpy array of str/bytes."""
+        return super().predict(_as_text_array(x), *args, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.loss is not None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        if y is None:
+            raise ValueError(
+                "TripletSemiHard trains on (inputs, labels) batches; the dataset "
+                "yielded no labels."
+            )
+        terms = semihard_triplet_terms(y, y_pred, margin=self.margin, distance=self.distance)
+        self.active_triplets_tracker.update_state(terms.active_fraction)
+        self.positive_distance_tracker.update_state(terms.mean_positive_distance)
+        self.negative_distance_tracker.update_state(terms.mean_negative_distance)
+        loss = keras.ops.cast(terms.loss, "float32")
+        if self.losses:
+            loss = loss + keras.ops.sum(self.losses)
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config["margin"] = self.margin
+        if isinstance(self.distance, str):
+            config["distance"] = self.distance
+        return config
+
+
+def _as_text_array(x):
+    """Lists and numpy str/bytes arrays of texts as the object array Keras reads."""
+    if isinstance(x, (list, tuple)) and all(isinstance(t, (str, bytes)) for t in x):
+        return np.array(x, dtype=object)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "SU":
+        return x.astype(object)
+    return x
