@@ -8,6 +8,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_siamese.atomic import fsync_path, fsync_tree
+
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "text"
 OUTPUT_NAME = "embedding"
@@ -55,9 +57,9 @@ def export_saved_model(model, base_dir, version=None):
     )
     try:
         _export_archive(model).write_out(partial_dir, verbose=False)
-        _fsync_tree(partial_dir)
+        fsync_tree(partial_dir)
         os.rename(partial_dir, final_dir)
-        _fsync_path(base_dir)
+        fsync_path(base_dir)
     except BaseException:
         shutil.rmtree(partial_dir, ignore_errors=True)
         raise
@@ -109,18 +111,3 @@ def _process_alive(pid):
 
 def _listdir(path):
     return os.listdir(path) if os.path.isdir(path) else []
-
-
-def _fsync_tree(root):
-    for directory, _, files in os.walk(root):
-        for name in files:
-            _fsync_path(os.path.join(directory, name))
-        _fsync_path(directory)
-
-
-def _fsync_path(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

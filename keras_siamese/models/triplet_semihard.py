@@ -1,8 +1,12 @@
 """A Keras model whose default loss is online semi-hard triplet mining."""
 
+import os
+
 import keras
 import numpy as np
 
+from keras_siamese.atomic import atomic_file_path
+from keras_siamese.layers import L2Normalize, Pooling, Projection
 from keras_siamese.losses import semihard_triplet_terms
 
 
@@ -24,6 +28,10 @@ class TripletSemiHard(keras.Model):
     `positive_distance` / `negative_distance` (mean distance from anchors to
     their positives and to their mined negatives). `predict` returns the
     embeddings.
+
+    `save` and `save_weights` write to a temporary file and rename it into
+    place, so `keras.callbacks.ModelCheckpoint` never leaves a truncated
+    checkpoint behind, even when training is killed mid-write.
 
     Args:
         margin: the triplet margin.
@@ -49,6 +57,29 @@ class TripletSemiHard(keras.Model):
         self.negative_distance_tracker = keras.metrics.Mean(name="negative_distance")
 
     @classmethod
+    def from_encoder(
+        cls,
+        encoder,
+        pooling="pooled",
+        hidden_units=(64,),
+        output_units=64,
+        margin=1.0,
+        distance="L2",
+        **kwargs,
+    ):
+        """The Siamese ALBERT recipe around a strings-in encoder.
+
+        text -> `encoder` -> `Pooling(pooling)` ->
+        `Projection(output_units, hidden_units)` -> `L2Normalize`. The
+        defaults are the study's: pooled output, Dense(64, relu), Dense(64).
+        """
+        text = keras.Input(shape=(), dtype="string", name="text")
+        pooled = Pooling(pooling, name="pooling")(encoder(text))
+        projected = Projection(output_units, hidden_units, name="projection")(pooled)
+        embedding = L2Normalize(name="embedding")(projected)
+        return cls(inputs=text, outputs=embedding, margin=margin, distance=distance, **kwargs)
+
+    @classmethod
     def from_embedding_model(cls, embedding_model, margin=1.0, distance="L2", **kwargs):
         """Wraps a functional model that maps inputs to embeddings."""
         return cls(
@@ -62,6 +93,18 @@ class TripletSemiHard(keras.Model):
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`, also accepting a list or numpy array of str/bytes."""
         return super().predict(_as_text_array(x), *args, **kwargs)
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        if not _is_local_path(filepath) or (not overwrite and os.path.exists(filepath)):
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        with atomic_file_path(filepath) as partial_path:
+            super().save(partial_path, overwrite=True, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        if not _is_local_path(filepath) or (not overwrite and os.path.exists(filepath)):
+            return super().save_weights(filepath, overwrite=overwrite, **kwargs)
+        with atomic_file_path(filepath) as partial_path:
+            super().save_weights(partial_path, overwrite=True, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.loss is not None:
@@ -95,3 +138,7 @@ def _as_text_array(x):
     if isinstance(x, np.ndarray) and x.dtype.kind in "SU":
         return x.astype(object)
     return x
+
+
+def _is_local_path(filepath):
+    return isinstance(filepath, (str, os.PathLike)) and "://" not in os.fspath(filepath)

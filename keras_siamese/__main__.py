@@ -1,0 +1,7 @@
+"""`python -m keras_siamese` is the `keras-siamese` command."""
+
+import sys
+
+from keras_siamese.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""Atomic writes: a file or directory appears complete or not at all."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_file_path(path):
+    """Yields a temporary path beside `path`; renames it over `path` on success.
+
+    The temporary name keeps `path`'s extensions (Keras picks the format from
+    them) and is removed if writing fails, so the previous `path` survives a
+    crash or an interrupt intact.
+
+    Example:
+    >>> with atomic_file_path("model.keras") as tmp:  # doctest: +SKIP
+    ...     model.save(tmp)
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    # Keep the last two extensions: Keras reads ".keras" and ".weights.h5".
+    suffix = "".join("." + part for part in name.split(".")[1:][-2:])
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.partial-", suffix=suffix, dir=directory)
+    os.close(fd)
+    os.remove(tmp)  # writers such as h5py want to create the file themselves
+    try:
+        yield tmp
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(directory)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp) if os.path.isfile(tmp) else shutil.rmtree(tmp)
+
+
+def fsync_tree(root):
+    """Flushes every file and directory under `root` to disk."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fsync_path(os.path.join(directory, name))
+        fsync_path(directory)
+
+
+def fsync_path(path):
+    """Flushes one file or directory to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

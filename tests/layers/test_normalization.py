@@ -1,0 +1,34 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_siamese.layers import L2Normalize
+
+
+def test_unit_norm_matches_definition():
+    x = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
+    expected = [[v / math.sqrt(sum(u * u for u in row)) for v in row] for row in x]
+    np.testing.assert_allclose(L2Normalize()(x).numpy(), expected, rtol=1e-6)
+
+
+def test_zero_vector_stays_finite():
+    out = L2Normalize()(np.zeros((2, 3), "float32")).numpy()
+    np.testing.assert_array_equal(out, 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_keeps_dtype_and_norm(dtype):
+    layer = L2Normalize(dtype=dtype)
+    out = layer(tf.constant([[300.0, 400.0]], dtype=dtype))
+    assert out.dtype == dtype
+    np.testing.assert_allclose(tf.cast(out, "float32").numpy(), [[0.6, 0.8]], atol=1e-2)
+
+
+def test_axis_and_config_round_trip():
+    layer = L2Normalize(axis=0, epsilon=1e-6)
+    clone = L2Normalize.from_config(layer.get_config())
+    assert (clone.axis, clone.epsilon) == (0, 1e-6)
+    x = np.array([[3.0, 1.0], [4.0, 0.0]], "float32")
+    np.testing.assert_allclose(clone(x).numpy(), [[0.6, 1.0], [0.8, 0.0]], rtol=1e-6)

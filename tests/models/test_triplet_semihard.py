@@ -1,0 +1,113 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_siamese.data import class_balanced_batches
+from keras_siamese.models import TripletSemiHard
+
+
+@pytest.fixture
+def model(tiny_encoder_factory):
+    keras.utils.set_random_seed(0)
+    model = TripletSemiHard.from_encoder(
+        tiny_encoder_factory(), hidden_units=(16,), output_units=16, margin=0.5
+    )
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    return model
+
+
+@pytest.fixture
+def batches(glosses):
+    texts, labels = glosses
+    return class_balanced_batches(texts, labels, classes_per_batch=8, samples_per_class=4, seed=1)
+
+
+def _fixed_batches(batches, count=4):
+    texts, labels = zip(*[(t.numpy(), l.numpy()) for t, l in batches.take(count)])
+    return tf.data.Dataset.from_tensor_slices((np.concatenate(texts), np.concatenate(labels))).batch(32)
+
+
+def test_fit_lowers_the_loss_and_reports_mining_metrics(model, batches):
+    held = _fixed_batches(batches)
+    before = model.evaluate(held, return_dict=True, verbose=0)
+    history = model.fit(batches, epochs=2, steps_per_epoch=25, verbose=0)
+    after = model.evaluate(held, return_dict=True, verbose=0)
+    assert after["loss"] < 0.8 * before["loss"]
+    for name in ("active_triplets", "positive_distance", "negative_distance"):
+        assert name in history.history and np.isfinite(history.history[name]).all()
+    assert 0.0 <= after["active_triplets"] <= 1.0
+
+
+def test_active_triplets_metric_counts_margin_violations(model, glosses):
+    """The metric against a plain loop over one batch's embeddings."""
+    texts, labels = glosses
+    batch_texts, batch_labels = np.array(texts[:6] + texts[100:106], dtype=object), np.r_[labels[:6], labels[100:106]]
+    logs = model.evaluate(batch_texts, batch_labels, batch_size=12, return_dict=True, verbose=0)
+    emb = model.predict(batch_texts, verbose=0).astype("float64")
+    dist = lambda i, j: float(np.sqrt(((emb[i] - emb[j]) ** 2).sum()))  # noqa: E731
+    active = total = 0
+    for a in range(12):
+        negatives = sorted(dist(a, n) for n in range(12) if batch_labels[n] != batch_labels[a])
+        for p in range(12):
+            if p == a or batch_labels[p] != batch_labels[a]:
+                continue
+            farther = [d for d in negatives if d > dist(a, p)]
+            negative = farther[0] if farther else negatives[-1]
+            active += 0.5 + dist(a, p) - negative > 0
+            total += 1
+    assert logs["active_triplets"] == pytest.approx(active / total, abs=1e-6)
+
+
+def test_checkpoints_load_and_training_resumes(model, batches, tmp_path):
+    keras_path, weights_path = tmp_path / "ckpt.keras", tmp_path / "ckpt.weights.h5"
+    model.fit(
+        batches,
+        epochs=1,
+        steps_per_epoch=3,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(keras_path),
+            keras.callbacks.ModelCheckpoint(weights_path, save_weights_only=True),
+        ],
+    )
+    probe = ["a domestic dog", "", "to move fast", "x " * 200]
+    expected = model.predict(probe, verbose=0)
+
+    restored = keras.saving.load_model(keras_path)
+    assert isinstance(restored, TripletSemiHard) and restored.margin == 0.5
+    np.testing.assert_allclose(restored.predict(probe, verbose=0), expected, atol=1e-6)
+    assert int(restored.optimizer.iterations) == 3
+    restored.fit(batches, epochs=1, steps_per_epoch=2, verbose=0)
+    assert int(restored.optimizer.iterations) == 5
+
+    model.load_weights(weights_path)
+    np.testing.assert_allclose(model.predict(probe, verbose=0), expected, atol=1e-6)
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(model, tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.keras"
+    model.save(path)
+    original = path.read_bytes()
+
+    def crash_mid_write(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "save", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.keras"]
+
+
+def test_compiled_loss_replaces_the_default(model, batches):
+    model.compile(optimizer="adam", loss=lambda labels, embeddings: 7.0 + 0.0 * tf.reduce_sum(embeddings))
+    logs = model.evaluate(batches.take(2), return_dict=True, verbose=0)
+    assert logs["loss"] == pytest.approx(7.0)
+
+
+def test_missing_labels_is_a_clear_error(model):
+    with pytest.raises(ValueError, match="no labels"):
+        model.fit(tf.data.Dataset.from_tensor_slices(["a", "b"]).batch(2), verbose=0)
