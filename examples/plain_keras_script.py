@@ -21,11 +21,11 @@ embedding = L2Normalize()(Projection(output_units=64, hidden_units=(64,))(pooled
 model = TripletSemiHard(inputs=text, outputs=embedding, margin=1.0)
 model.compile(optimizer=keras.optimizers.Adam(5e-4))
 
-batches = class_balanced_batches(texts, labels, classes_per_batch=16, samples_per_class=4, seed=0)
+batches = class_balanced_batches(texts, labels, classes_per_batch=16, samples_per_class=4, seed=0,
+                                 batches_per_epoch=100)
 model.fit(
     batches,
     epochs=2,
-    steps_per_epoch=100,
     callbacks=[keras.callbacks.ModelCheckpoint("runs/example/model.keras")],
 )
 

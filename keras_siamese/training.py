@@ -103,6 +103,7 @@ def train(config=None, texts=None, labels=None):
         classes_per_batch=config.classes_per_batch,
         samples_per_class=config.samples_per_class,
         seed=config.seed,
+        batches_per_epoch=config.steps_per_epoch,
     )
     checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
@@ -110,7 +111,6 @@ def train(config=None, texts=None, labels=None):
     history = model.fit(
         batches,
         epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
         callbacks=[
             keras.callbacks.ModelCheckpoint(
                 os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")

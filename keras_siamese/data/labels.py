@@ -43,6 +43,8 @@ def encode_labels(labels):
             raise ValueError("labels contain NaN or infinite values.")
         if not np.all(array == np.round(array)):
             raise ValueError("labels are floats with a fractional part; use integer class ids.")
+    elif kind == "b":
+        raise ValueError("labels are booleans; use integer class ids or strings.")
     elif kind not in "iu":
         raise ValueError(
             f"labels must be integers or strings, got dtype {array.dtype}."
@@ -56,15 +58,16 @@ def encode_labels(labels):
 def _object_labels(array):
     """Turns an object array holding only strings or only integers into a typed array."""
     values = array.tolist()
+    if any(isinstance(value, (bool, np.bool_)) for value in values):
+        raise ValueError("labels are booleans; use integer class ids or strings.")
     if all(isinstance(value, (str, bytes)) for value in values):
         if len({type(value) for value in values}) > 1:
             raise ValueError("labels mix str and bytes values.")
         return np.array(values)
-    if not any(isinstance(value, (bool, np.bool_)) for value in values):
-        if all(isinstance(value, (int, np.integer)) for value in values):
-            return np.array(values, dtype=np.int64)
-        if all(isinstance(value, (int, float, np.integer, np.floating)) for value in values):
-            return np.array(values, dtype=np.float64)
+    if all(isinstance(value, (int, np.integer)) for value in values):
+        return np.array(values, dtype=np.int64)
+    if all(isinstance(value, (int, float, np.integer, np.floating)) for value in values):
+        return np.array(values, dtype=np.float64)
     kinds = sorted({type(value).__name__ for value in values})
     raise ValueError(f"labels must all be integers or all be strings, got types {kinds}.")
 
@@ -85,9 +88,11 @@ def check_texts(texts, num_labels):
         raise ValueError(
             f"texts and labels differ in length: {len(texts)} texts, {num_labels} labels."
         )
-    bad = next((text for text in texts if not isinstance(text, (str, bytes))), None)
-    if bad is not None:
-        raise ValueError(f"texts must all be strings, found a {type(bad).__name__}: {bad!r}.")
+    for position, text in enumerate(texts):
+        if not isinstance(text, (str, bytes)):
+            raise ValueError(
+                f"texts must all be strings, found a {type(text).__name__} at position {position}: {text!r}."
+            )
     return texts
 
 

@@ -3,8 +3,12 @@
 import base64
 
 import keras
+import keras_hub
 import tensorflow as tf
 from keras_hub.layers import StartEndPacker
+
+from keras_siamese.layers.dynamic_length import check_length_buckets, trim_to_bucket
+from keras_siamese.layers.freezing import freeze_backbone
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -16,32 +20,59 @@ class TextEncoder(keras.layers.Layer):
     and runs the backbone. Empty strings encode as `[CLS] [SEP]`; texts that
     are not valid UTF-8 are tokenised with the invalid bytes replaced.
 
-    The output is a dict:
-    - `"sequence_output"`: float `[batch, sequence_length, hidden_dim]`,
-    - `"pooled_output"`: float `[batch, hidden_dim]` (the backbone's pooler),
-    - `"padding_mask"`: bool `[batch, sequence_length]`.
-    Feed it to `keras_siamese.layers.Pooling` to get one vector per text.
+    With `dynamic_length=True` (the default) each batch is cut to its longest
+    text rounded up to the next of `length_buckets`, inside the graph: short
+    texts stop paying for `sequence_length` in `fit`, `predict` and an
+    exported SavedModel alike, and the outputs of the kept positions equal
+    those of full padding (padding is masked and sits at the end).
 
-    Setting `trainable=False` freezes the backbone (the "frozen encoder"
-    baseline); the tokenizer has no weights.
+    The output is a dict:
+    - `"sequence_output"`: float `[batch, length, hidden_dim]`,
+    - `"pooled_output"`: float `[batch, hidden_dim]` (the backbone's pooler),
+    - `"padding_mask"`: bool `[batch, length]`,
+    where `length` is `sequence_length`, or the batch's bucket length when
+    `dynamic_length`. Feed it to `keras_siamese.layers.Pooling` to get one
+    vector per text.
+
+    Setting `trainable=False` freezes the whole encoder (the "frozen encoder"
+    baseline); `frozen_layers` freezes part of the backbone and is kept in
+    the config. The tokenizer has no weights.
 
     Args:
-        backbone: a keras-hub backbone taking `token_ids`, `segment_ids` and
-            `padding_mask` (ALBERT, BERT) and returning `sequence_output` and
-            `pooled_output`.
+        backbone: a keras-hub text backbone taking `token_ids` and
+            `padding_mask` (and `segment_ids` if it has them: ALBERT, BERT)
+            and returning `sequence_output` (and `pooled_output` if it has a
+            pooler; otherwise the `[CLS]` state is returned there).
         tokenizer: the keras-hub tokenizer matching the backbone; it must
-            define `cls_token_id`, `sep_token_id` and `pad_token_id`.
-        sequence_length: tokens per text after packing, `[CLS]` and `[SEP]`
+            define `cls_token_id`/`sep_token_id` (or `start_token_id`/
+            `end_token_id`) and `pad_token_id`.
+        sequence_length: the most tokens per text, `[CLS]` and `[SEP]`
             included. Longer texts are truncated.
+        dynamic_length: trim each batch to its bucketed longest text.
+        length_buckets: the lengths a batch may be trimmed to; `None` gives
+            `default_length_buckets(sequence_length)` (multiples of 8 up to 64,
+            of 16 up to 128, then of 32). `sequence_length` is always one.
+        frozen_layers: `None` (nothing frozen here), `"all"` (the backbone),
+            or an integer `n`: the embeddings and the lowest `n` transformer
+            layers (see `keras_siamese.layers.freezing.freeze_backbone`).
 
     Example:
-    >>> encoder = AlbertEncoder.from_corpus(corpus_texts)  # doctest: +SKIP
+    >>> encoder = TextEncoder.from_preset("bert_tiny_en_uncased")  # doctest: +SKIP
     >>> features = encoder(tf.constant(["a dog barked", ""]))  # doctest: +SKIP
-    >>> features["pooled_output"].shape  # doctest: +SKIP
-    TensorShape([2, 128])
+    >>> features["sequence_output"].shape  # doctest: +SKIP
+    TensorShape([2, 8, 128])
     """
 
-    def __init__(self, backbone, tokenizer, sequence_length=128, **kwargs):
+    def __init__(
+        self,
+        backbone,
+        tokenizer,
+        sequence_length=128,
+        dynamic_length=True,
+        length_buckets=None,
+        frozen_layers=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if sequence_length < 3:
             raise ValueError(
@@ -57,14 +88,38 @@ class TextEncoder(keras.layers.Layer):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
+        self.dynamic_length = dynamic_length
+        self.length_buckets = length_buckets
+        self.frozen_layers = frozen_layers
+        self._buckets = check_length_buckets(length_buckets, sequence_length)
         self.packer = StartEndPacker(
             sequence_length=sequence_length,
-            start_value=tokenizer.cls_token_id,
-            end_value=tokenizer.sep_token_id,
-            pad_value=tokenizer.pad_token_id,
+            start_value=_special_token_id(tokenizer, "cls_token_id", "start_token_id"),
+            end_value=_special_token_id(tokenizer, "sep_token_id", "end_token_id"),
+            pad_value=_special_token_id(tokenizer, "pad_token_id"),
             return_padding_mask=True,
             dtype="int32",
         )
+        if frozen_layers is not None:
+            freeze_backbone(backbone, frozen_layers)
+        # Tokenisation works on strings, which XLA cannot compile.
+        self.supports_jit = False
+
+    @classmethod
+    def from_preset(cls, preset, sequence_length=128, **kwargs):
+        """Backbone and tokenizer from a keras-hub preset name or a local directory.
+
+        Local directories may be keras-hub presets or Hugging Face checkpoints
+        of a model keras-hub converts (config.json, model.safetensors and the
+        tokenizer files): BERT (MiniLM), ALBERT, RoBERTa, DistilBERT, ...
+        Other arguments go to the constructor.
+
+        Example:
+        >>> encoder = TextEncoder.from_preset("path/to/all-MiniLM-L6-v2")  # doctest: +SKIP
+        """
+        backbone = keras_hub.models.Backbone.from_preset(preset)
+        tokenizer = keras_hub.models.Tokenizer.from_preset(preset)
+        return cls(backbone, tokenizer, sequence_length=sequence_length, **kwargs)
 
     @property
     def hidden_dim(self):
@@ -75,7 +130,7 @@ class TextEncoder(keras.layers.Layer):
         self.built = True
 
     def tokenize(self, texts):
-        """Token ids and padding mask, `[batch, sequence_length]` each."""
+        """Token ids and padding mask, `[batch, length]` each (trimmed if `dynamic_length`)."""
         texts = tf.convert_to_tensor(texts)
         if texts.dtype != tf.string:
             raise ValueError(
@@ -85,26 +140,32 @@ class TextEncoder(keras.layers.Layer):
         texts = tf.strings.unicode_transcode(
             texts, "UTF-8", "UTF-8", errors="replace"
         )
-        return self.packer(self.tokenizer(texts))
+        token_ids, padding_mask = self.packer(self.tokenizer(texts))
+        if self.dynamic_length:
+            padding_mask, token_ids = trim_to_bucket(padding_mask, self._buckets, token_ids)
+        return token_ids, padding_mask
 
-    def call(self, texts):
+    def call(self, texts, training=None):
         token_ids, padding_mask = self.tokenize(texts)
-        outputs = self.backbone(
-            {
-                "token_ids": token_ids,
-                "segment_ids": tf.zeros_like(token_ids),
-                "padding_mask": padding_mask,
-            }
-        )
+        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        if "segment_ids" in self.backbone.input:
+            inputs["segment_ids"] = tf.zeros_like(token_ids)
+        outputs = self.backbone(inputs, training=training)
+        if isinstance(outputs, dict):
+            sequence_output = outputs["sequence_output"]
+            pooled_output = outputs.get("pooled_output", sequence_output[:, 0, :])
+        else:  # backbones without a pooler return the sequence only
+            sequence_output, pooled_output = outputs, outputs[:, 0, :]
         return {
-            "sequence_output": outputs["sequence_output"],
-            "pooled_output": outputs["pooled_output"],
+            "sequence_output": sequence_output,
+            "pooled_output": pooled_output,
             "padding_mask": tf.cast(padding_mask, "bool"),
         }
 
-    def compute_output_spec(self, texts):
+    def compute_output_spec(self, texts, training=None):
         batch = texts.shape[0]
-        length, hidden = self.sequence_length, self.hidden_dim
+        length = None if self.dynamic_length else self.sequence_length
+        hidden = self.hidden_dim
         dtype = self.backbone.compute_dtype
         return {
             "sequence_output": keras.KerasTensor((batch, length, hidden), dtype),
@@ -119,6 +180,9 @@ class TextEncoder(keras.layers.Layer):
                 "backbone": keras.layers.serialize(self.backbone),
                 "tokenizer": _serialize_with_vocabulary(self.tokenizer),
                 "sequence_length": self.sequence_length,
+                "dynamic_length": self.dynamic_length,
+                "length_buckets": self.length_buckets,
+                "frozen_layers": self.frozen_layers,
             }
         )
         return config
@@ -129,6 +193,16 @@ class TextEncoder(keras.layers.Layer):
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
         return cls(**config)
+
+
+def _special_token_id(tokenizer, *names):
+    for name in names:
+        if getattr(tokenizer, name, None) is not None:
+            return getattr(tokenizer, name)
+    raise ValueError(
+        f"{type(tokenizer).__name__} defines none of {names}; TextEncoder needs "
+        "them to pack texts."
+    )
 
 
 def _serialize_with_vocabulary(tokenizer):

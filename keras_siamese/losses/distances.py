@@ -1,0 +1,130 @@
+"""Pairwise distances and input checks shared by the metric-learning losses.
+
+All maths runs in float32 whatever the embedding dtype; callers cast results back.
+"""
+
+import tensorflow as tf
+
+DISTANCES = ("L2", "squared-L2", "angular")
+
+
+def pairwise_distance(embeddings, distance="L2"):
+    """Returns the `[B, B]` float32 matrix of distances between rows of `embeddings`.
+
+    Args:
+        embeddings: `[B, D]` float tensor.
+        distance: `"L2"` (Euclidean), `"squared-L2"`, `"angular"` (one minus the
+            cosine of the L2-normalised vectors, clamped at 0) or a callable mapping
+            `[B, D]` float32 embeddings to a `[B, B]` distance matrix.
+
+    The diagonal is exactly zero. Euclidean distances are computed as
+    `sqrt(max(|x|^2 + |y|^2 - 2 x.y, 0))` with exact zeros kept at zero, so the
+    gradient stays finite for identical embeddings (this is the formulation of
+    tensorflow-addons' `pairwise_distance`, so values agree with it).
+
+    Example:
+    >>> pairwise_distance(tf.constant([[0.0, 0.0], [3.0, 4.0]])).numpy()
+    array([[0., 5.],
+           [5., 0.]], dtype=float32)
+    """
+    embeddings = tf.cast(embeddings, tf.float32)
+    if callable(distance):
+        return tf.cast(distance(embeddings), tf.float32)
+    check_distance(distance)
+    if distance == "angular":
+        unit = tf.math.l2_normalize(embeddings, axis=1)
+        pdist = tf.maximum(1.0 - tf.matmul(unit, unit, transpose_b=True), 0.0)
+    else:
+        squared_norms = tf.reduce_sum(tf.square(embeddings), axis=1)
+        squared = (
+            squared_norms[:, None]
+            + squared_norms[None, :]
+            - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True)
+        )
+        squared = tf.maximum(squared, 0.0)
+        if distance == "squared-L2":
+            pdist = squared
+        else:
+            is_zero = squared <= 0.0
+            # sqrt'(0) is infinite: take the root of 1 where the distance is 0, then zero it.
+            pdist = tf.where(is_zero, 0.0, tf.sqrt(tf.where(is_zero, 1.0, squared)))
+    return tf.linalg.set_diag(pdist, tf.zeros_like(pdist[:, 0]))
+
+
+def check_distance(distance):
+    """Raises ValueError unless `distance` is a known name or a callable."""
+    if not callable(distance) and distance not in DISTANCES:
+        raise ValueError(
+            f"Unknown distance {distance!r}: expected one of {DISTANCES} or a callable "
+            "mapping [B, D] embeddings to a [B, B] distance matrix."
+        )
+
+
+def check_embeddings(embeddings, rank=2, what="embeddings"):
+    """Converts `embeddings` to a float tensor of the given rank, checking it is finite.
+
+    Raises ValueError (eagerly) for a wrong rank, a non-float dtype or non-finite
+    values; inside a `tf.function` the finiteness check becomes a runtime assertion.
+    """
+    embeddings = tf.convert_to_tensor(embeddings)
+    if not embeddings.dtype.is_floating:
+        raise ValueError(f"{what} must be a float tensor, got dtype {embeddings.dtype.name}.")
+    if embeddings.shape.rank is not None and embeddings.shape.rank != rank:
+        raise ValueError(
+            f"{what} must have rank {rank}, got shape {embeddings.shape}."
+        )
+    message = f"{what} contain NaN or infinite values."
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(tf.math.is_finite(embeddings))):
+            raise ValueError(message)
+        return embeddings
+    check = tf.debugging.Assert(
+        tf.reduce_all(tf.math.is_finite(embeddings)), [message]
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(embeddings)
+
+
+def check_labels(labels, batch_size, what="labels"):
+    """Returns class labels `[B]` as int64 from a `[B]` or `[B, 1]` integer tensor or
+    a float tensor holding whole numbers; raises ValueError otherwise.
+
+    `batch_size` is the embeddings' first dimension (int or scalar tensor).
+    """
+    labels = tf.convert_to_tensor(labels)
+    if labels.dtype.is_complex or labels.dtype == tf.string or labels.dtype == tf.bool:
+        raise ValueError(f"{what} must be integers, got dtype {labels.dtype.name}.")
+    rank = labels.shape.rank
+    if rank is not None and not (
+        rank == 1 or (rank == 2 and labels.shape[1] in (1, None))
+    ):
+        raise ValueError(f"{what} must have shape [B] or [B, 1], got {labels.shape}.")
+    static_count = labels.shape[0] if rank else None
+    if isinstance(batch_size, int) and static_count is not None and static_count != batch_size:
+        raise ValueError(
+            f"{what} and embeddings disagree on the batch size: {static_count} labels "
+            f"for {batch_size} embeddings."
+        )
+    labels = tf.reshape(labels, [-1])
+    whole = tf.constant(True)
+    if labels.dtype.is_floating:
+        whole = tf.reduce_all(tf.equal(labels, tf.round(labels)))
+    same_size = tf.equal(tf.size(labels, out_type=tf.int64), tf.cast(batch_size, tf.int64))
+    not_whole = f"float {what} must hold whole numbers (class ids)."
+    mismatch = f"{what} must have one entry per embedding ([B] or [B, 1])."
+    if tf.executing_eagerly():
+        if not bool(same_size):
+            raise ValueError(
+                f"{mismatch} Got {int(tf.size(labels))} labels for {int(batch_size)} embeddings."
+            )
+        if not bool(whole):
+            raise ValueError(not_whole)
+        return tf.cast(labels, tf.int64)
+    checks = [tf.debugging.Assert(same_size, [mismatch]), tf.debugging.Assert(whole, [not_whole])]
+    with tf.control_dependencies(checks):
+        return tf.cast(labels, tf.int64)
+
+
+def same_label_mask(labels):
+    """`[B, B]` bool: True where the two examples share a label (diagonal included)."""
+    return tf.equal(labels[:, None], labels[None, :])
