@@ -26,7 +26,7 @@ class Pooling(keras.layers.Layer):
     Example:
     >>> features = {"sequence_output": tf.ones([2, 4, 8]),
     ...             "pooled_output": tf.zeros([2, 8]),
-    ...             "padding_mask": tf.constant([[1, 1, 0, 0], [1, 1, 1, 1]], bool)}
+    ...             "padding_mask": tf.constant([[True, True, False, False], [True] * 4])}
     >>> Pooling("mean")(features).shape
     TensorShape([2, 8])
     """

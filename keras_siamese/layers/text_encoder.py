@@ -50,7 +50,7 @@ class TextEncoder(keras.layers.Layer):
             included. Longer texts are truncated.
         dynamic_length: trim each batch to its bucketed longest text.
         length_buckets: the lengths a batch may be trimmed to; `None` gives
-            `default_length_buckets(sequence_length)` (multiples of 8 up to 64,
+            `default_length_buckets(sequence_length)` (multiples of 4 up to 64,
             of 16 up to 128, then of 32). `sequence_length` is always one.
         frozen_layers: `None` (nothing frozen here), `"all"` (the backbone),
             or an integer `n`: the embeddings and the lowest `n` transformer
@@ -131,15 +131,7 @@ class TextEncoder(keras.layers.Layer):
 
     def tokenize(self, texts):
         """Token ids and padding mask, `[batch, length]` each (trimmed if `dynamic_length`)."""
-        texts = tf.convert_to_tensor(texts)
-        if texts.dtype != tf.string:
-            raise ValueError(
-                f"TextEncoder takes strings (tf.string), got dtype {texts.dtype.name}."
-            )
-        texts = tf.reshape(texts, [-1])
-        texts = tf.strings.unicode_transcode(
-            texts, "UTF-8", "UTF-8", errors="replace"
-        )
+        texts = as_text_batch(texts, type(self).__name__)
         token_ids, padding_mask = self.packer(self.tokenizer(texts))
         if self.dynamic_length:
             padding_mask, token_ids = trim_to_bucket(padding_mask, self._buckets, token_ids)
@@ -193,6 +185,15 @@ class TextEncoder(keras.layers.Layer):
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
         return cls(**config)
+
+
+def as_text_batch(texts, layer_name):
+    """`texts` as a flat tf.string batch with invalid UTF-8 bytes replaced."""
+    texts = tf.convert_to_tensor(texts)
+    if texts.dtype != tf.string:
+        raise ValueError(f"{layer_name} takes strings (tf.string), got dtype {texts.dtype.name}.")
+    texts = tf.reshape(texts, [-1])
+    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
 
 
 def _special_token_id(tokenizer, *names):

@@ -26,9 +26,11 @@ from keras_siamese.losses.distances import (
     same_label_mask,
 )
 
-# Classes of at most this many examples take the per-positive masked-minimum path of
-# the semi-hard mining (cost grows with the class size); larger classes take the
-# sorting path (cost ~B^2 log B whatever the label layout).
+# Semi-hard mining runs over blocks of anchors (rows of the distance matrix) so its
+# temporaries stay at [_ROWS_PER_BLOCK, B]. Anchors are visited grouped by class; a block
+# whose classes have at most _MAX_CLASS_SIZE_FOR_DIRECT_MINING examples takes one masked
+# minimum per class member, other blocks sort their rows (~B log B per anchor).
+_ROWS_PER_BLOCK = 256
 _MAX_CLASS_SIZE_FOR_DIRECT_MINING = 12
 
 
@@ -91,102 +93,159 @@ def semihard_triplet_terms(labels, embeddings, margin=1.0, distance="L2"):
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
     margin = tf.cast(margin, tf.float32)
-    same = same_label_mask(labels)
-    num_pairs = tf.reduce_sum(tf.cast(same, tf.int32)) - tf.size(labels)
-    denominator = tf.cast(tf.maximum(num_pairs, 1), tf.float32)
-
-    def mine():
-        order = tf.argsort(labels, stable=True)
-        sorted_labels = tf.gather(labels, order)
-        class_start = tf.searchsorted(sorted_labels, labels, side="left", out_type=tf.int32)
-        class_size = (
-            tf.searchsorted(sorted_labels, labels, side="right", out_type=tf.int32) - class_start
-        )
-        return tf.cond(
-            tf.reduce_max(class_size) <= _MAX_CLASS_SIZE_FOR_DIRECT_MINING,
-            lambda: _semihard_sums_by_class_members(pdist, same, margin, order, class_start, class_size),
-            lambda: _semihard_sums_by_sorting(pdist, same, margin),
-        )
-
-    def no_pairs():
-        zero = tf.reduce_sum(pdist) * 0.0  # keeps the graph connected: zero gradients, not None
-        return zero, zero, zero, zero
-
-    hinge_sum, active_count, positive_sum, negative_sum = tf.cond(num_pairs > 0, mine, no_pairs)
+    sums, weights = _mine_semihard(labels, tf.stop_gradient(pdist), margin)
+    hinge_sum, active_count, positive_sum, negative_sum, num_pairs = tf.unstack(sums)
+    denominator = tf.maximum(num_pairs, 1.0)
+    # The loss value is hinge_sum; its gradient with respect to pdist is `weights`
+    # (+1 at each active (a, p), -1 at each active pair's chosen (a, n)).
+    surrogate = tf.reduce_sum(weights * pdist)
+    loss = (hinge_sum + surrogate - tf.stop_gradient(surrogate)) / denominator
     return SemihardTripletTerms(
-        loss=tf.cast(hinge_sum / denominator, dtype),
-        active_fraction=tf.stop_gradient(active_count / denominator),
-        mean_positive_distance=tf.stop_gradient(positive_sum / denominator),
-        mean_negative_distance=tf.stop_gradient(negative_sum / denominator),
-        num_pairs=num_pairs,
+        loss=tf.cast(loss, dtype),
+        active_fraction=active_count / denominator,
+        mean_positive_distance=positive_sum / denominator,
+        mean_negative_distance=negative_sum / denominator,
+        num_pairs=tf.cast(num_pairs, tf.int32),
     )
 
 
-def _pair_sums(d_ap, d_an, valid, margin):
-    """Sums over valid pairs of the hinge, its active count, d_ap and d_an."""
+def _mine_semihard(labels, distances, margin):
+    """Semi-hard mining over blocks of anchors.
+
+    Returns `sums` (float32 [5]: hinge sum, active pair count, d_ap sum, d_an sum,
+    pair count) and `weights` [B, B], the gradient of the hinge sum with respect to
+    the distances. Nothing here is differentiated.
+    """
+    batch = tf.shape(labels)[0]
+    order = tf.argsort(labels, stable=True)  # anchors grouped by class
+    sorted_labels = tf.gather(labels, order)
+    class_start = tf.searchsorted(sorted_labels, labels, side="left", out_type=tf.int32)
+    class_size = tf.searchsorted(sorted_labels, labels, side="right", out_type=tf.int32) - class_start
+    num_blocks = (batch + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    padded_rows = tf.range(num_blocks * _ROWS_PER_BLOCK)
+    is_anchor = padded_rows < batch
+    padded_order = tf.concat([order, padded_rows[batch:]], axis=0)  # padding: rows >= B
+    slots = tf.range(_MAX_CLASS_SIZE_FOR_DIRECT_MINING)
+
+    def mine_block(block, sums, weights):
+        rows = tf.range(block * _ROWS_PER_BLOCK, (block + 1) * _ROWS_PER_BLOCK)
+        block_rows = tf.gather(padded_order, rows)
+        in_batch = tf.gather(is_anchor, rows)
+        anchors = tf.where(in_batch, block_rows, 0)
+        anchor_labels = tf.gather(labels, anchors)
+        block_distances = tf.gather(distances, anchors)
+        negative = tf.not_equal(anchor_labels[:, None], labels[None, :])
+        positive = tf.logical_not(negative) & in_batch[:, None] & (
+            tf.range(batch)[None, :] != anchors[:, None]
+        )
+        largest_class = tf.reduce_max(tf.where(in_batch, tf.gather(class_size, anchors), 0))
+
+        def by_class_members():
+            start = tf.gather(class_start, anchors)
+            members = tf.gather(order, tf.minimum(start[:, None] + slots[None, :], batch - 1))
+            member_is_positive = tf.gather(positive, members, batch_dims=1) & (
+                slots[None, :] < tf.gather(class_size, anchors)[:, None]
+            )
+            return _semihard_by_class_members(
+                block_distances, negative, members, member_is_positive, largest_class, margin
+            )
+
+        block_sums, block_weights = tf.cond(
+            largest_class <= _MAX_CLASS_SIZE_FOR_DIRECT_MINING,
+            by_class_members,
+            lambda: _semihard_by_sorting(block_distances, negative, positive, margin),
+        )
+        return block + 1, sums + block_sums, weights.scatter(block_rows, block_weights)
+
+    _, sums, weights = tf.while_loop(
+        lambda block, *_: block < num_blocks,
+        mine_block,
+        (
+            tf.constant(0),
+            tf.zeros([5]),
+            tf.TensorArray(tf.float32, size=num_blocks * _ROWS_PER_BLOCK, element_shape=[None]),
+        ),
+    )
+    return sums, weights.stack()[:batch]
+
+
+def _block_sums(d_ap, d_an, valid, margin):
+    """[hinge sum, active count, d_ap sum, d_an sum, pair count] over valid pairs, and
+    the active mask."""
     hinge = tf.where(valid, tf.nn.relu(margin + d_ap - d_an), 0.0)
-    return (
-        tf.reduce_sum(hinge),
-        tf.reduce_sum(tf.cast(hinge > 0.0, tf.float32)),
-        tf.reduce_sum(tf.where(valid, d_ap, 0.0)),
-        tf.reduce_sum(tf.where(valid, d_an, 0.0)),
+    active = hinge > 0.0
+    sums = tf.stack(
+        [
+            tf.reduce_sum(hinge),
+            tf.reduce_sum(tf.cast(active, tf.float32)),
+            tf.reduce_sum(tf.where(valid, d_ap, 0.0)),
+            tf.reduce_sum(tf.where(valid, d_an, 0.0)),
+            tf.reduce_sum(tf.cast(valid, tf.float32)),
+        ]
     )
+    return sums, active
 
 
 def _take(matrix, columns):
-    """`matrix[a, columns[a, j]]` for a `[B, B]` matrix and `[B, J]` column indices."""
+    """`matrix[a, columns[a, j]]` for a `[R, B]` matrix and `[R, J]` column indices."""
     return tf.gather(matrix, columns, batch_dims=1)
 
 
-def _semihard_sums_by_class_members(pdist, same, margin, order, class_start, class_size):
-    """Semi-hard mining for small classes: one masked minimum per class member.
+def _farthest_negative(distances, negative):
+    """Column of each row's farthest negative and whether the row has a negative."""
+    masked = tf.where(negative, distances, -1.0)
+    return tf.argmax(masked, axis=1, output_type=tf.int32), tf.reduce_max(masked, axis=1) >= 0.0
 
-    `order` sorts the batch by label, so the members of anchor `a`'s class are
-    `order[class_start[a] : class_start[a] + class_size[a]]`. Member slot `j` of
-    every anchor is mined at once with O(B^2) work, for `max(class_size)` slots.
+
+def _semihard_by_class_members(distances, negative, members, member_is_positive, num_slots, margin):
+    """Semi-hard mining for anchors of small classes: one masked minimum per class member.
+
+    `members[a, j]` is the j-th example of anchor a's class; slot j of every anchor
+    is mined at once, for `num_slots` slots.
     """
-    batch = tf.shape(pdist)[0]
-    distances = tf.stop_gradient(pdist)
-    negative = tf.logical_not(same)
-    anchors = tf.range(batch)
-    slots = tf.range(_MAX_CLASS_SIZE_FOR_DIRECT_MINING)
-    members = tf.gather(order, tf.minimum(class_start[:, None] + slots[None, :], batch - 1))
-    valid = (slots[None, :] < class_size[:, None]) & (members != anchors[:, None])
-
-    masked_negatives = tf.where(negative, distances, -1.0)
-    farthest = tf.argmax(masked_negatives, axis=1, output_type=tf.int32)
-    has_negative = tf.reduce_max(masked_negatives, axis=1) >= 0.0
-    infinity = tf.constant(float("inf"))
+    num_rows, width = tf.shape(distances)[0], tf.shape(distances)[1]
+    farthest, has_negative = _farthest_negative(distances, negative)
+    d_ap = _take(distances, members)
 
     def mine_slot(slot, chosen):
-        d_ap = _take(distances, members[:, slot][:, None])
-        farther = tf.where(negative & (distances > d_ap), distances, infinity)
+        farther = tf.where(negative & (distances > d_ap[:, slot, None]), distances, float("inf"))
         nearest = tf.argmin(farther, axis=1, output_type=tf.int32)
-        found = tf.reduce_min(farther, axis=1) < infinity
+        found = _take(farther, nearest[:, None])[:, 0] < float("inf")
         column = tf.where(found, nearest, farthest)
-        return slot + 1, chosen + tf.one_hot(slot, tf.size(slots), dtype=tf.int32) * column[:, None]
+        return slot + 1, chosen + tf.one_hot(slot, tf.shape(members)[1], dtype=tf.int32) * column[:, None]
 
     _, chosen = tf.while_loop(
-        lambda slot, _: slot < tf.reduce_max(class_size),
-        mine_slot,
-        (tf.constant(0), tf.zeros_like(members)),
+        lambda slot, _: slot < num_slots, mine_slot, (tf.constant(0), tf.zeros_like(members))
     )
-    d_an = tf.where(has_negative[:, None], _take(pdist, chosen), 0.0)
-    return _pair_sums(_take(pdist, members), d_an, valid, margin)
+    d_an = tf.where(has_negative[:, None], _take(distances, chosen), 0.0)
+    sums, active = _block_sums(d_ap, d_an, member_is_positive, margin)
+    return sums, _hinge_gradient(active, members, chosen, has_negative, num_rows, width)
 
 
-def _semihard_sums_by_sorting(pdist, same, margin):
+def _hinge_gradient(active, positives, negatives, has_negative, num_rows, width):
+    """Gradient of the hinge sum with respect to the `[R, W]` distances: +1 at each
+    active pair's (a, p), -1 at its (a, n) (no n when a has no negative)."""
+    gain = tf.where(active, 1.0, 0.0)
+    row_offsets = tf.range(num_rows)[:, None] * width
+    size = num_rows * width
+    weights = tf.math.unsorted_segment_sum(gain, row_offsets + positives, size)
+    weights -= tf.math.unsorted_segment_sum(
+        tf.where(has_negative[:, None], gain, 0.0), row_offsets + negatives, size
+    )
+    return tf.reshape(weights, [num_rows, width])
+
+
+def _semihard_by_sorting(distances, negative, positive, margin):
     """Semi-hard mining for any label layout with one sort per row.
 
     Each row is sorted with non-negatives keyed one float step above their distance,
     so a negative at the same distance as a positive sorts before it. For a positive
     at sorted position i with k negatives before it, the semi-hard negative is the
-    k-th nearest negative — unless the (k-1)-th lies exactly one float step above the
-    positive's distance, i.e. tied with its key, in which case it is that one.
+    k-th nearest negative, unless the (k-1)-th lies exactly one float step above the
+    positive's distance (tied with its key), in which case it is that one; with no
+    k-th nearest negative it is the farthest.
     """
-    batch = tf.shape(pdist)[0]
-    distances = tf.stop_gradient(pdist)
-    negative = tf.logical_not(same)
+    num_rows, width = tf.shape(distances)[0], tf.shape(distances)[1]
     bits = tf.bitcast(distances, tf.int32)  # monotone in the distance, distances >= 0
     keys = tf.where(negative, bits, bits + 1)
     perm = tf.argsort(keys, axis=1)
@@ -194,23 +253,22 @@ def _semihard_sums_by_sorting(pdist, same, margin):
     negatives_before = tf.cumsum(tf.cast(negative_sorted, tf.int32), axis=1, exclusive=True)
     num_negatives = tf.reduce_sum(tf.cast(negative, tf.int32), axis=1)
 
-    # nearest_negatives[a, k]: column of a's k-th nearest negative (k < num_negatives[a]).
-    rows = tf.range(batch)[:, None]
-    target = tf.where(negative_sorted, rows * batch + negatives_before, -1)
-    nearest_negatives = tf.math.unsorted_segment_max(perm, target, batch * batch)
-    nearest_negatives = tf.maximum(tf.reshape(nearest_negatives, [batch, batch]), 0)
+    # nearest_negatives[a, k]: column of row a's k-th nearest negative (k < num_negatives[a]).
+    row_offsets = tf.range(num_rows)[:, None] * width
+    target = tf.where(negative_sorted, row_offsets + negatives_before, -1)
+    nearest_negatives = tf.math.unsorted_segment_max(perm, target, num_rows * width)
+    nearest_negatives = tf.maximum(tf.reshape(nearest_negatives, [num_rows, width]), 0)
 
     last = tf.maximum(num_negatives - 1, 0)[:, None]
-    after = _take(nearest_negatives, tf.minimum(negatives_before, last))  # farthest if none
+    after = _take(nearest_negatives, tf.minimum(negatives_before, last))
     before = _take(nearest_negatives, tf.maximum(negatives_before - 1, 0))
-    d_ap = _take(pdist, perm)
-    tied = (negatives_before > 0) & (
-        _take(bits, before) == tf.bitcast(tf.stop_gradient(d_ap), tf.int32) + 1
-    )
+    key_sorted = _take(keys, perm)
+    tied = (negatives_before > 0) & tf.equal(_take(bits, before), key_sorted)
     chosen = tf.where(tied, before, after)
-    d_an = tf.where((num_negatives > 0)[:, None], _take(pdist, chosen), 0.0)
-    valid = tf.logical_not(negative_sorted) & (perm != rows)
-    return _pair_sums(d_ap, d_an, valid, margin)
+    d_ap = tf.bitcast(key_sorted - 1, tf.float32)
+    d_an = tf.where((num_negatives > 0)[:, None], _take(distances, chosen), 0.0)
+    sums, active = _block_sums(d_ap, d_an, _take(positive, perm), margin)
+    return sums, _hinge_gradient(active, perm, chosen, num_negatives > 0, num_rows, width)
 
 
 def triplet_semihard_loss(labels, embeddings, margin=1.0, distance="L2"):
