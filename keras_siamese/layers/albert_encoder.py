@@ -6,6 +6,7 @@ import keras
 import sentencepiece
 from keras_hub.models import AlbertBackbone, AlbertTokenizer
 
+from keras_siamese.layers.hub_encoder import HubEncoder
 from keras_siamese.layers.text_encoder import TextEncoder
 
 
@@ -20,6 +21,8 @@ class AlbertEncoder(TextEncoder):
       or a Hugging Face ALBERT directory (config.json, model.safetensors,
       spiece.model);
     - `AlbertEncoder(backbone, tokenizer)` from keras-hub objects you hold.
+    TF Hub SavedModels load with `AlbertEncoder.from_tfhub`, which returns a
+    `HubEncoder`.
 
     Args: as `TextEncoder`.
 
@@ -65,10 +68,37 @@ class AlbertEncoder(TextEncoder):
 
     @classmethod
     def from_preset(cls, preset, sequence_length=128, **kwargs):
-        """Loads backbone and tokenizer from a keras-hub preset or a local directory."""
+        """ALBERT from a keras-hub preset name or a local directory.
+
+        Directories may be keras-hub presets or Hugging Face ALBERT
+        checkpoints (config.json, model.safetensors, spiece.model), which
+        keras-hub converts on load. Other arguments go to the constructor.
+
+        Example:
+        >>> encoder = AlbertEncoder.from_preset("albert_base_en_uncased")  # doctest: +SKIP
+        >>> encoder = AlbertEncoder.from_preset("path/to/hf-albert")  # doctest: +SKIP
+        """
         backbone = AlbertBackbone.from_preset(preset)
         tokenizer = AlbertTokenizer.from_preset(preset)
         return cls(backbone, tokenizer, sequence_length=sequence_length, **kwargs)
+
+    @staticmethod
+    def from_tfhub(encoder, preprocessor=None, sequence_length=128, **kwargs):
+        """ALBERT from TF Hub-format SavedModels (albert_en_base + albert_en_preprocess).
+
+        Returns a `HubEncoder`: the weights stay inside the SavedModel's graph,
+        so it has the same strings-in call and outputs as an AlbertEncoder but
+        is a different class. Without `preprocessor`, texts are tokenised with
+        the encoder's own SentencePiece asset.
+
+        Example:
+        >>> encoder = AlbertEncoder.from_tfhub(
+        ...     "https://tfhub.dev/tensorflow/albert_en_base/3",
+        ...     "https://tfhub.dev/tensorflow/albert_en_preprocess/3")  # doctest: +SKIP
+        """
+        return HubEncoder(
+            encoder, preprocessor, sequence_length=sequence_length, **kwargs
+        )
 
 
 def train_sentencepiece(texts, vocabulary_size):

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 import tensorflow_hub
+from keras.src.saving import serialization_lib  # Keras' own safe-mode flag (as TFSMLayer)
 from keras_hub.layers import StartEndPacker
 from keras_hub.models import AlbertTokenizer, BertTokenizer
 
@@ -164,7 +165,7 @@ class HubEncoder(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        if keras.saving.serialization_lib.in_safe_mode() is not False:
+        if serialization_lib.in_safe_mode() is not False:
             raise ValueError(
                 "Loading a HubEncoder loads the SavedModel at "
                 f"{config['encoder']!r}, graph code from outside this file, which "
@@ -175,9 +176,19 @@ class HubEncoder(keras.layers.Layer):
 
 
 def _encoder_variables(model):
-    """The SavedModel's variables, trainable ones first, each once."""
+    """The SavedModel's variables, trainable ones first, each once.
+
+    TF Hub's reusable SavedModels list them as attributes; otherwise they are
+    the variables its call functions capture.
+    """
+    if hasattr(model, "trainable_variables") and hasattr(model, "variables"):
+        candidates = list(model.trainable_variables) + list(model.variables)
+    else:
+        functions = model.__call__.concrete_functions
+        candidates = [v for f in functions for v in f.trainable_variables]
+        candidates += [v for f in functions for v in f.variables]
     seen, ordered = set(), []
-    for variable in list(model.trainable_variables) + list(model.variables):
+    for variable in candidates:
         if id(variable) not in seen:
             seen.add(id(variable))
             ordered.append(variable)

@@ -34,21 +34,39 @@ def pairwise_distance(embeddings, distance="L2"):
     if distance == "angular":
         unit = tf.math.l2_normalize(embeddings, axis=1)
         pdist = tf.maximum(1.0 - tf.matmul(unit, unit, transpose_b=True), 0.0)
-    else:
-        squared_norms = tf.reduce_sum(tf.square(embeddings), axis=1)
-        squared = (
-            squared_norms[:, None]
-            + squared_norms[None, :]
-            - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True)
-        )
-        squared = tf.maximum(squared, 0.0)
-        if distance == "squared-L2":
-            pdist = squared
-        else:
-            is_zero = squared <= 0.0
-            # sqrt'(0) is infinite: take the root of 1 where the distance is 0, then zero it.
-            pdist = tf.where(is_zero, 0.0, tf.sqrt(tf.where(is_zero, 1.0, squared)))
-    return tf.linalg.set_diag(pdist, tf.zeros_like(pdist[:, 0]))
+        return tf.linalg.set_diag(pdist, tf.zeros_like(pdist[:, 0]))
+    return _euclidean_distances(embeddings, squared=distance == "squared-L2")
+
+
+def _euclidean_distances(embeddings, squared):
+    """Euclidean (or squared) distances with a hand-written gradient that keeps only
+    the `[B, B]` result alive, not the chain of intermediates autodiff would store."""
+
+    @tf.custom_gradient
+    def distances(x):
+        squared_norms = tf.reduce_sum(tf.square(x), axis=1)
+        gram = tf.matmul(x, x, transpose_b=True)
+        pdist = tf.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * gram, 0.0)
+        pdist = tf.linalg.set_diag(pdist, tf.zeros_like(squared_norms))
+        if not squared:
+            pdist = tf.sqrt(pdist)
+
+        def gradient(upstream):
+            # d/d(squared distance); zero where the distance is zero (clamped or diagonal).
+            if squared:
+                scale = tf.where(pdist > 0.0, upstream, 0.0)
+            else:
+                scale = tf.where(pdist > 0.0, upstream / (2.0 * tf.where(pdist > 0.0, pdist, 1.0)), 0.0)
+            totals = tf.reduce_sum(scale, axis=1) + tf.reduce_sum(scale, axis=0)
+            return 2.0 * (
+                totals[:, None] * x
+                - tf.matmul(scale, x)
+                - tf.matmul(scale, x, transpose_a=True)
+            )
+
+        return pdist, gradient
+
+    return distances(embeddings)
 
 
 def check_distance(distance):

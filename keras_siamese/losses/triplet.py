@@ -89,24 +89,36 @@ def semihard_triplet_terms(labels, embeddings, margin=1.0, distance="L2"):
     Example:
     >>> terms = semihard_triplet_terms([0, 0, 1, 1], [[0., 1.], [0., 2.], [1., 0.], [2., 0.]])
     >>> round(float(terms.loss), 4), float(terms.active_fraction)
-    (0.5858, 1.0)
+    (0.2929, 0.5)
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
     margin = tf.cast(margin, tf.float32)
-    sums, weights = _mine_semihard(labels, tf.stop_gradient(pdist), margin)
-    hinge_sum, active_count, positive_sum, negative_sum, num_pairs = tf.unstack(sums)
+    hinge_sum, active_count, positive_sum, negative_sum, num_pairs = tf.unstack(
+        _semihard_sums(labels, pdist, margin)
+    )
     denominator = tf.maximum(num_pairs, 1.0)
-    # The loss value is hinge_sum; its gradient with respect to pdist is `weights`
-    # (+1 at each active (a, p), -1 at each active pair's chosen (a, n)).
-    surrogate = tf.reduce_sum(weights * pdist)
-    loss = (hinge_sum + surrogate - tf.stop_gradient(surrogate)) / denominator
+    loss = hinge_sum / denominator
     return SemihardTripletTerms(
         loss=tf.cast(loss, dtype),
-        active_fraction=active_count / denominator,
-        mean_positive_distance=positive_sum / denominator,
-        mean_negative_distance=negative_sum / denominator,
+        active_fraction=tf.stop_gradient(active_count / denominator),
+        mean_positive_distance=tf.stop_gradient(positive_sum / denominator),
+        mean_negative_distance=tf.stop_gradient(negative_sum / denominator),
         num_pairs=tf.cast(num_pairs, tf.int32),
     )
+
+
+def _semihard_sums(labels, pdist, margin):
+    """float32 [5]: hinge sum, active pair count, d_ap sum, d_an sum and pair count of
+    the semi-hard triplets; differentiable in the hinge sum only (the others are
+    piecewise constant or statistics)."""
+
+    @tf.custom_gradient
+    def sums(distances):
+        values, weights = _mine_semihard(labels, distances, margin)
+        # The gradient is assembled only when asked for, after the forward temporaries are gone.
+        return values, lambda upstream: upstream[0] * weights
+
+    return sums(pdist)
 
 
 def _mine_semihard(labels, distances, margin):
@@ -124,11 +136,11 @@ def _mine_semihard(labels, distances, margin):
     num_blocks = (batch + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
     padded_rows = tf.range(num_blocks * _ROWS_PER_BLOCK)
     is_anchor = padded_rows < batch
-    padded_order = tf.concat([order, padded_rows[batch:]], axis=0)  # padding: rows >= B
+    padded_order = tf.concat([order, padded_rows[batch:]], axis=0)  # padding rows: >= B
     slots = tf.range(_MAX_CLASS_SIZE_FOR_DIRECT_MINING)
 
     def mine_block(block, sums, weights):
-        rows = tf.range(block * _ROWS_PER_BLOCK, (block + 1) * _ROWS_PER_BLOCK)
+        rows = block * _ROWS_PER_BLOCK + tf.range(_ROWS_PER_BLOCK)
         block_rows = tf.gather(padded_order, rows)
         in_batch = tf.gather(is_anchor, rows)
         anchors = tf.where(in_batch, block_rows, 0)
@@ -155,7 +167,7 @@ def _mine_semihard(labels, distances, margin):
             by_class_members,
             lambda: _semihard_by_sorting(block_distances, negative, positive, margin),
         )
-        return block + 1, sums + block_sums, weights.scatter(block_rows, block_weights)
+        return block + 1, sums + block_sums, weights.write(block, block_weights)
 
     _, sums, weights = tf.while_loop(
         lambda block, *_: block < num_blocks,
@@ -163,10 +175,12 @@ def _mine_semihard(labels, distances, margin):
         (
             tf.constant(0),
             tf.zeros([5]),
-            tf.TensorArray(tf.float32, size=num_blocks * _ROWS_PER_BLOCK, element_shape=[None]),
+            tf.TensorArray(tf.float32, size=num_blocks, element_shape=[_ROWS_PER_BLOCK, None]),
         ),
     )
-    return sums, weights.stack()[:batch]
+    # Block rows follow `order`; put each anchor's row back in place.
+    weights = tf.reshape(weights.stack(), [-1, batch])[:batch]
+    return sums, tf.gather(weights, tf.math.invert_permutation(order))
 
 
 def _block_sums(d_ap, d_an, valid, margin):
@@ -299,7 +313,7 @@ def triplet_batch_hard_loss(labels, embeddings, margin=1.0, soft_margin=False, d
 
     Example:
     >>> round(float(triplet_batch_hard_loss([0, 0, 1], [[0., 0.], [3., 4.], [0., 1.]])), 4)
-    5.0
+    3.3787
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
     same = same_label_mask(labels)
@@ -330,7 +344,7 @@ def triplet_batch_all_loss(labels, embeddings, margin=1.0, distance="L2"):
 
     Example:
     >>> round(float(triplet_batch_all_loss([0, 0, 1], [[0., 0.], [3., 4.], [0., 1.]])), 4)
-    5.0
+    3.3787
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
     margin = tf.cast(margin, tf.float32)
@@ -376,7 +390,7 @@ class TripletSemiHardLoss(_TripletLoss):
     Example:
     >>> loss = TripletSemiHardLoss(margin=0.5)
     >>> round(float(loss([0, 0, 1, 1], [[0., 1.], [0., 2.], [1., 0.], [2., 0.]])), 4)
-    0.1464
+    0.0429
     """
 
     def __init__(self, margin=1.0, distance="L2", name="triplet_semihard_loss", **kwargs):
@@ -393,7 +407,7 @@ class TripletBatchHardLoss(_TripletLoss):
     Example:
     >>> loss = TripletBatchHardLoss(soft_margin=True)
     >>> round(float(loss([0, 0, 1], [[0., 0.], [3., 4.], [0., 1.]])), 4)
-    4.0181
+    2.58
     """
 
     def __init__(
@@ -418,7 +432,7 @@ class TripletBatchAllLoss(_TripletLoss):
     Example:
     >>> loss = TripletBatchAllLoss()
     >>> round(float(loss([0, 0, 1], [[0., 0.], [3., 4.], [0., 1.]])), 4)
-    5.0
+    3.3787
     """
 
     def __init__(self, margin=1.0, distance="L2", name="triplet_batch_all_loss", **kwargs):

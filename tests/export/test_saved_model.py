@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_siamese.export import export_saved_model, next_version
+from keras_siamese.export import export_saved_model, next_version, saved_model
 from keras_siamese.models import TripletSemiHard
 
 PROBE_TEXTS = [
@@ -75,10 +75,13 @@ def test_failed_export_leaves_no_version_and_old_leftovers_are_cleaned(model, tm
     dead.wait()
     os.makedirs(base / f".partial-{dead.pid}-2-abc")
 
-    def crash(self, *args, **kwargs):
-        raise KeyboardInterrupt
+    class CrashingArchive:
+        def write_out(self, directory, **kwargs):
+            with open(os.path.join(directory, "saved_model.pb"), "wb") as f:
+                f.write(b"half a graph")
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(keras.export.ExportArchive, "write_out", crash)
+    monkeypatch.setattr(saved_model, "_export_archive", lambda model: CrashingArchive())
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(model, base)
     assert sorted(os.listdir(base)) == ["1"]

@@ -13,7 +13,7 @@ def model(tiny_encoder_factory):
     model = TripletSemiHard.from_encoder(
         tiny_encoder_factory(), hidden_units=(16,), output_units=16, margin=0.5
     )
-    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.compile(optimizer=keras.optimizers.Adam(5e-3))
     return model
 
 
@@ -33,7 +33,11 @@ def test_fit_lowers_the_loss_and_reports_mining_metrics(model, batches):
     before = model.evaluate(held, return_dict=True, verbose=0)
     history = model.fit(batches, epochs=2, verbose=0)
     after = model.evaluate(held, return_dict=True, verbose=0)
-    assert after["loss"] < 0.8 * before["loss"]
+    # From a near-collapsed start (every distance ~0, loss ~ margin) the model
+    # spreads the classes apart: loss down, negatives pushed beyond positives.
+    assert after["loss"] < before["loss"] - 0.02, (before, after)
+    gap = lambda logs: logs["negative_distance"] - logs["positive_distance"]  # noqa: E731
+    assert gap(after) > gap(before) + 0.02, (before, after)
     for name in ("active_triplets", "positive_distance", "negative_distance"):
         assert name in history.history and np.isfinite(history.history[name]).all()
     assert 0.0 <= after["active_triplets"] <= 1.0

@@ -1,0 +1,171 @@
+"""Retrieval quality of labelled query embeddings against a labelled corpus."""
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from keras_siamese.data import encode_labels
+from keras_siamese.search.exact import (
+    check_embeddings,
+    check_same_dimension,
+    l2_normalize,
+    similarity_chunks,
+)
+
+
+def retrieval_metrics(
+    query_embeddings,
+    query_labels,
+    corpus_embeddings,
+    corpus_labels,
+    ks=(1, 5),
+    exclude_self=False,
+    normalize=True,
+    batch_size=None,
+):
+    """Ranks the corpus for each query by similarity and scores the ranking by label.
+
+    A corpus item is *relevant* to a query when it has the query's label. Each
+    query ranks the whole corpus by descending similarity (cosine similarity,
+    or the plain inner product with `normalize=False`), and:
+
+    - `hit@k` = `recall@k`: the fraction of queries with at least one relevant
+      item among the top `k` (the "Recall@k" of metric-learning papers; both
+      names are reported, same value). A `k` beyond the corpus size means "any
+      relevant item at all".
+    - `mrr`: the mean over queries of `1 / rank` of the first relevant item,
+      over the full ranking (no cut-off).
+    - `map@r` (Musgrave et al., 2020, "A Metric Learning Reality Check"): with
+      `R` the number of relevant items for the query, the mean over the
+      relevant items within the top `R` of the precision at their rank,
+      divided by `R` (so missing ones count 0); averaged over queries.
+
+    Ties: a relevant item with the same score as irrelevant items is ranked
+    after them (the pessimistic rule, so a collapsed model that gives every
+    text the same embedding scores 0, not chance). Order among relevant items
+    with equal scores does not change any metric.
+
+    A query with no relevant item in the corpus (its label is absent, or with
+    `exclude_self` it is its class's only member) counts as a miss: 0 in every
+    metric, and it stays in the average.
+
+    Queries are scored `batch_size` at a time, so memory stays at
+    `batch_size x corpus size` scores (by default 2**24 scores, 64 MiB), and
+    100k x 100k runs without the full matrix.
+
+    Args:
+        query_embeddings: `[q, d]` float array (any float dtype; maths in float32).
+        query_labels: `q` labels, integers or strings.
+        corpus_embeddings: `[n, d]` float array.
+        corpus_labels: `n` labels of the same kind as `query_labels`.
+        ks: cut-offs for `hit@k`/`recall@k`, positive integers.
+        exclude_self: leave-one-out when the queries *are* the corpus (same
+            length, query `i` is corpus item `i`): each query skips itself.
+        normalize: L2-normalise both sides first (cosine similarity); an
+            all-zero embedding stays zero and scores 0 against everything.
+        batch_size: queries scored at once; default: as many as fit 2**24 scores.
+
+    Returns:
+        A dict of python floats: `hit@k` and `recall@k` for each `k`, `mrr`, `map@r`.
+
+    Example:
+    >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    >>> metrics = retrieval_metrics([[0.9, 0.1]], ["a"], corpus, ["b", "a", "a"], ks=(1,))
+    >>> metrics["hit@1"], metrics["mrr"], metrics["map@r"]
+    (0.0, 0.5, 0.25)
+    """
+    queries = check_embeddings(query_embeddings, "query_embeddings")
+    corpus = check_embeddings(corpus_embeddings, "corpus_embeddings")
+    check_same_dimension(queries, corpus)
+    ks = _check_ks(ks)
+    query_ids, corpus_ids = _encode_jointly(query_labels, len(queries), corpus_labels, len(corpus))
+    if exclude_self and len(queries) != len(corpus):
+        raise ValueError(
+            f"exclude_self needs the queries to be the corpus, but there are {len(queries)} "
+            f"queries and {len(corpus)} corpus items."
+        )
+    if normalize:
+        queries, corpus = l2_normalize(queries), l2_normalize(corpus)
+
+    corpus_ids = tf.constant(corpus_ids)
+    hits = {k: 0.0 for k in ks}
+    reciprocal_rank_sum = average_precision_sum = 0.0
+    for start, scores in similarity_chunks(queries, corpus, batch_size):
+        rows = int(scores.shape[0])
+        relevant = tf.equal(tf.constant(query_ids[start : start + rows])[:, None], corpus_ids[None, :])
+        if exclude_self:
+            own = tf.one_hot(tf.range(start, start + rows), len(corpus), on_value=True, off_value=False)
+            relevant = relevant & ~own
+            scores = tf.where(own, -np.inf, scores)
+        first_rank, num_relevant = _first_relevant_rank(scores, relevant)
+        found = num_relevant > 0
+        for k in ks:
+            hits[k] += float(tf.reduce_sum(tf.cast(found & (first_rank <= k), tf.float64)))
+        reciprocal_rank_sum += float(
+            tf.reduce_sum(tf.where(found, 1.0 / tf.cast(first_rank, tf.float64), 0.0))
+        )
+        average_precision_sum += float(tf.reduce_sum(_average_precision_at_r(scores, relevant, num_relevant)))
+
+    count = len(queries)
+    metrics = {}
+    for k in ks:
+        metrics[f"hit@{k}"] = metrics[f"recall@{k}"] = hits[k] / count
+    metrics["mrr"] = reciprocal_rank_sum / count
+    metrics["map@r"] = average_precision_sum / count
+    return metrics
+
+
+def _first_relevant_rank(scores, relevant):
+    """1-based rank of each row's best relevant item (pessimistic ties) and the relevant count."""
+    num_relevant = tf.reduce_sum(tf.cast(relevant, tf.int32), axis=1)
+    best_relevant = tf.reduce_max(tf.where(relevant, scores, -np.inf), axis=1)
+    outranking = ~relevant & (scores >= best_relevant[:, None])
+    return 1 + tf.reduce_sum(tf.cast(outranking, tf.int32), axis=1), num_relevant
+
+
+def _average_precision_at_r(scores, relevant, num_relevant):
+    """Per-row AP@R; 0 for rows without relevant items.
+
+    Only the top R positions matter, and they hold the top R relevant and the
+    top R irrelevant scores merged; listing irrelevant first makes `top_k`
+    (which puts the lower index first among equals) rank them first on ties.
+    """
+    depth = int(tf.reduce_max(num_relevant))
+    if depth == 0:
+        return tf.zeros_like(num_relevant, dtype=tf.float64)
+    best_relevant = tf.math.top_k(tf.where(relevant, scores, -np.inf), k=depth).values
+    best_irrelevant = tf.math.top_k(tf.where(relevant, -np.inf, scores), k=depth).values
+    merged = tf.concat([best_irrelevant, best_relevant], axis=1)
+    is_relevant = tf.concat([tf.zeros_like(best_irrelevant), tf.ones_like(best_relevant)], axis=1)
+    order = tf.math.top_k(merged, k=depth).indices
+    hit = tf.cast(tf.gather(is_relevant, order, batch_dims=1), tf.float64)
+    positions = tf.range(1, depth + 1, dtype=tf.float64)
+    precision = tf.cumsum(hit, axis=1) / positions
+    within_r = positions[None, :] <= tf.cast(num_relevant, tf.float64)[:, None]
+    total = tf.reduce_sum(tf.where(within_r, hit * precision, 0.0), axis=1)
+    return total / tf.cast(tf.maximum(num_relevant, 1), tf.float64)
+
+
+def _check_ks(ks):
+    ks = (ks,) if isinstance(ks, numbers.Integral) else tuple(ks)
+    if not ks:
+        raise ValueError("ks is empty; give at least one cut-off such as (1, 5).")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"ks must be positive integers, got {k!r}.")
+    return tuple(int(k) for k in ks)
+
+
+def _encode_jointly(query_labels, num_queries, corpus_labels, num_corpus):
+    """Int ids for both label lists, equal exactly where the labels are equal."""
+    query_labels = np.asarray(query_labels, dtype=object)
+    corpus_labels = np.asarray(corpus_labels, dtype=object)
+    for name, labels, count in (
+        ("query_labels", query_labels, num_queries),
+        ("corpus_labels", corpus_labels, num_corpus),
+    ):
+        if labels.ndim != 1 or len(labels) != count:
+            raise ValueError(f"{name} must hold one label per embedding ({count}), got shape {labels.shape}.")
+    ids, _ = encode_labels(np.concatenate([query_labels, corpus_labels]))
+    return ids[:num_queries], ids[num_queries:]
