@@ -153,13 +153,18 @@ def run_one(implementation, labels_path, embeddings_path, batch):
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode < 0:
+        return {"error": f"killed (signal {-done.returncode}; out of memory?)"}
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else f"exit {done.returncode}"}
+        errors = [line for line in done.stderr.splitlines() if "Error" in line]
+        return {"error": (errors or [f"exit {done.returncode}"])[-1][:120]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     parser.add_argument("--labels", help=argparse.SUPPRESS)
     parser.add_argument("--embeddings", help=argparse.SUPPRESS)
@@ -177,6 +182,7 @@ def main():
     limits = {"keras_siamese": args.max_batch, "tfa": args.tfa_max_batch, "st": args.st_max_batch}
     batches = [b for b in (128 * 2**i for i in range(7)) if args.min_batch <= b <= args.max_batch]
     rows = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for layout in ("P x K", "skewed"):
             for batch in batches:
@@ -198,7 +204,9 @@ def main():
                     row[implementation] = run_one(implementation, labels_path, embeddings_path, batch)
                     print(layout, batch, implementation, row[implementation], flush=True)
                 rows.append(row)
-    write_markdown(rows, args, Path(args.output + ".md"))
+    load = (load_before, os.getloadavg()[0])
+    Path(args.output + ".json").write_text(json.dumps({"load_average": load, "rows": rows}, indent=1))
+    write_markdown(rows, args, load, Path(args.output + ".md"))
     write_plot(rows, Path(args.output + ".png"))
 
 
@@ -207,7 +215,7 @@ def _cell(result):
         return "—", "—"
     if "error" in result:
         return result["error"], "—"
-    return f"{result['seconds']:.3f}", f"{result['peak_rss_gb']:.2f}"
+    return f"{result['seconds']:.3f} ({result['cpu_seconds']:.2f})", f"{result['peak_rss_gb']:.2f}"
 
 
 def _ratio(row, peer):
@@ -226,14 +234,15 @@ def _agreement(row):
     return f"{verdict} ({spread:.1e})"
 
 
-def write_markdown(rows, args, path):
+def write_markdown(rows, args, load, path):
     import platform
 
     lines = [
         "# Semi-hard triplet loss: scaling with batch size",
         "",
         "Forward + backward of the semi-hard triplet loss (margin 1, L2 distance) on L2-normalised",
-        f"{DIM}-d float32 embeddings; best wall time of 2–3 runs after a warm-up, each implementation,",
+        f"{DIM}-d float32 embeddings; best wall time of 2–3 runs after a warm-up (its CPU seconds,",
+        "user + system, in brackets), each implementation,",
         "size and layout in its own process (peak RSS = that process's maximum resident set, including",
         "the framework's own ~0.5–0.7 GB). Labels: **P x K** = classes of 4; **skewed** = one class holds",
         "half the batch, the rest classes of 4. Same saved inputs for all; *agree* = the loss values",
@@ -241,11 +250,12 @@ def write_markdown(rows, args, path):
         "",
         f"Machine: {os.cpu_count()} CPU cores, Python {platform.python_version()}; keras_siamese on",
         "TensorFlow 2.21 (graph mode, `tf.function`), tensorflow-addons 0.23 on TF 2.15,",
-        "sentence-transformers on PyTorch CPU with 2 threads. Other processes may share the cores.",
+        "sentence-transformers on PyTorch CPU with 2 threads. Other processes may share the cores:",
+        f"1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (2 = both cores busy).",
         f"Limits: TFA up to B = {args.tfa_max_batch}, sentence-transformers up to B = {args.st_max_batch}",
         "(`--tfa-max-batch`, `--st-max-batch`).",
         "",
-        "| labels | B | keras_siamese s | GB | TFA s | GB | sentence-transformers s | GB "
+        "| labels | B | keras_siamese s (cpu) | GB | TFA s (cpu) | GB | sentence-transformers s (cpu) | GB "
         "| TFA / ours | ST / ours | agree |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]

@@ -49,8 +49,8 @@ def knn_scores(
 
     Example:
     >>> corpus = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    >>> knn_scores([[1.0, 0.2]], corpus, [0, 1, 1], k=3).round(3).tolist()
-    [[0.333, 0.667]]
+    >>> knn_scores([[1.0, -0.1], [0.1, 1.0]], corpus, [0, 1, 1], k=2).tolist()
+    [[0.5, 0.5], [0.0, 1.0]]
     """
     ids = _check_class_ids(corpus_labels, "corpus_labels", num_classes)
     num_classes = int(ids.max()) + 1 if num_classes is None else num_classes
@@ -86,7 +86,7 @@ def knn_classify(
 
     Example:
     >>> corpus = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    >>> knn_classify([[1.0, 0.2], [0.1, 1.0]], corpus, ["cat", "dog", "dog"], k=2).tolist()
+    >>> knn_classify([[1.0, -0.1], [0.1, 1.0]], corpus, ["cat", "dog", "dog"], k=2).tolist()
     ['cat', 'dog']
     """
     ids, classes = encode_labels(corpus_labels)
@@ -129,7 +129,7 @@ def classification_report(y_true, y_pred, num_classes=None):
     Example:
     >>> classification_report([0, 1, 1], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     {'accuracy': 0.6666666666666666, 'macro_f1': 0.6666666666666666, \
-'weighted_f1': 0.6666666666666666, 'micro_auc': 0.8333333333333334, 'macro_auc': 1.0}
+'weighted_f1': 0.6666666666666666, 'micro_auc': 0.8888888888888888, 'macro_auc': 1.0}
     """
     y_pred_array = np.asarray(y_pred)
     scores = None

@@ -105,7 +105,7 @@ def retrieval_metrics(
         reciprocal_rank_sum += float(
             tf.reduce_sum(tf.where(found, 1.0 / tf.cast(first_rank, tf.float64), 0.0))
         )
-        average_precision_sum += float(tf.reduce_sum(_average_precision_at_r(scores, relevant, num_relevant)))
+        average_precision_sum += float(np.sum(_average_precision_at_r(scores, relevant, num_relevant)))
 
     count = len(queries)
     metrics = {}
@@ -127,24 +127,23 @@ def _first_relevant_rank(scores, relevant):
 def _average_precision_at_r(scores, relevant, num_relevant):
     """Per-row AP@R; 0 for rows without relevant items.
 
-    Only the top R positions matter, and they hold the top R relevant and the
-    top R irrelevant scores merged; listing irrelevant first makes `top_k`
-    (which puts the lower index first among equals) rank them first on ties.
+    The i-th best relevant item (1-based) sits at rank `i + (irrelevant items
+    scoring >= it)`: ties put irrelevant items first. Its precision there is
+    `i / rank`, and it counts when `rank <= R`.
     """
     depth = int(tf.reduce_max(num_relevant))
     if depth == 0:
-        return tf.zeros_like(num_relevant, dtype=tf.float64)
-    best_relevant = tf.math.top_k(tf.where(relevant, scores, -np.inf), k=depth).values
-    best_irrelevant = tf.math.top_k(tf.where(relevant, -np.inf, scores), k=depth).values
-    merged = tf.concat([best_irrelevant, best_relevant], axis=1)
-    is_relevant = tf.concat([tf.zeros_like(best_irrelevant), tf.ones_like(best_relevant)], axis=1)
-    order = tf.math.top_k(merged, k=depth).indices
-    hit = tf.cast(tf.gather(is_relevant, order, batch_dims=1), tf.float64)
-    positions = tf.range(1, depth + 1, dtype=tf.float64)
-    precision = tf.cumsum(hit, axis=1) / positions
-    within_r = positions[None, :] <= tf.cast(num_relevant, tf.float64)[:, None]
-    total = tf.reduce_sum(tf.where(within_r, hit * precision, 0.0), axis=1)
-    return total / tf.cast(tf.maximum(num_relevant, 1), tf.float64)
+        return np.zeros(int(num_relevant.shape[0]))
+    scores, relevant = scores.numpy(), relevant.numpy()
+    # numpy's sort is much faster than top_k with a large k here.
+    best_relevant = -np.sort(np.where(relevant, -scores, np.inf), axis=1)[:, :depth]
+    irrelevant_ascending = np.sort(np.where(relevant, -np.inf, scores), axis=1)
+    below = tf.searchsorted(irrelevant_ascending, np.ascontiguousarray(best_relevant), side="left").numpy()
+    order = np.arange(1, depth + 1)
+    rank = order + (scores.shape[1] - below)
+    num_relevant = num_relevant.numpy()[:, None]
+    counted = (order <= num_relevant) & (rank <= num_relevant)
+    return np.where(counted, order / rank, 0.0).sum(axis=1) / np.maximum(num_relevant[:, 0], 1)
 
 
 def _check_ks(ks):

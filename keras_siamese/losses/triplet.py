@@ -115,7 +115,7 @@ def _semihard_sums(labels, pdist, margin):
     @tf.custom_gradient
     def sums(distances):
         values, weights = _mine_semihard(labels, distances, margin)
-        # The gradient is assembled only when asked for, after the forward temporaries are gone.
+        # Only `weights` is kept for the backward pass, not autodiff's per-op intermediates.
         return values, lambda upstream: upstream[0] * weights
 
     return sums(pdist)

@@ -241,7 +241,15 @@ def test_low_precision_embeddings_computed_in_float32(loss_fn, dtype):
     assert float(loss) == want
 
 
-@pytest.mark.parametrize("labels", [np.arange(8) // 2, (np.arange(8) // 2)[:, None], (np.arange(8) // 2).astype(np.float32), (np.arange(8) // 2).astype(np.uint8)])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.arange(8) // 2,
+        (np.arange(8) // 2)[:, None],
+        (np.arange(8) // 2).astype(np.float32),
+        (np.arange(8) // 2).astype(np.uint8),
+    ],
+)
 def test_label_forms(labels):
     _, embeddings = make_batch("pk", 8, seed=1)
     want = oracles.semihard(list(np.arange(8) // 2), oracle_distances(embeddings, "L2"), 1.0)
@@ -326,10 +334,9 @@ def test_semihard_matches_sentence_transformers():
     import torch
     from sentence_transformers.losses import BatchSemiHardTripletLoss
 
+    peer = BatchSemiHardTripletLoss(model=None, margin=1.0)
     for layout in ["pk", "skewed", "random"]:
         labels, embeddings = make_batch(layout, 32, seed=12)
-        want = BatchSemiHardTripletLoss.batch_semi_hard_triplet_loss(
-            torch.tensor(labels), torch.tensor(embeddings), margin=1.0
-        )
+        want = peer.batch_semi_hard_triplet_loss(torch.tensor(labels), torch.tensor(embeddings))
         got = triplet_semihard_loss(labels, embeddings, 1.0)
         assert float(got) == pytest.approx(float(want), rel=1e-5)

@@ -1,0 +1,437 @@
+"""The Siamese ALBERT study's protocol on your data: frozen, trained and siamese variants side by side.
+
+The study fine-tuned one encoder three ways on labelled texts and compared
+them on held-out texts:
+
+- `frozen`: the encoder as it is, a classifier head trained on its pooled
+  output;
+- `trained`: encoder, projection and softmax classifier trained together
+  with cross-entropy;
+- `siamese`: encoder and projection trained with online semi-hard triplet
+  mining (L2-normalised embeddings), then a classifier head trained on the
+  embeddings.
+
+Every variant starts from the same weights and trains on the same batches
+(class-balanced P x K, length-bucketed). Each is scored twice: its
+classifier head (accuracy, F1, ROC AUC), and its embeddings by k nearest
+neighbours among the training texts (the same metrics, plus hit@k, MRR and
+MAP@R).
+"""
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from keras_siamese.comparison.token_models import (
+    encode_tokens,
+    predict_in_length_order,
+    token_inputs,
+    token_lengths,
+    tokenize_batches,
+)
+from keras_siamese.data import class_balanced_batches, encode_labels, train_test_split_by_label
+from keras_siamese.evaluation import classification_report, knn_classify, knn_scores, retrieval_metrics
+from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder
+from keras_siamese.layers.dynamic_length import check_length_buckets
+from keras_siamese.models import TripletSemiHard
+
+VARIANTS = ("frozen", "trained", "siamese")
+
+
+@dataclasses.dataclass
+class ComparisonConfig:
+    """Settings of `compare`. Defaults follow the study where it fits a CPU.
+
+    The study: pooled output, Dense(64, relu) -> Dense(64), margin 1.0,
+    batch 64, Adam 1e-5 for 25 epochs. `steps_per_epoch` x `epochs`
+    class-balanced batches of `classes_per_batch` x `samples_per_class`
+    texts train the `trained` and `siamese` variants alike.
+    """
+
+    output_dir: str = "runs/compare"
+    variants: tuple = VARIANTS
+    test_fraction: float = 0.2
+    pooling: str = "pooled"
+    hidden_units: tuple = (64,)
+    output_units: int = 64
+    margin: float = 1.0
+    classes_per_batch: int = 16
+    samples_per_class: int = 4
+    learning_rate: float = 1e-4
+    epochs: int = 4
+    steps_per_epoch: int = 100
+    head_units: int = 64
+    head_epochs: int = 10
+    head_learning_rate: float = 1e-3
+    knn_k: int = 5
+    bucket_by_length: bool = True
+    jit_compile: bool = True
+    monitor_size: int = 500
+    eval_batch_size: int = 256
+    seed: int = 0
+
+    def check(self):
+        """Raises `ValueError` for settings that cannot run."""
+        unknown = [name for name in self.variants if name not in VARIANTS]
+        if not self.variants or unknown:
+            raise ValueError(f"variants must be a non-empty subset of {VARIANTS}, got {list(self.variants)}.")
+        for name in ("epochs", "steps_per_epoch", "head_epochs", "knn_k", "output_units", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        for name in ("learning_rate", "head_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if self.monitor_size < 0:
+            raise ValueError(f"monitor_size must be >= 0, got {self.monitor_size}.")
+
+
+@dataclasses.dataclass
+class VariantRun:
+    """One trained variant: its models (strings in) and what it produced on the data.
+
+    Attributes:
+        name: `"frozen"`, `"trained"` or `"siamese"`.
+        encoder: the variant's own copy of the encoder.
+        embedding_model: strings -> the variant's embeddings.
+        classifier: strings -> class probabilities.
+        train_embeddings, test_embeddings: float32 embeddings of the split.
+        test_probabilities: the classifier's `[n_test, num_classes]` output.
+        history: per-epoch curves (`loss`, `monitor_knn_accuracy`, `head_loss`).
+        training_seconds: wall time of the encoder training (0 for `frozen`).
+        training_examples: texts seen by that training.
+    """
+
+    name: str
+    encoder: object
+    embedding_model: keras.Model
+    classifier: keras.Model
+    train_embeddings: np.ndarray
+    test_embeddings: np.ndarray
+    test_probabilities: np.ndarray
+    history: dict
+    training_seconds: float
+    training_examples: int
+
+
+@dataclasses.dataclass
+class Comparison:
+    """What `compare` returns: the split, the variant runs and their metrics.
+
+    `metrics[variant]` holds `classifier` and `knn` (classification reports),
+    `retrieval` (`retrieval_metrics` of test texts against training texts) and
+    `training` (seconds, examples, examples per second).
+    """
+
+    config: ComparisonConfig
+    class_names: list
+    train_labels: np.ndarray
+    test_labels: np.ndarray
+    test_texts: list
+    runs: dict
+    metrics: dict
+
+
+def compare(encoder, texts, labels, config=None, class_names=None, test_texts=None, test_labels=None):
+    """Trains the study's variants from `encoder` on labelled texts and scores them on held-out texts.
+
+    Args:
+        encoder: a `keras_siamese.layers.TextEncoder` (e.g. `AlbertEncoder`);
+            every variant trains its own copy, `encoder` is left as it is.
+            Or a callable returning a fresh encoder with the starting weights.
+        texts, labels: the labelled corpus (labels: integers or strings).
+        config: a `ComparisonConfig`.
+        class_names: names of the sorted distinct labels, for the reports.
+        test_texts, test_labels: a fixed held-out set; without them a
+            stratified `config.test_fraction` of the corpus is held out.
+
+    Returns:
+        A `Comparison`. Write its files with
+        `keras_siamese.comparison.write_comparison`.
+
+    Example:
+    >>> encoder = AlbertEncoder.from_corpus(texts, vocabulary_size=2000)  # doctest: +SKIP
+    >>> result = compare(encoder, texts, labels, ComparisonConfig(epochs=1))  # doctest: +SKIP
+    >>> result.metrics["siamese"]["knn"]["accuracy"]  # doctest: +SKIP
+    0.61
+    """
+    config = config or ComparisonConfig()
+    config.check()
+    keras.utils.set_random_seed(config.seed)
+    if test_texts is None:
+        train_texts, train_labels, test_texts, test_labels = train_test_split_by_label(
+            texts, labels, config.test_fraction, config.seed
+        )
+    else:
+        train_texts, train_labels = list(texts), np.asarray(labels)
+    train_ids, test_ids, class_names = _class_ids(train_labels, test_labels, class_names)
+    first_encoder = _fresh_encoder(encoder)
+    train_lengths = token_lengths(first_encoder, train_texts)
+    test_lengths = token_lengths(first_encoder, test_texts)
+    data = _Data(train_texts, train_ids, train_lengths, test_texts, test_ids, test_lengths, len(class_names))
+    monitor = _monitor_subset(data, config)
+
+    runs = {}
+    for number, name in enumerate(config.variants):
+        variant_encoder = first_encoder if number == 0 else _fresh_encoder(encoder)
+        print(f"[compare] {name}: training")
+        runs[name] = _VARIANT_BUILDERS[name](variant_encoder, data, monitor, config)
+    metrics = {name: score_run(run, train_ids, test_ids, len(class_names), config.knn_k) for name, run in runs.items()}
+    return Comparison(config, class_names, train_ids, test_ids, list(test_texts), runs, metrics)
+
+
+def score_run(run, train_labels, test_labels, num_classes, k):
+    """The metrics of one `VariantRun` (see `Comparison`)."""
+    neighbours = knn_classify(run.test_embeddings, run.train_embeddings, train_labels, k=k)
+    scores = knn_scores(run.test_embeddings, run.train_embeddings, train_labels, num_classes, k=k)
+    knn = classification_report(test_labels, neighbours, num_classes)
+    auc = classification_report(test_labels, scores, num_classes)
+    knn.update({key: auc[key] for key in ("micro_auc", "macro_auc") if key in auc})
+    seconds = run.training_seconds
+    return {
+        "classifier": classification_report(test_labels, run.test_probabilities, num_classes),
+        "knn": knn,
+        "retrieval": retrieval_metrics(run.test_embeddings, test_labels, run.train_embeddings, train_labels),
+        "training": {
+            "seconds": seconds,
+            "examples": run.training_examples,
+            "examples_per_second": run.training_examples / seconds if seconds else None,
+        },
+    }
+
+
+@dataclasses.dataclass
+class _Data:
+    train_texts: list
+    train_ids: np.ndarray
+    train_lengths: np.ndarray
+    test_texts: list
+    test_ids: np.ndarray
+    test_lengths: np.ndarray
+    num_classes: int
+
+
+def _class_ids(train_labels, test_labels, class_names):
+    """Dense ids `0..C-1` for both sides (in sorted label order) and a name per id.
+
+    `class_names[label]` names an integer label (as the corpus loaders return
+    them); string labels name themselves.
+    """
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    ids, classes = encode_labels(np.concatenate([train_labels, test_labels]))
+    _, ids = np.unique(ids, return_inverse=True)
+    if class_names is not None and all(isinstance(value, int) for value in classes):
+        if classes[0] < 0 or classes[-1] >= len(class_names):
+            raise ValueError(f"class_names has {len(class_names)} names but the labels go up to {classes[-1]}.")
+        names = [str(class_names[value]) for value in classes]
+    else:
+        names = [str(value) for value in classes]
+    ids = ids.astype(np.int32)
+    return ids[: len(train_labels)], ids[len(train_labels):], names
+
+
+def _fresh_encoder(encoder):
+    """A copy of `encoder` with the same weights, or the result of calling a factory."""
+    if not isinstance(encoder, keras.layers.Layer):
+        encoder = encoder()
+        if not isinstance(encoder, TextEncoder):
+            raise ValueError(f"the encoder factory returned a {type(encoder).__name__}, not a TextEncoder.")
+        return encoder
+    if not isinstance(encoder, TextEncoder):
+        raise ValueError(
+            f"compare needs a keras_siamese.layers.TextEncoder (tokenizer + keras-hub backbone), "
+            f"got {type(encoder).__name__}."
+        )
+    copy = type(encoder).from_config(encoder.get_config())
+    copy.set_weights(encoder.get_weights())
+    return copy
+
+
+def _monitor_subset(data, config):
+    """A fixed sample of test queries and training texts for the per-epoch curves."""
+    if not config.monitor_size:
+        return None
+    rng = np.random.default_rng(config.seed)
+    queries = rng.permutation(len(data.test_texts))[: config.monitor_size]
+    corpus = rng.permutation(len(data.train_texts))[: 4 * config.monitor_size]
+    return queries, corpus
+
+
+def _batches(encoder, data, config):
+    """Class-balanced P x K batches of tokens, from one length bucket each when configured."""
+    bucketing = {}
+    if config.bucket_by_length and encoder.dynamic_length:
+        buckets = check_length_buckets(encoder.length_buckets, encoder.sequence_length)
+        # Bucket i holds lengths in (buckets[i-1], buckets[i]]: its batches trim to buckets[i].
+        bucketing = {"lengths": data.train_lengths, "bucket_boundaries": [b + 1 for b in buckets[:-1]]}
+    texts = class_balanced_batches(
+        data.train_texts,
+        data.train_ids,
+        config.classes_per_batch,
+        config.samples_per_class,
+        seed=config.seed,
+        batches_per_epoch=config.steps_per_epoch,
+        **bucketing,
+    )
+    return tokenize_batches(texts, encoder)
+
+
+def _embed(token_model, encoder, texts, lengths, config):
+    return predict_in_length_order(
+        token_model, encoder, texts, lengths, config.eval_batch_size, jit_compile=config.jit_compile
+    )
+
+
+class _MonitorCallback(keras.callbacks.Callback):
+    """Records the kNN accuracy of a fixed held-out sample after each epoch."""
+
+    def __init__(self, embedding_model, encoder, data, monitor, config):
+        super().__init__()
+        self.embedding_model, self.encoder, self.data = embedding_model, encoder, data
+        self.monitor, self.config = monitor, config
+        self.accuracy = []
+        self.seconds = 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        started = time.perf_counter()
+        self.accuracy.append(_monitor_accuracy(self.embedding_model, self.encoder, self.data, self.monitor, self.config))
+        self.seconds += time.perf_counter() - started
+
+
+def _monitor_accuracy(token_model, encoder, data, monitor, config):
+    queries, corpus = monitor
+    texts = [data.test_texts[i] for i in queries] + [data.train_texts[i] for i in corpus]
+    lengths = np.concatenate([data.test_lengths[queries], data.train_lengths[corpus]])
+    vectors = _embed(token_model, encoder, texts, lengths, config)
+    k = min(config.knn_k, len(corpus))
+    predicted = knn_classify(vectors[: len(queries)], vectors[len(queries):], data.train_ids[corpus], k=k)
+    return float(np.mean(predicted == data.test_ids[queries]))
+
+
+def _fit_encoder(model, encoder, data, monitor, config, token_model, loss=None):
+    """Trains `model` on the shared batches; returns (history dict, seconds, examples)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=loss,
+        jit_compile=config.jit_compile,
+    )
+    callbacks = []
+    if monitor is not None:
+        callbacks.append(_MonitorCallback(token_model, encoder, data, monitor, config))
+    started = time.perf_counter()
+    history = model.fit(_batches(encoder, data, config), epochs=config.epochs, callbacks=callbacks, verbose=2)
+    seconds = time.perf_counter() - started
+    curves = {"loss": [float(value) for value in history.history["loss"]]}
+    if callbacks:
+        curves["monitor_knn_accuracy"] = callbacks[0].accuracy
+        seconds -= callbacks[0].seconds  # embedding the monitor sample is not training
+    examples = config.epochs * config.steps_per_epoch * config.classes_per_batch * config.samples_per_class
+    return curves, seconds, examples
+
+
+def _fit_head(train_features, data, config):
+    """Dense(head_units, relu) -> softmax, trained on fixed features; returns (head, loss per epoch)."""
+    head = keras.Sequential(
+        [
+            keras.Input(shape=(train_features.shape[1],)),
+            keras.layers.Dense(config.head_units, activation="relu", name="head_hidden"),
+            keras.layers.Dense(data.num_classes, activation="softmax", name="head_output"),
+        ],
+        name="classifier_head",
+    )
+    head.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate), loss="sparse_categorical_crossentropy")
+    history = head.fit(train_features, data.train_ids, batch_size=256, epochs=config.head_epochs, verbose=0)
+    return head, [float(value) for value in history.history["loss"]]
+
+
+def _strings_model(encoder, layers, name):
+    text = keras.Input(shape=(), dtype="string", name="text")
+    x = encoder(text)
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(text, x, name=name)
+
+
+def _token_model(encoder, layers, name):
+    tokens = token_inputs()
+    x = encode_tokens(encoder, tokens)
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(tokens, x, name=name)
+
+
+def _run_frozen(encoder, data, monitor, config):
+    encoder.trainable = False
+    pooling = Pooling(config.pooling, name="pooling")
+    token_model = _token_model(encoder, [pooling], "frozen_tokens")
+    train_embeddings = _embed(token_model, encoder, data.train_texts, data.train_lengths, config)
+    test_embeddings = _embed(token_model, encoder, data.test_texts, data.test_lengths, config)
+    head, head_loss = _fit_head(train_embeddings, data, config)
+    return VariantRun(
+        name="frozen",
+        encoder=encoder,
+        embedding_model=_strings_model(encoder, [pooling], "frozen_embedding"),
+        classifier=_strings_model(encoder, [pooling, head], "frozen_classifier"),
+        train_embeddings=train_embeddings,
+        test_embeddings=test_embeddings,
+        test_probabilities=np.asarray(head.predict(test_embeddings, batch_size=1024, verbose=0)),
+        history={"head_loss": head_loss},
+        training_seconds=0.0,
+        training_examples=0,
+    )
+
+
+def _run_trained(encoder, data, monitor, config):
+    pooling = Pooling(config.pooling, name="pooling")
+    projection = Projection(config.output_units, config.hidden_units, name="projection")
+    output = keras.layers.Dense(data.num_classes, activation="softmax", name="classifier_output")
+    token_embedding = _token_model(encoder, [pooling, projection], "trained_embedding_tokens")
+    token_classifier = _token_model(encoder, [pooling, projection, output], "trained_classifier_tokens")
+    curves, seconds, examples = _fit_encoder(
+        token_classifier, encoder, data, monitor, config, token_embedding, loss="sparse_categorical_crossentropy"
+    )
+    return VariantRun(
+        name="trained",
+        encoder=encoder,
+        embedding_model=_strings_model(encoder, [pooling, projection], "trained_embedding"),
+        classifier=_strings_model(encoder, [pooling, projection, output], "trained_classifier"),
+        train_embeddings=_embed(token_embedding, encoder, data.train_texts, data.train_lengths, config),
+        test_embeddings=_embed(token_embedding, encoder, data.test_texts, data.test_lengths, config),
+        test_probabilities=_embed(token_classifier, encoder, data.test_texts, data.test_lengths, config),
+        history=curves,
+        training_seconds=seconds,
+        training_examples=examples,
+    )
+
+
+def _run_siamese(encoder, data, monitor, config):
+    layers = [
+        Pooling(config.pooling, name="pooling"),
+        Projection(config.output_units, config.hidden_units, name="projection"),
+        L2Normalize(name="embedding"),
+    ]
+    token_embedding = _token_model(encoder, layers, "siamese_embedding_tokens")
+    model = TripletSemiHard.from_embedding_model(token_embedding, margin=config.margin)
+    curves, seconds, examples = _fit_encoder(model, encoder, data, monitor, config, token_embedding)
+    train_embeddings = _embed(token_embedding, encoder, data.train_texts, data.train_lengths, config)
+    test_embeddings = _embed(token_embedding, encoder, data.test_texts, data.test_lengths, config)
+    head, curves["head_loss"] = _fit_head(train_embeddings, data, config)
+    return VariantRun(
+        name="siamese",
+        encoder=encoder,
+        embedding_model=TripletSemiHard.from_embedding_model(
+            _strings_model(encoder, layers, "siamese_embedding"), margin=config.margin
+        ),
+        classifier=_strings_model(encoder, layers + [head], "siamese_classifier"),
+        train_embeddings=train_embeddings,
+        test_embeddings=test_embeddings,
+        test_probabilities=np.asarray(head.predict(test_embeddings, batch_size=1024, verbose=0)),
+        history=curves,
+        training_seconds=seconds,
+        training_examples=examples,
+    )
+
+
+_VARIANT_BUILDERS = {"frozen": _run_frozen, "trained": _run_trained, "siamese": _run_siamese}

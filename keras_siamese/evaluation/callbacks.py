@@ -1,0 +1,92 @@
+"""A Keras callback that measures retrieval quality at the end of each epoch."""
+
+import keras
+import numpy as np
+
+from keras_siamese.evaluation.retrieval import retrieval_metrics
+
+
+class RetrievalEvaluation(keras.callbacks.Callback):
+    """Adds `retrieval_metrics` of held-out data to the epoch logs, e.g. `val_hit@1`.
+
+    At each epoch end the callback embeds `queries` (and `corpus`, if given)
+    with the model being trained (`model.predict`, or `embed_fn`), ranks the
+    corpus for each query and writes every metric into `logs` under
+    `prefix + name`. Later callbacks see them, so `ModelCheckpoint` and
+    `EarlyStopping` can monitor them (`mode="max"`: higher is better); list
+    this callback *before* them. `History` records them too.
+
+    Without `corpus` the queries are ranked against each other, leaving each
+    query out of its own ranking. Works with any model whose `predict` maps
+    its inputs (texts, features) to embeddings.
+
+    Args:
+        queries: model inputs of the query items (e.g. an array of strings).
+        query_labels: one label per query.
+        corpus: model inputs of the corpus items; default: the queries.
+        corpus_labels: one label per corpus item; required with `corpus`.
+        ks: cut-offs for `hit@k`/`recall@k`.
+        prefix: prepended to each metric name in the logs.
+        embed_fn: callable `inputs -> [n, d] embeddings`; default
+            `model.predict(inputs, batch_size=batch_size, verbose=0)`.
+        batch_size: batch size of the default `embed_fn`.
+        verbose: 1 prints the metrics after each epoch.
+
+    Example:
+    >>> evaluation = RetrievalEvaluation(val_texts, val_labels)  # doctest: +SKIP
+    >>> checkpoint = keras.callbacks.ModelCheckpoint(
+    ...     "best.keras", monitor="val_hit@1", mode="max", save_best_only=True)  # doctest: +SKIP
+    >>> model.fit(batches, epochs=5, callbacks=[evaluation, checkpoint])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        queries,
+        query_labels,
+        corpus=None,
+        corpus_labels=None,
+        ks=(1, 5),
+        prefix="val_",
+        embed_fn=None,
+        batch_size=256,
+        verbose=0,
+    ):
+        super().__init__()
+        if (corpus is None) != (corpus_labels is None):
+            raise ValueError("Give corpus and corpus_labels together, or neither.")
+        self.queries = queries
+        self.query_labels = np.asarray(query_labels)
+        self.corpus = corpus
+        self.corpus_labels = None if corpus_labels is None else np.asarray(corpus_labels)
+        self.ks = ks
+        self.prefix = prefix
+        self.embed_fn = embed_fn
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = self.evaluate()
+        if logs is not None:
+            logs.update(metrics)
+        if self.verbose:
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+            print(f"Epoch {epoch + 1}: {shown}")
+
+    def evaluate(self):
+        """Embeds the data with the current model; returns `{prefix + metric name: value}`."""
+        query_embeddings = self._embed(self.queries)
+        if self.corpus is None:
+            metrics = retrieval_metrics(
+                query_embeddings, self.query_labels, query_embeddings, self.query_labels,
+                ks=self.ks, exclude_self=True,
+            )
+        else:
+            metrics = retrieval_metrics(
+                query_embeddings, self.query_labels, self._embed(self.corpus), self.corpus_labels, ks=self.ks
+            )
+        return {self.prefix + name: value for name, value in metrics.items()}
+
+    def _embed(self, inputs):
+        if self.embed_fn is not None:
+            return keras.ops.convert_to_numpy(self.embed_fn(inputs))
+        return self.model.predict(inputs, batch_size=self.batch_size, verbose=0)

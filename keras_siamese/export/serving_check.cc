@@ -1,0 +1,471 @@
+// serving_check: loads a SavedModel version directory the way TensorFlow
+// Serving does and runs its string signature on texts read from a file.
+//
+// Built and driven by keras_siamese/export/serving_check.py; see that module
+// for the protocol. Steps, in TF Serving's order:
+//   1. register op libraries (TF Text's, which TF Serving >= 2.20 links);
+//   2. tensorflow::LoadSavedModel(..., {"serve"}, &bundle);
+//   3. replay assets.extra/tf_serving_warmup_requests (TFRecord of
+//      tensorflow.serving.PredictionLog, predict_log records, at most 1000);
+//   4. run the signature on the texts, `--batch-size` texts per request.
+// Texts file: records of a little-endian uint32 byte length, then the bytes.
+// Embeddings file: the chosen float output of every request, concatenated
+// along the batch axis, float32 in native byte order, row-major.
+// stdout: one JSON object (the report); "ok": false with "stage" and "error"
+// on failure. Exit status: 0 passed, 1 check failed, 2 bad usage.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tensorflow/cc/saved_model/loader.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor.pb.h"
+#include "tensorflow/core/framework/tensor_shape.pb.h"
+#include "tensorflow/core/framework/types.h"
+#include "tensorflow/core/lib/io/record_reader.h"
+#include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/platform/path.h"
+#include "tensorflow/core/public/session.h"
+
+namespace {
+
+constexpr char kServeTag[] = "serve";  // TF Serving's default tag set.
+constexpr char kWarmupPath[] = "assets.extra/tf_serving_warmup_requests";
+constexpr int kMaxWarmupRecords = 1000;  // TF Serving's limit.
+
+// A failure at one stage of the check; reported as JSON, exit status 1.
+struct CheckError {
+  std::string stage;
+  std::string message;
+};
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+std::string Json(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {  // keeps the report plain ASCII
+      char buffer[8];
+      std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
+      out += buffer;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string Json(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.9g", value);
+  return buffer;
+}
+
+template <typename T, typename Format>
+std::string JsonList(const std::vector<T>& items, Format format) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    out += (i ? ", " : "") + format(items[i]);
+  }
+  return out + "]";
+}
+
+std::string TensorInfoJson(const tensorflow::TensorInfo& info) {
+  std::vector<int64_t> dims;
+  for (const auto& dim : info.tensor_shape().dim()) dims.push_back(dim.size());
+  std::string shape = info.tensor_shape().unknown_rank()
+                          ? "null"
+                          : JsonList(dims, [](int64_t d) { return std::to_string(d); });
+  return "{\"dtype\": " + Json(tensorflow::DataType_Name(info.dtype())) +
+         ", \"shape\": " + shape + "}";
+}
+
+std::string TensorMapJson(
+    const google::protobuf::Map<std::string, tensorflow::TensorInfo>& map) {
+  std::map<std::string, const tensorflow::TensorInfo*> sorted;
+  for (const auto& item : map) sorted[item.first] = &item.second;
+  std::string out = "{";
+  for (const auto& [alias, info] : sorted) {
+    out += (out.size() > 1 ? ", " : "") + Json(alias) + ": " + TensorInfoJson(*info);
+  }
+  return out + "}";
+}
+
+// --- A minimal protobuf wire-format reader for the few serving messages that
+// warmup records use (tensorflow_serving's protos are not in the TF wheel).
+class WireReader {
+ public:
+  explicit WireReader(std::string_view data) : data_(data) {}
+
+  // Reads the next field; returns false at the end. Length-delimited fields
+  // fill `bytes`; scalar fields are skipped.
+  bool Next(int* field, std::string_view* bytes) {
+    if (pos_ >= data_.size()) return false;
+    uint64_t key = Varint();
+    *field = static_cast<int>(key >> 3);
+    *bytes = {};
+    switch (key & 7) {
+      case 0: Varint(); break;
+      case 1: Skip(8); break;
+      case 5: Skip(4); break;
+      case 2: {
+        uint64_t size = Varint();
+        if (size > data_.size() - pos_) throw Malformed();
+        *bytes = data_.substr(pos_, size);
+        pos_ += size;
+        break;
+      }
+      default: throw Malformed();
+    }
+    return true;
+  }
+
+ private:
+  CheckError Malformed() const {
+    return {"warmup", "malformed PredictionLog record in " + std::string(kWarmupPath)};
+  }
+  uint64_t Varint() {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= data_.size()) throw Malformed();
+      unsigned char byte = data_[pos_++];
+      value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) return value;
+    }
+    throw Malformed();
+  }
+  void Skip(size_t n) {
+    if (n > data_.size() - pos_) throw Malformed();
+    pos_ += n;
+  }
+  std::string_view data_;
+  size_t pos_ = 0;
+};
+
+// The parts of tensorflow.serving.PredictRequest that Predict uses.
+struct PredictRequest {
+  std::string signature_name;
+  std::vector<std::pair<std::string, tensorflow::Tensor>> inputs;
+  std::vector<std::string> output_filter;
+};
+
+PredictRequest ParsePredictionLog(std::string_view record, int index) {
+  const std::string where = "warmup record " + std::to_string(index);
+  // PredictionLog: 2 classify_log, 3 regress_log, 4 multi_inference_log,
+  // 5 session_run_log, 6 predict_log.
+  std::string_view predict_log;
+  bool found = false;
+  WireReader log(record);
+  int field;
+  std::string_view bytes;
+  while (log.Next(&field, &bytes)) {
+    if (field == 6) {
+      predict_log = bytes;
+      found = true;
+    } else if (field >= 2 && field <= 5) {
+      throw CheckError{"warmup", where + " is not a predict_log; this check replays "
+                                 "predict_log records only"};
+    }
+  }
+  if (!found) throw CheckError{"warmup", where + " holds no predict_log"};
+  std::string_view request_bytes;  // PredictLog: 1 request, 2 response.
+  WireReader predict(predict_log);
+  while (predict.Next(&field, &bytes)) {
+    if (field == 1) request_bytes = bytes;
+  }
+  PredictRequest request;  // PredictRequest: 1 model_spec, 2 inputs, 3 output_filter.
+  WireReader fields(request_bytes);
+  while (fields.Next(&field, &bytes)) {
+    if (field == 1) {
+      WireReader spec(bytes);  // ModelSpec: 3 signature_name.
+      std::string_view spec_bytes;
+      int spec_field;
+      while (spec.Next(&spec_field, &spec_bytes)) {
+        if (spec_field == 3) request.signature_name = std::string(spec_bytes);
+      }
+    } else if (field == 2) {
+      WireReader entry(bytes);  // map entry: 1 key, 2 TensorProto.
+      std::string key;
+      tensorflow::TensorProto proto;
+      std::string_view entry_bytes;
+      int entry_field;
+      while (entry.Next(&entry_field, &entry_bytes)) {
+        if (entry_field == 1) key = std::string(entry_bytes);
+        if (entry_field == 2 && !proto.ParseFromString(std::string(entry_bytes))) {
+          throw CheckError{"warmup", where + ": input " + key + " is not a TensorProto"};
+        }
+      }
+      tensorflow::Tensor tensor;
+      if (!tensor.FromProto(proto)) {
+        throw CheckError{"warmup", where + ": input " + key + " is not a valid tensor"};
+      }
+      request.inputs.emplace_back(key, tensor);
+    } else if (field == 3) {
+      request.output_filter.emplace_back(bytes);
+    }
+  }
+  if (request.signature_name.empty()) request.signature_name = "serving_default";
+  return request;
+}
+
+// Runs `request` as TF Serving's Predict does: inputs must match the
+// signature's inputs exactly; outputs are all of the signature's, or the filter.
+std::vector<tensorflow::Tensor> Predict(const tensorflow::SavedModelBundle& bundle,
+                                        const PredictRequest& request,
+                                        const std::string& stage) {
+  const auto& signatures = bundle.meta_graph_def.signature_def();
+  auto signature = signatures.find(request.signature_name);
+  if (signature == signatures.end()) {
+    throw CheckError{stage, "serving signature " + request.signature_name + " not found"};
+  }
+  const auto& inputs = signature->second.inputs();
+  if (static_cast<int>(request.inputs.size()) != inputs.size()) {
+    throw CheckError{stage, "request has " + std::to_string(request.inputs.size()) +
+                                " inputs, signature " + request.signature_name +
+                                " expects " + std::to_string(inputs.size())};
+  }
+  std::vector<std::pair<std::string, tensorflow::Tensor>> feeds;
+  for (const auto& [alias, tensor] : request.inputs) {
+    auto info = inputs.find(alias);
+    if (info == inputs.end()) {
+      throw CheckError{stage, "input " + alias + " is not in signature " +
+                                  request.signature_name};
+    }
+    if (tensor.dtype() != info->second.dtype()) {
+      throw CheckError{stage, "input " + alias + " has dtype " +
+                                  tensorflow::DataTypeString(tensor.dtype()) + ", expected " +
+                                  tensorflow::DataTypeString(info->second.dtype())};
+    }
+    feeds.emplace_back(info->second.name(), tensor);
+  }
+  std::vector<std::string> fetches;
+  const auto& outputs = signature->second.outputs();
+  if (request.output_filter.empty()) {
+    for (const auto& item : outputs) fetches.push_back(item.second.name());
+  }
+  for (const auto& alias : request.output_filter) {
+    auto info = outputs.find(alias);
+    if (info == outputs.end()) {
+      throw CheckError{stage, "output_filter names " + alias + ", not an output of " +
+                                  request.signature_name};
+    }
+    fetches.push_back(info->second.name());
+  }
+  std::vector<tensorflow::Tensor> results;
+  tensorflow::RunMetadata metadata;
+  tensorflow::Status status = bundle.session->Run(tensorflow::RunOptions(), feeds, fetches,
+                                                  {}, &results, &metadata);
+  if (!status.ok()) throw CheckError{stage, std::string(status.message())};
+  return results;
+}
+
+std::vector<std::string> ReadTexts(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw CheckError{"input", "cannot open texts file " + path};
+  std::vector<std::string> texts;
+  unsigned char header[4];
+  while (file.read(reinterpret_cast<char*>(header), 4)) {
+    uint32_t size = header[0] | header[1] << 8 | header[2] << 16 |
+                    static_cast<uint32_t>(header[3]) << 24;
+    std::string text(size, '\0');
+    if (size && !file.read(text.data(), size)) break;
+    texts.push_back(std::move(text));
+  }
+  if (file.gcount() != 0) throw CheckError{"input", "texts file " + path + " is truncated"};
+  return texts;
+}
+
+struct Options {
+  std::string model_dir, texts_path, embeddings_path;
+  std::string signature_name = "serving_default";
+  std::string output_name;  // empty: the signature's only output
+  std::vector<std::string> op_libraries;
+  int batch_size = 1;
+  bool warmup = true;
+};
+
+Options ParseOptions(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
+      return argv[++i];
+    };
+    if (flag == "--op-library") options.op_libraries.push_back(value());
+    else if (flag == "--texts") options.texts_path = value();
+    else if (flag == "--embeddings") options.embeddings_path = value();
+    else if (flag == "--signature") options.signature_name = value();
+    else if (flag == "--output") options.output_name = value();
+    else if (flag == "--batch-size") options.batch_size = std::stoi(value());
+    else if (flag == "--no-warmup") options.warmup = false;
+    else if (!flag.empty() && flag[0] != '-' && options.model_dir.empty()) options.model_dir = flag;
+    else throw std::invalid_argument("unknown argument " + flag);
+  }
+  if (options.model_dir.empty() || options.texts_path.empty() ||
+      options.embeddings_path.empty() || options.batch_size < 1) {
+    throw std::invalid_argument(
+        "usage: serving_check MODEL_DIR --texts FILE --embeddings FILE "
+        "[--op-library SO]... [--signature NAME] [--output NAME] [--batch-size N] "
+        "[--no-warmup]");
+  }
+  return options;
+}
+
+std::string Check(const Options& options) {
+  tensorflow::Env* env = tensorflow::Env::Default();
+  for (const auto& library : options.op_libraries) {
+    void* handle = nullptr;
+    tensorflow::Status status = env->LoadDynamicLibrary(library.c_str(), &handle);
+    if (!status.ok()) {
+      throw CheckError{"op_libraries", library + ": " + std::string(status.message())};
+    }
+  }
+
+  auto start = std::chrono::steady_clock::now();
+  tensorflow::SavedModelBundle bundle;
+  tensorflow::Status status =
+      tensorflow::LoadSavedModel(tensorflow::SessionOptions(), tensorflow::RunOptions(),
+                                 options.model_dir, {kServeTag}, &bundle);
+  if (!status.ok()) throw CheckError{"load", std::string(status.message())};
+  double load_seconds = Seconds(start);
+
+  const auto& signatures = bundle.meta_graph_def.signature_def();
+  std::map<std::string, const tensorflow::SignatureDef*> sorted;
+  for (const auto& item : signatures) {
+    // TF Serving does not serve internal entries such as __saved_model_init_op.
+    if (item.first.rfind("__", 0) != 0) sorted[item.first] = &item.second;
+  }
+  std::string signatures_json = "{";
+  for (const auto& [name, signature] : sorted) {
+    signatures_json += (signatures_json.size() > 1 ? ", " : "") + Json(name) +
+                       ": {\"method_name\": " + Json(signature->method_name()) +
+                       ", \"inputs\": " + TensorMapJson(signature->inputs()) +
+                       ", \"outputs\": " + TensorMapJson(signature->outputs()) + "}";
+  }
+  signatures_json += "}";
+
+  int warmup_records = 0;
+  double warmup_seconds = 0;
+  const std::string warmup_file = tensorflow::io::JoinPath(options.model_dir, kWarmupPath);
+  bool has_warmup = options.warmup && env->FileExists(warmup_file).ok();
+  if (has_warmup) {
+    start = std::chrono::steady_clock::now();
+    std::unique_ptr<tensorflow::RandomAccessFile> file;
+    status = env->NewRandomAccessFile(warmup_file, &file);
+    if (!status.ok()) throw CheckError{"warmup", std::string(status.message())};
+    tensorflow::io::SequentialRecordReader reader(file.get());
+    tensorflow::tstring record;
+    while ((status = reader.ReadRecord(&record)).ok()) {
+      if (++warmup_records > kMaxWarmupRecords) {
+        throw CheckError{"warmup", "more than 1000 warmup records; TF Serving refuses the model"};
+      }
+      Predict(bundle, ParsePredictionLog(record, warmup_records), "warmup");
+    }
+    if (!tensorflow::errors::IsOutOfRange(status)) {
+      throw CheckError{"warmup", warmup_file + ": " + std::string(status.message())};
+    }
+    warmup_seconds = Seconds(start);
+  }
+
+  auto signature = signatures.find(options.signature_name);
+  if (signature == signatures.end()) {
+    throw CheckError{"signature", "no signature " + options.signature_name};
+  }
+  const auto& inputs = signature->second.inputs();
+  if (inputs.size() != 1 || inputs.begin()->second.dtype() != tensorflow::DT_STRING) {
+    throw CheckError{"signature", "signature " + options.signature_name +
+                                      " must take exactly one string input"};
+  }
+  const auto& outputs = signature->second.outputs();
+  std::string output_name = options.output_name;
+  if (output_name.empty() && outputs.size() == 1) output_name = outputs.begin()->first;
+  auto output = outputs.find(output_name);
+  if (output == outputs.end() || output->second.dtype() != tensorflow::DT_FLOAT) {
+    throw CheckError{"signature", "signature " + options.signature_name +
+                                      " has no float32 output " + Json(output_name)};
+  }
+
+  const std::vector<std::string> texts = ReadTexts(options.texts_path);
+  std::ofstream embeddings(options.embeddings_path, std::ios::binary);
+  if (!embeddings) throw CheckError{"input", "cannot write " + options.embeddings_path};
+  std::vector<double> latencies;
+  int64_t rows = 0, columns = -1;
+  for (size_t first = 0; first < texts.size(); first += options.batch_size) {
+    size_t count = std::min<size_t>(options.batch_size, texts.size() - first);
+    tensorflow::Tensor batch(tensorflow::DT_STRING, tensorflow::TensorShape({(int64_t)count}));
+    auto flat = batch.flat<tensorflow::tstring>();
+    for (size_t i = 0; i < count; ++i) flat(i) = texts[first + i];
+    PredictRequest request{options.signature_name, {{inputs.begin()->first, batch}}, {output_name}};
+    start = std::chrono::steady_clock::now();
+    std::vector<tensorflow::Tensor> result = Predict(bundle, request, "run");
+    latencies.push_back(Seconds(start));
+    const tensorflow::Tensor& values = result[0];
+    if (values.dims() != 2 || values.dim_size(0) != (int64_t)count ||
+        (columns >= 0 && values.dim_size(1) != columns)) {
+      throw CheckError{"run", "output " + output_name + " has shape " +
+                                  values.shape().DebugString() + " for a batch of " +
+                                  std::to_string(count)};
+    }
+    columns = values.dim_size(1);
+    rows += count;
+    embeddings.write(reinterpret_cast<const char*>(values.flat<float>().data()),
+                     values.NumElements() * sizeof(float));
+  }
+  embeddings.close();
+  if (!embeddings) throw CheckError{"run", "could not write " + options.embeddings_path};
+
+  return std::string("{\"ok\": true") +
+         ", \"model_dir\": " + Json(options.model_dir) +
+         ", \"op_libraries\": " + JsonList(options.op_libraries, [](const std::string& s) { return Json(s); }) +
+         ", \"load_seconds\": " + Json(load_seconds) +
+         ", \"signatures\": " + signatures_json +
+         ", \"warmup_file\": " + (has_warmup ? Json(warmup_file) : "null") +
+         ", \"warmup_records\": " + std::to_string(warmup_records) +
+         ", \"warmup_seconds\": " + Json(warmup_seconds) +
+         ", \"signature\": " + Json(options.signature_name) +
+         ", \"output\": " + Json(output_name) +
+         ", \"rows\": " + std::to_string(rows) +
+         ", \"columns\": " + std::to_string(std::max<int64_t>(columns, 0)) +
+         ", \"batch_size\": " + std::to_string(options.batch_size) +
+         ", \"latencies_seconds\": " + JsonList(latencies, [](double s) { return Json(s); }) +
+         "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    options = ParseOptions(argc, argv);
+  } catch (const std::exception& error) {
+    std::cout << "{\"ok\": false, \"stage\": \"usage\", \"error\": " << Json(error.what())
+              << "}" << std::endl;
+    return 2;
+  }
+  try {
+    std::cout << Check(options) << std::endl;
+    return 0;
+  } catch (const CheckError& error) {
+    std::cout << "{\"ok\": false, \"stage\": " << Json(error.stage)
+              << ", \"error\": " << Json(error.message) << "}" << std::endl;
+    return 1;
+  }
+}

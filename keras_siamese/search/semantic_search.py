@@ -1,0 +1,119 @@
+"""Text in, most similar corpus entries out: an encoder in front of an `EmbeddingIndex`."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_siamese.search.index import EmbeddingIndex
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchHit:
+    """One search result: the position in the index, its score and what the index stores there."""
+
+    index: int
+    score: float
+    id: object = None
+    text: object = None
+    label: object = None
+
+
+class SemanticSearch:
+    """Embeds query texts with `encoder` and looks them up in `index`.
+
+    `encoder` is any of:
+    - a Keras model mapping a batch of strings to embeddings (run with `predict`);
+    - a SavedModel signature, e.g. `tf.saved_model.load(dir).signatures["serving_default"]`
+      (one string input; the single output, or the one named `embedding`);
+    - any callable `list of str -> [n, d] embeddings` (a dict with one entry also works).
+
+    Args:
+        encoder: as above.
+        index: an `EmbeddingIndex` of embeddings made by the same encoder.
+        batch_size: texts embedded per call.
+
+    Example:
+    >>> search = SemanticSearch.from_texts(model, corpus_texts)  # doctest: +SKIP
+    >>> [hit.text for hit in search.search("a small dog", k=3)]  # doctest: +SKIP
+    """
+
+    def __init__(self, encoder, index, batch_size=256):
+        if not callable(encoder):
+            raise ValueError(f"encoder must be callable, got {type(encoder).__name__}.")
+        self.encoder = encoder
+        self.index = index
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_texts(cls, encoder, texts, ids=None, labels=None, batch_size=256, **index_kwargs):
+        """Embeds `texts` with `encoder` and indexes them (`index_kwargs` go to `EmbeddingIndex`)."""
+        texts = _check_texts(texts)
+        search = cls(encoder, index=None, batch_size=batch_size)
+        search.index = EmbeddingIndex(search.encode(texts), ids=ids, texts=texts, labels=labels, **index_kwargs)
+        return search
+
+    def encode(self, texts):
+        """Embeddings of `texts` as a float32 `[n, d]` numpy array."""
+        texts = _check_texts(texts)
+        parts = [
+            _to_numpy(self._call_encoder(texts[start : start + self.batch_size]))
+            for start in range(0, len(texts), self.batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def search(self, texts, k=10):
+        """The `k` best hits for each text (`k` is cut to the index size).
+
+        Returns:
+            For a single string, a list of `SearchHit`, best first; for a
+            sequence of strings, one such list per string.
+        """
+        single = isinstance(texts, (str, bytes))
+        scores, indices = self.index.search(self.encode([texts] if single else texts), k)
+        results = [
+            [self._hit(int(position), float(score)) for score, position in zip(row_scores, row_indices)]
+            for row_scores, row_indices in zip(scores, indices)
+        ]
+        return results[0] if single else results
+
+    def _hit(self, position, score):
+        def column(values):
+            return None if values is None else values[position]
+
+        index = self.index
+        return SearchHit(position, score, column(index.ids), column(index.texts), column(index.labels))
+
+    def _call_encoder(self, texts):
+        if isinstance(self.encoder, keras.Model):
+            return self.encoder.predict(np.array(texts, dtype=object), batch_size=self.batch_size, verbose=0)
+        signature = getattr(self.encoder, "structured_input_signature", None)
+        if signature is not None:
+            input_names = list(signature[1])
+            if len(input_names) != 1:
+                raise ValueError(f"The signature must take one text input, it takes {input_names}.")
+            return self.encoder(**{input_names[0]: tf.constant(texts)})
+        return self.encoder(texts)
+
+
+def _to_numpy(outputs):
+    if isinstance(outputs, dict):
+        if len(outputs) == 1:
+            (outputs,) = outputs.values()
+        elif "embedding" in outputs:
+            outputs = outputs["embedding"]
+        else:
+            raise ValueError(f"The encoder returned outputs {sorted(outputs)}; expected one, or 'embedding'.")
+    return keras.ops.convert_to_numpy(outputs)
+
+
+def _check_texts(texts):
+    if isinstance(texts, (str, bytes)):
+        raise ValueError("texts must be a sequence of strings, not a single string.")
+    texts = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+    if not texts:
+        raise ValueError("texts is empty.")
+    if not all(isinstance(text, (str, bytes)) for text in texts):
+        raise ValueError("texts must all be strings.")
+    return texts

@@ -1,0 +1,103 @@
+"""RetrievalEvaluation in model.fit, on a Dense embedding model over float features."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_siamese.evaluation import RetrievalEvaluation, retrieval_metrics
+
+
+def clustered_points(seed, count=60, classes=4, dimension=8, noise=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dimension)) * 2
+    labels = np.arange(count) % classes
+    return (centres[labels] + rng.normal(size=(count, dimension)) * noise).astype("float32"), labels
+
+
+def embedding_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    return model
+
+
+def leave_one_out_hit_at_1(embeddings, labels):
+    """Plain numpy: does each point's most similar other point share its label?"""
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return float(np.mean(labels[similarity.argmax(axis=1)] == labels))
+
+
+class RecordEmbeddings(keras.callbacks.Callback):
+    def __init__(self, inputs):
+        super().__init__()
+        self.inputs, self.seen = inputs, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append((self.model.predict(self.inputs, verbose=0), dict(logs)))
+
+
+def test_metrics_reach_the_logs_and_history():
+    train_x, train_y = clustered_points(0)
+    val_x, val_y = clustered_points(1)
+    model = embedding_model()
+    recorder = RecordEmbeddings(val_x)
+    history = model.fit(
+        train_x, np.eye(4)[train_y], epochs=3, verbose=0,
+        callbacks=[RetrievalEvaluation(val_x, val_y, ks=(1, 3)), recorder],
+    )
+    assert {"val_hit@1", "val_recall@3", "val_mrr", "val_map@r"} <= set(history.history)
+    for embeddings, logs in recorder.seen:
+        assert logs["val_hit@1"] == pytest.approx(leave_one_out_hit_at_1(embeddings, val_y))
+    assert history.history["val_hit@1"] == [logs["val_hit@1"] for _, logs in recorder.seen]
+
+
+def test_model_checkpoint_keeps_the_epoch_with_the_best_hit_at_1(tmp_path):
+    train_x, train_y = clustered_points(0)
+    val_x, val_y = clustered_points(1, noise=2.5)
+    model = embedding_model(seed=3)
+    path = str(tmp_path / "best.keras")
+    history = model.fit(
+        train_x, np.eye(4)[train_y], epochs=6, verbose=0,
+        callbacks=[
+            RetrievalEvaluation(val_x, val_y),
+            keras.callbacks.ModelCheckpoint(path, monitor="val_hit@1", mode="max", save_best_only=True),
+        ],
+    )
+    scores = history.history["val_hit@1"]
+    best = keras.saving.load_model(path)
+    assert leave_one_out_hit_at_1(best.predict(val_x, verbose=0), val_y) == pytest.approx(max(scores))
+    assert len(set(scores)) > 1  # training moved the metric, so "best" chose among epochs
+
+
+def test_early_stopping_on_a_flat_metric():
+    train_x, train_y = clustered_points(0)
+    model = embedding_model()
+    model.optimizer.learning_rate.assign(0.0)  # embeddings never change
+    history = model.fit(
+        train_x, np.eye(4)[train_y], epochs=10, verbose=0,
+        callbacks=[
+            RetrievalEvaluation(train_x, train_y),
+            keras.callbacks.EarlyStopping(monitor="val_map@r", mode="max", patience=2),
+        ],
+    )
+    assert len(history.history["val_map@r"]) == 3
+
+
+def test_separate_corpus_and_embedding_function():
+    queries, query_labels = clustered_points(1, count=12)
+    corpus, corpus_labels = clustered_points(2, count=20)
+    projection = np.random.default_rng(5).normal(size=(8, 3)).astype("float32")
+    callback = RetrievalEvaluation(
+        queries, query_labels, corpus, corpus_labels, prefix="test/", embed_fn=lambda x: x @ projection
+    )
+    logs = {"loss": 1.0}
+    callback.on_epoch_end(0, logs)
+    expected = retrieval_metrics(queries @ projection, query_labels, corpus @ projection, corpus_labels)
+    assert logs == {"loss": 1.0, **{"test/" + name: value for name, value in expected.items()}}
+
+
+def test_corpus_needs_its_labels():
+    with pytest.raises(ValueError, match="together"):
+        RetrievalEvaluation(np.ones((2, 8)), [0, 1], corpus=np.ones((2, 8)))

@@ -1,0 +1,210 @@
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers TF Text's ops for the Python reference
+
+from keras_siamese.export import export_saved_model
+from keras_siamese.export.ops import UnsupportedOpsError
+from keras_siamese.export.serving_check import (
+    ServingCheckError,
+    build_serving_check,
+    check_serving,
+    main,
+)
+from keras_siamese.export.warmup import write_warmup_requests
+from keras_siamese.models import TripletSemiHard
+from serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
+
+PROBE_TEXTS = ["a domestic dog", "", "   ", "狗 🐕 chien", "word " * 2000, b"\xff\xfe not utf-8"]
+
+
+def python_reference(version_dir, texts):
+    """The same SavedModel, loaded and run by Python TensorFlow."""
+    serve = tf.saved_model.load(version_dir).signatures["serving_default"]
+    return serve(text=tf.constant(texts))["embedding"].numpy()
+
+
+@pytest.fixture(scope="module", params=["pooled", "mean"])
+def exported(request, tiny_encoder_factory, tmp_path_factory):
+    """(model, version_dir): the main job's recipe (pooled output) and a mean-pooled one."""
+    keras.utils.set_random_seed(0)
+    model = TripletSemiHard.from_encoder(tiny_encoder_factory(), pooling=request.param, output_units=8)
+    version_dir = export_saved_model(model, tmp_path_factory.mktemp("serving") / request.param)
+    write_warmup_requests(version_dir, PROBE_TEXTS[:4], batch_sizes=[1, 4, 7])
+    return model, version_dir
+
+
+def test_cpp_loader_serves_what_keras_predicts(exported):
+    model, version_dir = exported
+    report = check_serving(version_dir, PROBE_TEXTS, batch_size=4)
+    expected = model.predict(PROBE_TEXTS[:5], verbose=0)  # all but the raw bytes
+    np.testing.assert_allclose(report.embeddings[:5], expected, atol=1e-5)
+    np.testing.assert_allclose(report.embeddings, python_reference(version_dir, PROBE_TEXTS), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
+    assert report.warmup_records == 3
+    assert len(report.latencies_seconds) == 2  # requests of 4 and 2 texts
+    assert report.signatures == {
+        "serving_default": {
+            "method_name": "tensorflow/serving/predict",
+            "inputs": {"text": {"dtype": "DT_STRING", "shape": [-1]}},
+            "outputs": {"embedding": {"dtype": "DT_FLOAT", "shape": [-1, 8]}},
+        }
+    }
+    assert any(path.endswith("_sentencepiece_tokenizer.so") for path in report.op_libraries)
+    summary = report.summary()
+    assert "serving check passed" in summary and "3 record(s) replayed" in summary
+
+
+def test_round_robin_trim_model_runs_in_cpp(glosses, tmp_path):
+    module = save_pair_packing_model(tmp_path / "1", sentencepiece_proto(glosses[0][:300]))
+    report = check_serving(tmp_path / "1", PROBE_TEXTS)
+    np.testing.assert_allclose(
+        report.embeddings, module.serve(tf.constant(PROBE_TEXTS))["embedding"].numpy(), atol=1e-5
+    )
+
+
+def test_op_outside_the_allowed_set_fails_with_its_name(glosses, tmp_path):
+    save_pair_packing_model(tmp_path / "1", sentencepiece_proto(glosses[0][:300]))
+    rename_op(tmp_path / "1", "Rsqrt", "Custom>FastRsqrt")
+    with pytest.raises(UnsupportedOpsError, match="Custom>FastRsqrt"):
+        check_serving(tmp_path / "1")
+    # LoadSavedModel instantiates graph functions lazily, so C++ accepts the
+    # model and fails on the first request; with warmup, before serving.
+    with pytest.raises(ServingCheckError, match="failed at run: Op type not registered 'Custom>FastRsqrt'"):
+        check_serving(tmp_path / "1", check_ops=False)
+    write_warmup_requests(tmp_path / "1", ["a dog"])
+    with pytest.raises(ServingCheckError, match="failed at warmup: Op type not registered") as error:
+        check_serving(tmp_path / "1", check_ops=False)
+    assert error.value.stage == "warmup"
+
+
+def test_warmup_record_that_does_not_fit_the_signature_fails_the_check(exported, tmp_path):
+    _, version_dir = exported
+    copy = tmp_path / "1"
+    subprocess.run(["cp", "-r", version_dir, str(copy)], check=True)
+    write_warmup_requests(copy, ["a dog"], input_name="sentence")
+    with pytest.raises(ServingCheckError, match="failed at warmup: input sentence is not in signature"):
+        check_serving(copy)
+    assert check_serving(copy, warmup=False).warmup_records == 0
+
+
+def test_command_line_report_and_exit_status(exported, tmp_path, capsys):
+    _, version_dir = exported
+    texts_file = tmp_path / "texts.txt"
+    texts_file.write_text("a dog\n\nto run fast\n", encoding="utf-8")
+    assert main([version_dir, "--texts", str(texts_file), "--batch-size", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "3 text(s) in 3 request(s)" in out and "embedding: 3 x 8 float32" in out
+    assert main([str(tmp_path / "missing"), "--no-warmup"]) == 1
+    assert "no saved_model.pb" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(texts=[]), "texts is empty"),
+        (dict(texts="one string"), "not one string"),
+        (dict(texts=[1.5]), "str or bytes"),
+        (dict(batch_size=0), "positive integer"),
+        (dict(signature_name="missing"), "failed at signature: no signature missing"),
+    ],
+)
+def test_bad_arguments_fail_clearly(exported, kwargs, message):
+    with pytest.raises((ValueError, ServingCheckError), match=message):
+        check_serving(exported[1], **kwargs)
+
+
+def test_binary_is_built_once_per_tensorflow_version_and_source(tmp_path, monkeypatch):
+    binary = build_serving_check()
+    assert os.access(binary, os.X_OK) and f"tf{tf.__version__}" in os.path.basename(binary)
+    built_at = os.stat(binary).st_mtime_ns
+    assert build_serving_check() == binary and os.stat(binary).st_mtime_ns == built_at
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    fresh_cache = tmp_path / "cache"
+    with pytest.raises(ServingCheckError, match="failed") as error:
+        build_serving_check(fresh_cache)
+    assert error.value.stage == "build" and os.listdir(fresh_cache) == []
+
+
+def _mixed_texts(count, seed=0):
+    rng = random.Random(seed)
+    kinds = [
+        lambda: "",
+        lambda: rng.choice([" ", "\t\n", "   \u3000 "]),
+        lambda: "".join(rng.choice("狗猫鸟鱼的是在🐕🐈🎉😀👍🏽") for _ in range(rng.randint(1, 40))),
+        lambda: "".join(rng.choice("abcdefgh ") for _ in range(10_000)),
+        lambda: bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))),
+        lambda: "a small domestic dog that barks",
+    ]
+    return [kinds[i % len(kinds)]() for i in range(count)]
+
+
+@pytest.mark.slow
+def test_a_thousand_mixed_requests_give_unit_embeddings(exported):
+    _, version_dir = exported
+    texts = _mixed_texts(1000)
+    report = check_serving(version_dir, texts, batch_size=1)
+    assert report.embeddings.shape == (1000, 8) and len(report.latencies_seconds) == 1000
+    np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(report.embeddings, python_reference(version_dir, texts), atol=1e-5)
+
+
+EXPORT_FOREVER = """
+import sys
+import keras
+from keras_siamese.export import export_saved_model
+from keras_siamese.layers import L2Normalize
+text = keras.Input(shape=(), dtype="string", name="text")
+ids = keras.layers.Hashing(num_bins=64)(text)
+model = keras.Model(text, L2Normalize()(keras.layers.Embedding(64, 4)(ids)))
+print("ready", flush=True)
+while True:
+    print(export_saved_model(model, sys.argv[1]), flush=True)
+    if len(sys.argv) > 2:
+        break
+"""
+
+
+def _tree_bytes(root):
+    files = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as file:
+                files[os.path.relpath(path, root)] = file.read()
+    return files
+
+
+@pytest.mark.slow
+def test_export_killed_at_random_moments_never_leaves_a_loadable_half_version(tmp_path):
+    base = tmp_path / "m"
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", EXPORT_FOREVER, str(base), "once"], check=True,
+                   env=environment, capture_output=True)
+    first_version = _tree_bytes(base / "1")
+    rng = random.Random(0)
+    checked = {"1"}
+    for _ in range(10):
+        child = subprocess.Popen([sys.executable, "-c", EXPORT_FOREVER, str(base)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 3.0))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        for name in sorted(os.listdir(base)):
+            # TF Serving only considers directories named by an integer.
+            assert name.isdigit() or name.startswith(".partial-"), name
+            if name.isdigit() and name not in checked:
+                report = check_serving(base / name, ["a dog", ""], warmup=False)
+                np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
+                checked.add(name)
+    assert _tree_bytes(base / "1") == first_version

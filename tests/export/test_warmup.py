@@ -1,0 +1,73 @@
+import os
+
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from keras_siamese.export.warmup import WARMUP_FILE, write_warmup_requests
+
+
+class Identity(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        return {"length": tf.strings.length(text)}
+
+
+@pytest.fixture
+def version_dir(tmp_path):
+    module = Identity()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    return str(tmp_path / "1")
+
+
+def _read_logs(path):
+    return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(path)]
+
+
+def test_one_predict_request_per_batch_size_cycling_the_samples(version_dir):
+    path = write_warmup_requests(version_dir, ["a dog", "猫 🐈", b"\xff raw"], batch_sizes=[1, 5])
+    assert path == os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    logs = _read_logs(path)
+    assert [log.WhichOneof("log_type") for log in logs] == ["predict_log", "predict_log"]
+    requests = [log.predict_log.request for log in logs]
+    assert all(request.model_spec.signature_name == "serving_default" for request in requests)
+    assert [list(tf.make_ndarray(r.inputs["text"])) for r in requests] == [
+        [b"a dog"],
+        [b"a dog", "猫 🐈".encode(), b"\xff raw", b"a dog", "猫 🐈".encode()],
+    ]
+    assert os.listdir(os.path.dirname(path)) == ["tf_serving_warmup_requests"]
+
+
+def test_default_batch_sizes_are_one_and_all_samples(version_dir):
+    logs = _read_logs(write_warmup_requests(version_dir, ["a", "b", "c"], signature_name="s",
+                                            input_name="q"))
+    shapes = [tf.make_ndarray(log.predict_log.request.inputs["q"]).shape for log in logs]
+    assert shapes == [(1,), (3,)]
+    assert {log.predict_log.request.model_spec.signature_name for log in logs} == {"s"}
+
+
+def test_rewriting_replaces_the_file(version_dir):
+    write_warmup_requests(version_dir, ["a"], batch_sizes=[1, 2, 3])
+    assert len(_read_logs(write_warmup_requests(version_dir, ["a"], batch_sizes=[4]))) == 1
+
+
+@pytest.mark.parametrize(
+    "texts, batch_sizes, message",
+    [
+        ([], None, "non-empty list"),
+        ("one string", None, "non-empty list"),
+        (["a"], [0], "positive integers"),
+        (["a"], [True], "positive integers"),
+        (["a"], list(range(1, 1002)), "at most 1000"),
+    ],
+)
+def test_bad_arguments_are_value_errors(version_dir, texts, batch_sizes, message):
+    with pytest.raises(ValueError, match=message):
+        write_warmup_requests(version_dir, texts, batch_sizes=batch_sizes)
+    assert not os.path.exists(os.path.join(version_dir, WARMUP_FILE))
+
+
+def test_refuses_a_directory_that_is_not_a_saved_model(tmp_path):
+    with pytest.raises(ValueError, match="no saved_model.pb"):
+        write_warmup_requests(tmp_path, ["a"])
