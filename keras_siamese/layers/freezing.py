@@ -20,6 +20,7 @@ def freeze_backbone(backbone, frozen_layers=FREEZE_ALL):
     weights.
 
     Example:
+    >>> import keras_hub
     >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=100,
     ...     num_layers=4, num_heads=2, hidden_dim=16, intermediate_dim=32)
     >>> freeze_backbone(backbone, 2)
