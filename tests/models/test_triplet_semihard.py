@@ -11,7 +11,7 @@ from keras_siamese.models import TripletSemiHard
 def model(tiny_encoder_factory):
     keras.utils.set_random_seed(0)
     model = TripletSemiHard.from_encoder(
-        tiny_encoder_factory(), hidden_units=(16,), output_units=16, margin=0.5
+        tiny_encoder_factory(), pooling="mean", hidden_units=(16,), output_units=16, margin=0.5
     )
     model.compile(optimizer=keras.optimizers.Adam(5e-3))
     return model
@@ -33,8 +33,9 @@ def test_fit_lowers_the_loss_and_reports_mining_metrics(model, batches):
     before = model.evaluate(held, return_dict=True, verbose=0)
     history = model.fit(batches, epochs=2, verbose=0)
     after = model.evaluate(held, return_dict=True, verbose=0)
-    # From a near-collapsed start (every distance ~0, loss ~ margin) the model
-    # spreads the classes apart: loss down, negatives pushed beyond positives.
+    # Mean pooling, as the main job trains from scratch: a random tiny ALBERT's
+    # pooled (tanh) output is nearly the same for every text and barely moves in
+    # 50 steps. Training spreads the classes: loss down, negatives pushed out.
     assert after["loss"] < before["loss"] - 0.02, (before, after)
     gap = lambda logs: logs["negative_distance"] - logs["positive_distance"]  # noqa: E731
     assert gap(after) > gap(before) + 0.02, (before, after)
