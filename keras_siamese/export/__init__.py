@@ -1,5 +1,46 @@
-"""Export for TensorFlow Serving."""
+"""Export for TensorFlow Serving: SavedModel versions, warmup, metadata, op check, serving check.
 
+Example:
+>>> from keras_siamese.export import rest_predict_body
+>>> rest_predict_body(["a dog"], format="inputs")
+{'signature_name': 'serving_default', 'inputs': {'text': ['a dog']}}
+"""
+
+from keras_siamese.export.metadata import describe_model, read_metadata, write_metadata
+from keras_siamese.export.ops import UnsupportedOpsError, check_serving_ops, saved_model_ops
+from keras_siamese.export.requests import (
+    grpc_predict_request,
+    parse_grpc_response,
+    parse_rest_response,
+    rest_predict_body,
+    rest_predict_url,
+)
 from keras_siamese.export.saved_model import export_saved_model, next_version
+from keras_siamese.export.serving_check import (
+    ServingCheckError,
+    ServingCheckReport,
+    build_serving_check,
+    check_serving,
+)
+from keras_siamese.export.warmup import write_warmup_requests
 
-__all__ = ["export_saved_model", "next_version"]
+__all__ = [
+    "ServingCheckError",
+    "ServingCheckReport",
+    "UnsupportedOpsError",
+    "build_serving_check",
+    "check_serving",
+    "check_serving_ops",
+    "describe_model",
+    "export_saved_model",
+    "grpc_predict_request",
+    "next_version",
+    "parse_grpc_response",
+    "parse_rest_response",
+    "read_metadata",
+    "rest_predict_body",
+    "rest_predict_url",
+    "saved_model_ops",
+    "write_metadata",
+    "write_warmup_requests",
+]

@@ -97,7 +97,7 @@ def grpc_predict_request(
     request.model_spec.signature_name = signature_name
     if version is not None:
         request.model_spec.version.value = int(version)
-    texts = [_as_bytes(text) for text in _text_list(texts)]
+    texts = [as_bytes(text) for text in _text_list(texts)]
     request.inputs[input_name].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string, shape=[len(texts)]))
     return request
 
@@ -129,7 +129,13 @@ def _text_list(texts):
     return texts
 
 
-def _as_bytes(text):
+def as_bytes(text):
+    """`text` as bytes: str is UTF-8 encoded, bytes are kept as they are.
+
+    Example:
+    >>> as_bytes("狗"), as_bytes(b"\\xff")
+    (b'\\xe7\\x8b\\x97', b'\\xff')
+    """
     if isinstance(text, (bytes, np.bytes_)):
         return bytes(text)
     if isinstance(text, str):
@@ -139,7 +145,7 @@ def _as_bytes(text):
 
 def _json_string(text):
     """JSON strings are UTF-8: other bytes go base64-encoded in a {"b64": ...} object."""
-    data = _as_bytes(text)
+    data = as_bytes(text)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -9,19 +9,39 @@ import keras
 import tensorflow as tf
 
 from keras_siamese.atomic import fsync_path, fsync_tree
+from keras_siamese.export.metadata import describe_model, write_metadata
+from keras_siamese.export.ops import check_serving_ops
+from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from keras_siamese.export.warmup import write_warmup_requests
 
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "text"
-OUTPUT_NAME = "embedding"
+TOKEN_SIGNATURE_NAME = "tokens"
+TOKEN_INPUT_NAMES = ("token_ids", "padding_mask")
+SIGNATURE_KINDS = ("text", "tokens")
 _PARTIAL_PREFIX = ".partial-"
 
 
-def export_saved_model(model, base_dir, version=None):
+def export_saved_model(
+    model, base_dir, version=None, *, warmup_texts=None, warmup_batch_sizes=None, signatures=("text",)
+):
     """Exports `model` (strings -> embeddings) as `base_dir/<version>/` for TF Serving.
 
     The SavedModel's `serving_default` signature takes `text`, a `[batch]`
-    tf.string tensor, and returns `embedding`, float32 `[batch, dim]`. The
-    version directory is written under a hidden temporary name inside
+    tf.string tensor, and returns `embedding`, float32 `[batch, dim]`. With
+    `"tokens"` in `signatures`, a `tokens` signature takes `token_ids` and
+    `padding_mask` (int32 `[batch, length]`, packed as the encoder's
+    `tokenize` packs them) and returns the same `embedding`. Exported with
+    `signatures=("tokens",)` alone, the tokenizer is left out and the model
+    needs no TF Text op, for model servers built without TF Text;
+    `serving_default` is then the token signature.
+
+    Every version carries `assets.extra/keras_siamese.json` (embedding size,
+    pooling, normalisation, sequence length, signatures, versions) and, given
+    `warmup_texts`, TF Serving's warmup records. Before the version appears,
+    its ops are checked against what TF Serving links
+    (`keras_siamese.export.ops.check_serving_ops`): a refused model raises
+    `UnsupportedOpsError` and leaves no version behind.
+
+    The version directory is written under a hidden temporary name inside
     `base_dir` and renamed into place only when complete, so a server watching
     `base_dir` never loads a half-written version and earlier versions are
     never touched. Leftovers of exports that were killed are removed by the
@@ -33,15 +53,26 @@ def export_saved_model(model, base_dir, version=None):
         version: integer version; by default one more than the largest
             existing version (1 for an empty `base_dir`). An existing version
             is never overwritten.
+        warmup_texts: sample texts for `assets.extra/tf_serving_warmup_requests`
+            (needs the text signature); None writes no warmup file.
+        warmup_batch_sizes: batch sizes of the warmup requests (see
+            `keras_siamese.export.warmup.write_warmup_requests`).
+        signatures: which of `"text"` and `"tokens"` to export. The token
+            signature needs a functional model with one `TextEncoder` layer.
 
     Returns:
         The path of the new version directory.
 
     Example:
-    >>> path = export_saved_model(model, "serving/wordnet")  # doctest: +SKIP
+    >>> path = export_saved_model(model, "serving/wordnet",
+    ...                           warmup_texts=["a small dog"])  # doctest: +SKIP
     >>> tf.saved_model.load(path).signatures["serving_default"](
     ...     text=tf.constant(["a small dog"]))["embedding"]  # doctest: +SKIP
     """
+    signatures = _check_signatures(signatures)
+    if warmup_texts is not None and "text" not in signatures:
+        raise ValueError("warmup_texts needs the text signature; add 'text' to signatures.")
+    archive = _export_archive(model, signatures)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     _remove_abandoned_partials(base_dir)
@@ -56,7 +87,11 @@ def export_saved_model(model, base_dir, version=None):
         prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-{version}-", dir=base_dir
     )
     try:
-        _export_archive(model).write_out(partial_dir, verbose=False)
+        archive.write_out(partial_dir, verbose=False)
+        check_serving_ops(partial_dir)
+        write_metadata(partial_dir, {**describe_model(model), "signatures": _signature_names(signatures)})
+        if warmup_texts is not None:
+            write_warmup_requests(partial_dir, warmup_texts, warmup_batch_sizes)
         fsync_tree(partial_dir)
         os.rename(partial_dir, final_dir)
         fsync_path(base_dir)
@@ -72,17 +107,65 @@ def next_version(base_dir):
     return max(versions, default=0) + 1
 
 
-def _export_archive(model):
+def _export_archive(model, signatures):
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    if "text" in signatures:
+        archive.track(model)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
-    def serve(text):
-        embedding = model(text, training=False)
-        return {OUTPUT_NAME: tf.cast(embedding, tf.float32)}
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+        def serve(text):
+            embedding = model(text, training=False)
+            return {OUTPUT_NAME: tf.cast(embedding, tf.float32)}
 
-    archive.add_endpoint(SIGNATURE_NAME, serve)
+        archive.add_endpoint(SIGNATURE_NAME, serve)
+    if "tokens" in signatures:
+        encoder, head = _split_at_encoder(model)
+        # Only the backbone and the head: the tokenizer (TF Text) stays out.
+        archive.track(encoder.backbone)
+        archive.track(head)
+        specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in TOKEN_INPUT_NAMES]
+
+        @tf.function(input_signature=specs)
+        def serve_tokens(token_ids, padding_mask):
+            features = encoder.encode_tokens(token_ids, padding_mask, training=False)
+            embedding = head(keras.tree.flatten(features), training=False)
+            return {OUTPUT_NAME: tf.cast(embedding, tf.float32)}
+
+        for name, kind in _signature_names(signatures).items():
+            if kind == "tokens":
+                archive.add_endpoint(name, serve_tokens)
     return archive
+
+
+def _split_at_encoder(model):
+    """(encoder, head): the model's one text encoder and the functional model after it."""
+    encoders = [layer for layer in model.layers if hasattr(layer, "encode_tokens")]
+    if not isinstance(model, keras.Model) or len(encoders) != 1 or len(encoders[0]._inbound_nodes) != 1:
+        raise ValueError(
+            "The token signature needs a functional model that calls one TextEncoder "
+            f"(a layer with encode_tokens) once; {model.name} has {len(encoders)} such layers."
+        )
+    encoder = encoders[0]
+    # The head takes the encoder's outputs as a flat list, in keras.tree order.
+    head = keras.Model(keras.tree.flatten(encoder.output), model.outputs[0], name=f"{model.name}_head")
+    return encoder, head
+
+
+def _signature_names(signatures):
+    """{signature name: kind}; `serving_default` is the text signature when there is one."""
+    names = {SIGNATURE_NAME: "text" if "text" in signatures else "tokens"}
+    if "tokens" in signatures:
+        names[TOKEN_SIGNATURE_NAME] = "tokens"
+    return names
+
+
+def _check_signatures(signatures):
+    if isinstance(signatures, str):
+        signatures = (signatures,)
+    signatures = tuple(signatures)
+    if not signatures or not set(signatures) <= set(SIGNATURE_KINDS) or len(set(signatures)) != len(signatures):
+        raise ValueError(f"signatures must name one or both of {SIGNATURE_KINDS}, got {signatures!r}.")
+    return signatures
 
 
 def _check_version(version):

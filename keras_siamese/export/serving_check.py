@@ -23,6 +23,8 @@ import tempfile
 
 import numpy as np
 
+from keras_siamese.export.requests import as_bytes
+
 SOURCE_NAME = "serving_check.cc"
 
 # Texts a served embedding model meets: plain, empty, blank, non-Latin, long.
@@ -141,7 +143,7 @@ def check_serving(
         raise ValueError(f"{saved_model_dir} is not a SavedModel directory (no saved_model.pb).")
     if isinstance(texts, (str, bytes)):
         raise ValueError("texts must be a list of strings, not one string.")
-    encoded = [_as_bytes(text) for text in texts]
+    encoded = [as_bytes(text) for text in texts]
     if not encoded:
         raise ValueError("texts is empty; give at least one string to run.")
     batch_size = len(encoded) if batch_size is None else batch_size
@@ -301,14 +303,6 @@ def _parse_report(result, saved_model_dir):
             report["stage"], result.stderr,
         )
     return report
-
-
-def _as_bytes(text):
-    if isinstance(text, (bytes, np.bytes_)):
-        return bytes(text)
-    if isinstance(text, str):
-        return text.encode("utf-8")
-    raise ValueError(f"texts must be str or bytes, got {type(text).__name__}: {text!r:.80}.")
 
 
 def _describe(tensors):

@@ -139,6 +139,19 @@ class TextEncoder(keras.layers.Layer):
 
     def call(self, texts, training=None):
         token_ids, padding_mask = self.tokenize(texts)
+        return self.encode_tokens(token_ids, padding_mask, training=training)
+
+    def encode_tokens(self, token_ids, padding_mask, training=None):
+        """The backbone's features for packed `[batch, length]` token ids and padding mask.
+
+        The second half of `call` (after `tokenize`): no string ops, so an
+        exported token signature runs without TF Text. Padding at the end
+        does not change the features of the kept positions.
+
+        Example:
+        >>> token_ids, padding_mask = encoder.tokenize(["a dog"])  # doctest: +SKIP
+        >>> encoder.encode_tokens(token_ids, padding_mask)["pooled_output"]  # doctest: +SKIP
+        """
         inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
         if "segment_ids" in self.backbone.input:
             inputs["segment_ids"] = tf.zeros_like(token_ids)

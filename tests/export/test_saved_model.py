@@ -6,8 +6,11 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_siamese.export import export_saved_model, next_version, saved_model
+import keras_siamese
+from keras_siamese.export import UnsupportedOpsError, export_saved_model, next_version, ops, saved_model
+from keras_siamese.layers import L2Normalize
 from keras_siamese.models import TripletSemiHard
 
 PROBE_TEXTS = [
@@ -81,7 +84,110 @@ def test_failed_export_leaves_no_version_and_old_leftovers_are_cleaned(model, tm
                 f.write(b"half a graph")
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(saved_model, "_export_archive", lambda model: CrashingArchive())
+    monkeypatch.setattr(saved_model, "_export_archive", lambda model, signatures: CrashingArchive())
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(model, base)
     assert sorted(os.listdir(base)) == ["1"]
+
+
+READ_ASSETS_IN_FRESH_PROCESS = """
+import json, sys
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+version_dir = sys.argv[1]
+logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy()) for record in
+        tf.data.TFRecordDataset(version_dir + "/assets.extra/tf_serving_warmup_requests")]
+requests = [log.predict_log.request for log in logs]
+texts = [[t.decode() for t in tf.make_ndarray(r.inputs["text"])] for r in requests]
+names = [r.model_spec.signature_name for r in requests]
+metadata = json.load(open(version_dir + "/assets.extra/keras_siamese.json"))
+assert not any(m.startswith("keras_siamese") for m in sys.modules)
+print(json.dumps({"texts": texts, "signatures": names, "metadata": metadata}))
+"""
+
+
+def test_export_writes_warmup_records_and_metadata_that_a_fresh_reader_parses(model, tmp_path):
+    version_dir = export_saved_model(model, tmp_path / "m", warmup_texts=["a dog", "猫 🐈"],
+                                     warmup_batch_sizes=[1, 3])
+    result = subprocess.run([sys.executable, "-c", READ_ASSETS_IN_FRESH_PROCESS, version_dir],
+                            check=True, capture_output=True, text=True)
+    read = json.loads(result.stdout.strip().splitlines()[-1])
+    assert read["texts"] == [["a dog"], ["a dog", "猫 🐈", "a dog"]]
+    assert read["signatures"] == ["serving_default", "serving_default"]
+    assert read["metadata"] == {
+        "embedding_size": 8,
+        "pooling": "mean",
+        "normalized": True,
+        "sequence_length": 24,
+        "signatures": {"serving_default": "text"},
+        "keras_siamese_version": keras_siamese.__version__,
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def test_without_warmup_texts_there_is_metadata_and_no_warmup_file(model, tmp_path):
+    version_dir = export_saved_model(model, tmp_path / "m")
+    assert os.listdir(os.path.join(version_dir, "assets.extra")) == ["keras_siamese.json"]
+
+
+def _tokens(model, texts):
+    encoder = next(layer for layer in model.layers if hasattr(layer, "encode_tokens"))
+    token_ids, padding_mask = encoder.tokenize(tf.constant(texts))
+    return {"token_ids": tf.cast(token_ids, tf.int32), "padding_mask": tf.cast(padding_mask, tf.int32)}
+
+
+def test_token_signature_serves_the_text_signature_embeddings(model, tmp_path):
+    version_dir = export_saved_model(model, tmp_path / "m", signatures=("text", "tokens"))
+    loaded = tf.saved_model.load(version_dir)
+    assert sorted(loaded.signatures) == ["serving_default", "tokens"]
+    probe = tf.constant(PROBE_TEXTS + [b"\xff\xfe not utf-8"])
+    from_text = loaded.signatures["serving_default"](text=probe)["embedding"].numpy()
+    from_tokens = loaded.signatures["tokens"](**_tokens(model, probe))["embedding"].numpy()
+    np.testing.assert_allclose(from_tokens, from_text, atol=1e-5)
+    # Padded to the full sequence length (a client's fixed shape), the same vectors.
+    full = _tokens(model, probe)
+    pad = 24 - full["token_ids"].shape[1]
+    full = {name: tf.pad(value, [[0, 0], [0, pad]]) for name, value in full.items()}
+    np.testing.assert_allclose(loaded.signatures["tokens"](**full)["embedding"].numpy(), from_text, atol=1e-5)
+
+
+def test_token_only_export_needs_no_tf_text_op(model, tmp_path):
+    text_dir = export_saved_model(model, tmp_path / "m")
+    tokens_dir = export_saved_model(model, tmp_path / "m", signatures=("tokens",))
+    assert set(ops.saved_model_ops(text_dir)) & set(ops.tf_text_ops())  # the text model needs TF Text
+    assert ops.saved_model_ops(tokens_dir) <= ops.core_tensorflow_ops()
+    loaded = tf.saved_model.load(tokens_dir)
+    assert sorted(loaded.signatures) == ["serving_default", "tokens"]
+    served = loaded.signatures["serving_default"](**_tokens(model, PROBE_TEXTS))["embedding"].numpy()
+    np.testing.assert_allclose(served, model.predict(PROBE_TEXTS, verbose=0), atol=1e-5)
+    metadata = json.loads((tmp_path / "m" / "2" / "assets.extra" / "keras_siamese.json").read_text())
+    assert metadata["signatures"] == {"serving_default": "tokens", "tokens": "tokens"}
+
+
+def test_op_check_refusal_leaves_no_version_behind(model, tmp_path, monkeypatch):
+    base = tmp_path / "m"
+    export_saved_model(model, base)
+    used = ops.saved_model_ops(base / "1")
+    assert "MatMul" in used
+    # A server that lacks MatMul: the allowed set is our own logic, so it is what changes here.
+    allowed = ops.core_tensorflow_ops() - {"MatMul"}
+    monkeypatch.setattr(ops, "core_tensorflow_ops", lambda: allowed)
+    with pytest.raises(UnsupportedOpsError, match=r"does not link: MatMul\."):
+        export_saved_model(model, base, warmup_texts=["a dog"])
+    assert sorted(os.listdir(base)) == ["1"]
+
+
+def test_bad_export_options_are_value_errors(model, tmp_path):
+    with pytest.raises(ValueError, match="signatures must name one or both"):
+        export_saved_model(model, tmp_path / "m", signatures=("text", "ids"))
+    with pytest.raises(ValueError, match="signatures must name one or both"):
+        export_saved_model(model, tmp_path / "m", signatures=())
+    with pytest.raises(ValueError, match="warmup_texts needs the text signature"):
+        export_saved_model(model, tmp_path / "m", signatures="tokens", warmup_texts=["a dog"])
+    with pytest.raises(ValueError, match="non-empty list"):
+        export_saved_model(model, tmp_path / "m", warmup_texts=[])
+    text = keras.Input(shape=(), dtype="string")
+    hashed = keras.Model(text, L2Normalize()(keras.layers.Embedding(16, 4)(keras.layers.Hashing(16)(text))))
+    with pytest.raises(ValueError, match="token signature needs a functional model"):
+        export_saved_model(hashed, tmp_path / "m", signatures=("text", "tokens"))
+    assert not os.path.exists(tmp_path / "m") or os.listdir(tmp_path / "m") == []

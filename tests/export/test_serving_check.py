@@ -34,11 +34,11 @@ def python_reference(version_dir, texts):
 
 @pytest.fixture(scope="module", params=["pooled", "mean"])
 def exported(request, tiny_encoder_factory, tmp_path_factory):
-    """(model, version_dir): the main job's recipe (pooled output) and a mean-pooled one."""
+    """(model, version_dir): the study's recipe (pooled output) and the main job's (mean-pooled)."""
     keras.utils.set_random_seed(0)
     model = TripletSemiHard.from_encoder(tiny_encoder_factory(), pooling=request.param, output_units=8)
-    version_dir = export_saved_model(model, tmp_path_factory.mktemp("serving") / request.param)
-    write_warmup_requests(version_dir, PROBE_TEXTS[:4], batch_sizes=[1, 4, 7])
+    version_dir = export_saved_model(model, tmp_path_factory.mktemp("serving") / request.param,
+                                     warmup_texts=PROBE_TEXTS[:4], warmup_batch_sizes=[1, 4, 7])
     return model, version_dir
 
 
@@ -167,7 +167,7 @@ ids = keras.layers.Hashing(num_bins=64)(text)
 model = keras.Model(text, L2Normalize()(keras.layers.Embedding(64, 4)(ids)))
 print("ready", flush=True)
 while True:
-    print(export_saved_model(model, sys.argv[1]), flush=True)
+    print(export_saved_model(model, sys.argv[1], warmup_texts=["a dog", ""]), flush=True)
     if len(sys.argv) > 2:
         break
 """
@@ -204,7 +204,8 @@ def test_export_killed_at_random_moments_never_leaves_a_loadable_half_version(tm
             # TF Serving only considers directories named by an integer.
             assert name.isdigit() or name.startswith(".partial-"), name
             if name.isdigit() and name not in checked:
-                report = check_serving(base / name, ["a dog", ""], warmup=False)
+                report = check_serving(base / name, ["a dog", ""])
+                assert report.warmup_records == 2
                 np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
                 checked.add(name)
     assert _tree_bytes(base / "1") == first_version
