@@ -1,0 +1,79 @@
+"""`keras-siamese export` and `keras-siamese check-serving`: a .keras checkpoint to a served version."""
+
+import os
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+from keras_siamese.cli import main
+from keras_siamese.export import check_serving, read_metadata
+from keras_siamese.models import TripletSemiHard
+
+TEXTS = ["a domestic dog", "", "狗 🐕 chien", "word " * 500]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_encoder_factory, tmp_path_factory):
+    """(model, path): a mean-pooled model saved as ModelCheckpoint saves it."""
+    keras.utils.set_random_seed(0)
+    model = TripletSemiHard.from_encoder(tiny_encoder_factory(), pooling="mean", output_units=8)
+    path = tmp_path_factory.mktemp("checkpoints") / "epoch01.keras"
+    model.save(path)
+    return model, str(path)
+
+
+@pytest.mark.slow
+def test_export_from_a_checkpoint_gives_a_version_that_check_serving_passes(checkpoint, tmp_path, capsys):
+    model, path = checkpoint
+    warmup = tmp_path / "warmup.txt"
+    warmup.write_text("a dog\nto run fast\n", encoding="utf-8")
+    out = tmp_path / "serving" / "wordnet"
+    assert main(["export", "--model", path, "--out", str(out), "--version", "3",
+                 "--warmup-texts", str(warmup)]) == 0
+    version_dir = str(out / "3")
+    assert capsys.readouterr().out.strip() == version_dir
+    assert read_metadata(version_dir)["pooling"] == "mean"
+
+    assert main(["check-serving", version_dir]) == 0
+    report_text = capsys.readouterr().out
+    assert "serving check passed" in report_text and "2 record(s) replayed" in report_text
+    served = check_serving(version_dir, TEXTS).embeddings
+    np.testing.assert_allclose(served, model.predict(TEXTS, verbose=0), atol=1e-5)
+
+    # The installed console script gives the same exit status.
+    script = subprocess.run(["keras-siamese", "check-serving", version_dir, "--no-warmup"],
+                            capture_output=True, text=True)
+    assert script.returncode == 0, script.stderr
+    assert "serving check passed" in script.stdout
+
+
+def test_export_failures_exit_with_status_1_and_a_message(checkpoint, tmp_path, capsys):
+    _, path = checkpoint
+    out = tmp_path / "m"
+    os.makedirs(out / "1")
+    assert main(["export", "--model", path, "--out", str(out), "--version", "1"]) == 1
+    assert "Version 1 already exists" in capsys.readouterr().err
+    assert main(["export", "--model", str(tmp_path / "missing.keras"), "--out", str(out)]) == 1
+    assert "export failed" in capsys.readouterr().err
+    assert main(["export", "--model", path, "--out", str(out), "--version", "2",
+                 "--warmup-texts", str(tmp_path / "no-such-file.txt")]) == 1
+    assert "no-such-file.txt" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["1"]
+
+
+def test_check_serving_of_a_directory_without_a_saved_model_exits_1(tmp_path, capsys):
+    assert main(["check-serving", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "serving check failed" in err and "no saved_model.pb" in err
+
+
+def test_usage_errors_exit_with_status_2(capsys):
+    with pytest.raises(SystemExit) as error:
+        main(["export", "--out", "serving/m"])
+    assert error.value.code == 2
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        main(["export", "--model", "m.keras", "--out", "o", "--signatures", "ids"])
+    assert error.value.code == 2
