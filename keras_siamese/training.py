@@ -14,9 +14,12 @@ from keras_siamese.data import (
     train_test_split_by_label,
 )
 from keras_siamese.evaluation import retrieval_metrics
-from keras_siamese.export import export_saved_model
+from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers import AlbertEncoder
 from keras_siamese.models import TripletSemiHard
+
+WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
+SERVING_CHECK_TEXTS = 64
 
 
 @dataclasses.dataclass
@@ -58,8 +61,10 @@ def train(config=None, texts=None, labels=None):
     Trains `TripletSemiHard` with class-balanced batches, prints held-out
     retrieval quality (hit@1, recall@5 of held-out texts against training
     texts, by label) before and after training, keeps a `.keras` checkpoint
-    per epoch, exports the SavedModel for TF Serving and prints how to serve
-    and query it. Pass `texts` and `labels` to train on your own data instead
+    per epoch, exports the SavedModel for TF Serving (with warmup records
+    from held-out texts), loads it with TF Serving's C++ loader when a C++
+    compiler is there (`keras_siamese.export.check_serving`) and prints how to
+    serve and query it. Pass `texts` and `labels` to train on your own data instead
     of the configured corpus.
 
     Example:
@@ -76,22 +81,7 @@ def train(config=None, texts=None, labels=None):
         f"Corpus: {len(train_texts)} training and {len(test_texts)} held-out texts, "
         f"{len(set(np.asarray(train_labels).tolist()))} classes."
     )
-    encoder = AlbertEncoder.from_corpus(
-        train_texts,
-        vocabulary_size=config.vocabulary_size,
-        num_layers=config.num_layers,
-        hidden_dim=config.hidden_dim,
-        embedding_dim=config.embedding_dim,
-        intermediate_dim=2 * config.hidden_dim,
-        sequence_length=config.sequence_length,
-    )
-    model = TripletSemiHard.from_encoder(
-        encoder,
-        pooling=config.pooling,
-        hidden_units=(config.output_units,),
-        output_units=config.output_units,
-        margin=config.margin,
-    )
+    model = build_model(config, train_texts)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
     def evaluate():
@@ -127,7 +117,11 @@ def train(config=None, texts=None, labels=None):
     after = evaluate()
     _print_metrics("After training", after)
 
-    version_dir = export_saved_model(model, os.path.join(config.output_dir, "serving", config.model_name))
+    version_dir = export_saved_model(
+        model,
+        os.path.join(config.output_dir, "serving", config.model_name),
+        warmup_texts=test_texts[:WARMUP_TEXTS],
+    )
     summary = {
         "before": before,
         "after": after,
@@ -135,11 +129,56 @@ def train(config=None, texts=None, labels=None):
         "final_loss": float(history.history["loss"][-1]),
         "checkpoint_dir": os.path.abspath(checkpoint_dir),
         "saved_model": os.path.abspath(version_dir),
+        "serving_check": _check_serving(version_dir, test_texts[:SERVING_CHECK_TEXTS]),
     }
     with open(os.path.join(config.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     _print_serving_help(config.model_name, os.path.abspath(version_dir))
     return summary
+
+
+def build_model(config, texts):
+    """The main job's untrained model: an ALBERT sized by `config`, vocabulary trained on `texts`.
+
+    Example:
+    >>> model = build_model(TrainingConfig(), texts)  # doctest: +SKIP
+    >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
+    (1, 64)
+    """
+    encoder = AlbertEncoder.from_corpus(
+        texts,
+        vocabulary_size=config.vocabulary_size,
+        num_layers=config.num_layers,
+        hidden_dim=config.hidden_dim,
+        embedding_dim=config.embedding_dim,
+        intermediate_dim=2 * config.hidden_dim,
+        sequence_length=config.sequence_length,
+    )
+    return TripletSemiHard.from_encoder(
+        encoder,
+        pooling=config.pooling,
+        hidden_units=(config.output_units,),
+        output_units=config.output_units,
+        margin=config.margin,
+    )
+
+
+def _check_serving(version_dir, texts):
+    """Runs the C++ serving check and prints its report; skipped without a compiler."""
+    try:
+        report = check_serving(version_dir, texts)
+    except ServingCheckError as error:
+        if error.stage != "build":
+            raise
+        print(f"Serving check skipped: {error}")
+        return None
+    print(report.summary())
+    return {
+        "passed": True,
+        "load_seconds": report.load_seconds,
+        "warmup_records": report.warmup_records,
+        "latency_seconds_median": float(np.median(report.latencies_seconds)),
+    }
 
 
 def _print_metrics(title, metrics):
@@ -156,6 +195,8 @@ SavedModel for TensorFlow Serving: {base_path}/<version>/
 Serve it:
   docker run -p 8501:8501 -v {base_path}:/models/{model_name} \\
       -e MODEL_NAME={model_name} tensorflow/serving:2.21.0
+Check it with TF Serving's C++ loader (no Docker needed):
+  keras-siamese check-serving {version_dir}
 Query it:
   curl -d '{{"instances": ["a domestic dog", "to move quickly"]}}' \\
       http://localhost:8501/v1/models/{model_name}:predict
