@@ -21,7 +21,8 @@ class TripletSemiHard(keras.Model):
     `keras_siamese.losses.triplet_semihard_loss(labels, embeddings, margin,
     distance)` where the dataset yields `(texts, labels)` batches (use
     `keras_siamese.data.class_balanced_batches` so every batch has positives).
-    Passing `loss=` to `compile` trains with that loss instead.
+    Passing `loss=` to `compile` trains with that loss instead (and reports
+    only it): e.g. `keras_siamese.losses.TripletBatchHardLoss()`.
 
     Besides `loss`, fit and evaluate report `active_triplets` (fraction of
     anchor-positive pairs whose triplet still violates the margin) and
@@ -89,6 +90,15 @@ class TripletSemiHard(keras.Model):
             distance=distance,
             **kwargs,
         )
+
+    @property
+    def metrics(self):
+        metrics = super().metrics
+        if self.loss is None:
+            return metrics
+        # A compiled loss replaces the mining, so its statistics are not computed.
+        mining = (self.active_triplets_tracker, self.positive_distance_tracker, self.negative_distance_tracker)
+        return [metric for metric in metrics if all(metric is not tracker for tracker in mining)]
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`, also accepting a list or numpy array of str/bytes."""

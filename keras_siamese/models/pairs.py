@@ -1,0 +1,37 @@
+"""One embedding model applied to every text of a row: the siamese twin for pair and ranking losses."""
+
+import keras
+
+
+def pair_model(embedding_model, num_texts=2, name="pair_model"):
+    """A functional model mapping `num_texts` string inputs to stacked embeddings `[B, num_texts, D]`.
+
+    Every text goes through the same `embedding_model` (shared weights), so the
+    output is what the pair and ranking losses read: `ContrastiveLoss`,
+    `OnlineContrastiveLoss` and `CosineSimilarityLoss` take `[B, 2, D]` with
+    `(text_a, text_b)` inputs (`keras_siamese.data.pair_batches`);
+    `MultipleNegativesRankingLoss` takes `[B, 2 + H, D]` with `(anchor,
+    positive, H hard negatives)` inputs (`anchor_positive_batches` gives H = 0).
+    Train it with `compile(loss=...)` and `fit`; export `embedding_model`, which
+    holds the trained weights.
+
+    Args:
+        embedding_model: a Keras model (or layer) mapping a `[B]` string tensor
+            to `[B, D]` embeddings.
+        num_texts: texts per row, >= 2.
+        name: the model's name.
+
+    Example:
+    >>> text = keras.Input(shape=(), dtype="float32")
+    >>> embedder = keras.Model(text, keras.ops.stack([text, 2 * text], axis=1))
+    >>> pairs = pair_model(embedder)
+    >>> pairs([np.array([1.0]), np.array([3.0])]).numpy().tolist()
+    [[[1.0, 2.0], [3.0, 6.0]]]
+    """
+    if isinstance(num_texts, bool) or not isinstance(num_texts, int) or num_texts < 2:
+        raise ValueError(f"num_texts must be an integer >= 2, got {num_texts!r}.")
+    input_spec = embedding_model.inputs[0] if getattr(embedding_model, "inputs", None) else None
+    dtype = input_spec.dtype if input_spec is not None else "string"
+    inputs = [keras.Input(shape=(), dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
+    embeddings = keras.ops.stack([embedding_model(text) for text in inputs], axis=1)
+    return keras.Model(inputs, embeddings, name=name)
