@@ -17,6 +17,9 @@ def main(argv=None):
     _add_train_command(commands)
     _add_export_command(commands)
     _add_check_serving_command(commands)
+    from keras_siamese.comparison import add_compare_command
+
+    add_compare_command(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 
