@@ -1,0 +1,42 @@
+"""The main job end to end on a small slice of the bundled corpus, through the command line."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_siamese.cli import main
+
+
+@pytest.mark.slow
+def test_train_command_checkpoints_evaluates_and_exports(tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    status = main([
+        "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "5",
+        "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
+        "--sequence-length", "24", "--test-fraction", "0.02",
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "Before training: held-out hit@1" in printed and "After training: held-out hit@1" in printed
+    assert "docker run" in printed and ":predict" in printed
+
+    summary = json.loads((output_dir / "summary.json").read_text())
+    for stage in ("before", "after"):
+        assert 0.0 <= summary[stage]["hit@1"] <= summary[stage]["recall@5"] <= 1.0
+    assert np.isfinite(summary["final_loss"])
+    assert sorted(os.listdir(output_dir / "checkpoints")) == ["epoch01.keras", "epoch02.keras"]
+
+    # The last checkpoint is the exported model: same embeddings from both.
+    checkpoint = keras.saving.load_model(output_dir / "checkpoints" / "epoch02.keras")
+    texts = ["a domestic dog", "to move quickly", ""]
+    serve = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
+    exported = serve(text=tf.constant(texts))["embedding"].numpy()
+    np.testing.assert_allclose(exported, checkpoint.predict(texts, verbose=0), atol=1e-5)
+    assert summary["saved_model"] == str(output_dir / "serving" / "wordnet" / "1")
+    assert os.path.exists(os.path.join(summary["saved_model"], "assets.extra", "tf_serving_warmup_requests"))
+    if summary["serving_check"] is not None:  # None only where no C++ compiler is installed
+        assert summary["serving_check"]["passed"]
