@@ -2,7 +2,7 @@
 
 Run: python examples/plain_keras_script.py
 Trains a small ALBERT with semi-hard triplet mining on the bundled WordNet
-glosses, keeps the best checkpoint, and exports a SavedModel for TF Serving.
+glosses, checkpoints it every epoch, reloads the checkpoint and exports a SavedModel for TF Serving.
 """
 
 import keras
@@ -16,10 +16,10 @@ texts, labels, class_names = load_wordnet_glosses(source="bundled")
 
 encoder = AlbertEncoder.from_corpus(texts, vocabulary_size=4000, sequence_length=48)
 text = keras.Input(shape=(), dtype="string", name="text")
-pooled = Pooling("pooled")(encoder(text))
+pooled = Pooling("mean")(encoder(text))  # from scratch; "pooled" suits a pretrained encoder
 embedding = L2Normalize()(Projection(output_units=64, hidden_units=(64,))(pooled))
-model = TripletSemiHard(inputs=text, outputs=embedding, margin=1.0)
-model.compile(optimizer=keras.optimizers.Adam(5e-4))
+model = TripletSemiHard(inputs=text, outputs=embedding, margin=0.5)
+model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
 batches = class_balanced_batches(texts, labels, classes_per_batch=16, samples_per_class=4, seed=0,
                                  batches_per_epoch=100)
