@@ -151,15 +151,38 @@ def test_token_signature_serves_the_text_signature_embeddings(model, tmp_path):
     np.testing.assert_allclose(loaded.signatures["tokens"](**full)["embedding"].numpy(), from_text, atol=1e-5)
 
 
+RUN_WITHOUT_TF_TEXT = """
+import sys
+import numpy as np
+import tensorflow as tf
+tokens_dir, text_dir, tokens_path, out_path = sys.argv[1:]
+loaded = tf.saved_model.load(tokens_dir)
+assert sorted(loaded.signatures) == ["serving_default", "tokens"], list(loaded.signatures)
+tokens = np.load(tokens_path)
+out = loaded.signatures["serving_default"](**{name: tf.constant(tokens[name]) for name in tokens.files})
+np.save(out_path, out["embedding"].numpy())
+try:
+    tf.saved_model.load(text_dir)
+except Exception as error:
+    print("text model refused:", str(error).splitlines()[0][:70])
+assert not any(name.startswith(("tensorflow_text", "keras_hub", "keras_siamese")) for name in sys.modules)
+"""
+
+
 def test_token_only_export_needs_no_tf_text_op(model, tmp_path):
     text_dir = export_saved_model(model, tmp_path / "m")
     tokens_dir = export_saved_model(model, tmp_path / "m", signatures=("tokens",))
     assert set(ops.saved_model_ops(text_dir)) & set(ops.tf_text_ops())  # the text model needs TF Text
     assert ops.saved_model_ops(tokens_dir) <= ops.core_tensorflow_ops()
-    loaded = tf.saved_model.load(tokens_dir)
-    assert sorted(loaded.signatures) == ["serving_default", "tokens"]
-    served = loaded.signatures["serving_default"](**_tokens(model, PROBE_TEXTS))["embedding"].numpy()
-    np.testing.assert_allclose(served, model.predict(PROBE_TEXTS, verbose=0), atol=1e-5)
+    np.savez(tmp_path / "tokens.npz", **{name: value.numpy() for name, value in _tokens(model, PROBE_TEXTS).items()})
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT_TF_TEXT, tokens_dir, text_dir, str(tmp_path / "tokens.npz"),
+         str(tmp_path / "out.npy")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "text model refused: Op type not registered 'SentencepieceOp'" in result.stdout
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model.predict(PROBE_TEXTS, verbose=0), atol=1e-5)
     metadata = json.loads((tmp_path / "m" / "2" / "assets.extra" / "keras_siamese.json").read_text())
     assert metadata["signatures"] == {"serving_default": "tokens", "tokens": "tokens"}
 
