@@ -181,7 +181,7 @@ def test_token_only_export_needs_no_tf_text_op(model, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "text model refused: Op type not registered 'SentencepieceOp'" in result.stdout
+    assert "text model refused: Op type not registered 'Sentencepiece" in result.stdout
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model.predict(PROBE_TEXTS, verbose=0), atol=1e-5)
     metadata = json.loads((tmp_path / "m" / "2" / "assets.extra" / "keras_siamese.json").read_text())
     assert metadata["signatures"] == {"serving_default": "tokens", "tokens": "tokens"}
