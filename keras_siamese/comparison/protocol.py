@@ -48,6 +48,10 @@ class ComparisonConfig:
     batch 64, Adam 1e-5 for 25 epochs. `steps_per_epoch` x `epochs`
     class-balanced batches of `classes_per_batch` x `samples_per_class`
     texts train the `trained` and `siamese` variants alike.
+
+    `jit_compile` is off by default: on CPU, XLA compiled MiniLM's train step
+    once per length bucket (tens of seconds each) and the compiled step was
+    not faster than the traced graph (benchmarks/README.md); try it on GPU.
     """
 
     output_dir: str = "runs/compare"
@@ -67,7 +71,7 @@ class ComparisonConfig:
     head_learning_rate: float = 1e-3
     knn_k: int = 5
     bucket_by_length: bool = True
-    jit_compile: bool = True
+    jit_compile: bool = False
     monitor_size: int = 500
     eval_batch_size: int = 256
     seed: int = 0
@@ -77,15 +81,26 @@ class ComparisonConfig:
         unknown = [name for name in self.variants if name not in VARIANTS]
         if not self.variants or unknown:
             raise ValueError(f"variants must be a non-empty subset of {VARIANTS}, got {list(self.variants)}.")
-        for name in ("epochs", "steps_per_epoch", "head_epochs", "knn_k", "output_units", "eval_batch_size"):
+        positive = ("epochs", "steps_per_epoch", "head_epochs", "head_units", "knn_k", "output_units", "eval_batch_size")
+        for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         for name in ("learning_rate", "head_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
-        if self.monitor_size < 0:
-            raise ValueError(f"monitor_size must be >= 0, got {self.monitor_size}.")
+        for name in ("classes_per_batch", "samples_per_class"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}.")
+        if not all(isinstance(units, int) and units >= 1 for units in self.hidden_units):
+            raise ValueError(f"hidden_units must be positive integers, got {self.hidden_units!r}.")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
+        if not self.margin > 0:
+            raise ValueError(f"margin must be positive, got {self.margin!r}.")
+        if isinstance(self.monitor_size, bool) or not isinstance(self.monitor_size, int) or self.monitor_size < 0:
+            raise ValueError(f"monitor_size must be an integer >= 0, got {self.monitor_size!r}.")
 
 
 @dataclasses.dataclass
@@ -259,13 +274,28 @@ def _monitor_subset(data, config):
     return queries, corpus
 
 
+def length_bucketing(encoder, lengths, config):
+    """Keyword arguments of `class_balanced_batches` that draw each batch from one length bucket.
+
+    Bucket `i` holds the texts whose token count falls in `(buckets[i-1],
+    buckets[i]]` of the encoder's length buckets, so its batches trim to
+    `buckets[i]`. Empty when `config.bucket_by_length` is off or the encoder
+    pads to a fixed length. With the same `config.seed`, a
+    `ClassBalancedSampler(labels, P, K, seed, steps_per_epoch, **kwargs)`
+    draws exactly the batches `compare` trains on.
+
+    Example:
+    >>> length_bucketing(encoder, token_lengths(encoder, texts), ComparisonConfig())  # doctest: +SKIP
+    {'lengths': array([...]), 'bucket_boundaries': [5, 9, 13, ...]}
+    """
+    if not (config.bucket_by_length and encoder.dynamic_length):
+        return {}
+    buckets = check_length_buckets(encoder.length_buckets, encoder.sequence_length)
+    return {"lengths": np.asarray(lengths), "bucket_boundaries": [b + 1 for b in buckets[:-1]]}
+
+
 def _batches(encoder, data, config):
     """Class-balanced P x K batches of tokens, from one length bucket each when configured."""
-    bucketing = {}
-    if config.bucket_by_length and encoder.dynamic_length:
-        buckets = check_length_buckets(encoder.length_buckets, encoder.sequence_length)
-        # Bucket i holds lengths in (buckets[i-1], buckets[i]]: its batches trim to buckets[i].
-        bucketing = {"lengths": data.train_lengths, "bucket_boundaries": [b + 1 for b in buckets[:-1]]}
     texts = class_balanced_batches(
         data.train_texts,
         data.train_ids,
@@ -273,7 +303,7 @@ def _batches(encoder, data, config):
         config.samples_per_class,
         seed=config.seed,
         batches_per_epoch=config.steps_per_epoch,
-        **bucketing,
+        **length_bucketing(encoder, data.train_lengths, config),
     )
     return tokenize_batches(texts, encoder)
 
@@ -331,18 +361,28 @@ def _fit_encoder(model, encoder, data, monitor, config, token_model, loss=None):
     return curves, seconds, examples
 
 
-def _fit_head(train_features, data, config):
-    """Dense(head_units, relu) -> softmax, trained on fixed features; returns (head, loss per epoch)."""
+def fit_classifier_head(train_features, train_labels, num_classes, config):
+    """Dense(head_units, relu) -> softmax, trained on fixed features; returns (head, loss per epoch).
+
+    The head every variant but `trained` is scored with (`config.head_units`,
+    `head_epochs`, `head_learning_rate`; Adam, batch 256).
+
+    Example:
+    >>> features = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    >>> head, losses = fit_classifier_head(features, np.arange(8) % 2, 2, ComparisonConfig(head_epochs=2))
+    >>> head.predict(features, verbose=0).shape, len(losses)
+    ((8, 2), 2)
+    """
     head = keras.Sequential(
         [
             keras.Input(shape=(train_features.shape[1],)),
             keras.layers.Dense(config.head_units, activation="relu", name="head_hidden"),
-            keras.layers.Dense(data.num_classes, activation="softmax", name="head_output"),
+            keras.layers.Dense(num_classes, activation="softmax", name="head_output"),
         ],
         name="classifier_head",
     )
     head.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate), loss="sparse_categorical_crossentropy")
-    history = head.fit(train_features, data.train_ids, batch_size=256, epochs=config.head_epochs, verbose=0)
+    history = head.fit(train_features, train_labels, batch_size=256, epochs=config.head_epochs, verbose=0)
     return head, [float(value) for value in history.history["loss"]]
 
 
@@ -368,7 +408,7 @@ def _run_frozen(encoder, data, monitor, config):
     token_model = _token_model(encoder, [pooling], "frozen_tokens")
     train_embeddings = _embed(token_model, encoder, data.train_texts, data.train_lengths, config)
     test_embeddings = _embed(token_model, encoder, data.test_texts, data.test_lengths, config)
-    head, head_loss = _fit_head(train_embeddings, data, config)
+    head, head_loss = fit_classifier_head(train_embeddings, data.train_ids, data.num_classes, config)
     return VariantRun(
         name="frozen",
         encoder=encoder,
@@ -417,7 +457,7 @@ def _run_siamese(encoder, data, monitor, config):
     curves, seconds, examples = _fit_encoder(model, encoder, data, monitor, config, token_embedding)
     train_embeddings = _embed(token_embedding, encoder, data.train_texts, data.train_lengths, config)
     test_embeddings = _embed(token_embedding, encoder, data.test_texts, data.test_lengths, config)
-    head, curves["head_loss"] = _fit_head(train_embeddings, data, config)
+    head, curves["head_loss"] = fit_classifier_head(train_embeddings, data.train_ids, data.num_classes, config)
     return VariantRun(
         name="siamese",
         encoder=encoder,
