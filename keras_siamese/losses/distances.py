@@ -40,33 +40,44 @@ def pairwise_distance(embeddings, distance="L2"):
 
 def _euclidean_distances(embeddings, squared):
     """Euclidean (or squared) distances with a hand-written gradient that keeps only
-    the `[B, B]` result alive, not the chain of intermediates autodiff would store."""
+    the `[B, B]` result alive, not the chain of intermediates autodiff would store.
+    The elementwise work is compiled with XLA, which fuses it into single passes."""
 
     @tf.custom_gradient
     def distances(x):
-        squared_norms = tf.reduce_sum(tf.square(x), axis=1)
-        gram = tf.matmul(x, x, transpose_b=True)
-        pdist = tf.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * gram, 0.0)
-        pdist = tf.linalg.set_diag(pdist, tf.zeros_like(squared_norms))
-        if not squared:
-            pdist = tf.sqrt(pdist)
+        # stop_gradient keeps tapes from recording inside the compiled functions.
+        x = tf.stop_gradient(x)
+        pdist = _euclidean_forward(x, squared)
 
         def gradient(upstream):
-            # d/d(squared distance); zero where the distance is zero (clamped or diagonal).
-            if squared:
-                scale = tf.where(pdist > 0.0, upstream, 0.0)
-            else:
-                scale = tf.where(pdist > 0.0, upstream / (2.0 * tf.where(pdist > 0.0, pdist, 1.0)), 0.0)
-            totals = tf.reduce_sum(scale, axis=1) + tf.reduce_sum(scale, axis=0)
-            return 2.0 * (
-                totals[:, None] * x
-                - tf.matmul(scale, x)
-                - tf.matmul(scale, x, transpose_a=True)
-            )
+            scale, totals = _euclidean_scale(pdist, upstream, squared)
+            # scale^T x as (x^T scale)^T: TensorFlow's fast form (not XLA's).
+            transposed_product = tf.transpose(tf.matmul(x, scale, transpose_a=True))
+            return 2.0 * (totals[:, None] * x - tf.matmul(scale, x) - transposed_product)
 
         return pdist, gradient
 
     return distances(embeddings)
+
+
+@tf.function(jit_compile=True)
+def _euclidean_forward(x, squared):
+    squared_norms = tf.reduce_sum(tf.square(x), axis=1)
+    gram = tf.matmul(x, x, transpose_b=True)
+    pdist = tf.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * gram, 0.0)
+    pdist = tf.linalg.set_diag(pdist, tf.zeros_like(squared_norms))
+    return pdist if squared else tf.sqrt(pdist)
+
+
+@tf.function(jit_compile=True)
+def _euclidean_scale(pdist, upstream, squared):
+    """d/d(squared distance), zero where the distance is zero (clamped or diagonal),
+    and its row plus column sums."""
+    if squared:
+        scale = tf.where(pdist > 0.0, upstream, 0.0)
+    else:
+        scale = tf.where(pdist > 0.0, upstream / (2.0 * tf.where(pdist > 0.0, pdist, 1.0)), 0.0)
+    return scale, tf.reduce_sum(scale, axis=1) + tf.reduce_sum(scale, axis=0)
 
 
 def check_distance(distance):

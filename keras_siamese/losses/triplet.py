@@ -26,12 +26,14 @@ from keras_siamese.losses.distances import (
     same_label_mask,
 )
 
-# Semi-hard mining runs over blocks of anchors (rows of the distance matrix) so its
-# temporaries stay at [_ROWS_PER_BLOCK, B]. Anchors are visited grouped by class; a block
-# whose classes have at most _MAX_CLASS_SIZE_FOR_DIRECT_MINING examples takes one masked
-# minimum per class member, other blocks sort their rows (~B log B per anchor).
-_ROWS_PER_BLOCK = 256
+# Semi-hard mining is compiled with XLA and runs over blocks of anchors (rows of the
+# distance matrix) so its temporaries stay at [_ROWS_PER_BLOCK, B]. Anchors whose class
+# has at most _MAX_CLASS_SIZE_FOR_DIRECT_MINING examples take one masked minimum per
+# class member, fused into one pass over their rows; the others sort their rows
+# (~B log B per anchor).
+_ROWS_PER_BLOCK = 32
 _MAX_CLASS_SIZE_FOR_DIRECT_MINING = 12
+_SLOT_COUNTS = (2, 4, 8)  # direct mining groups anchors by class size up to these
 
 
 class SemihardTripletTerms(NamedTuple):
@@ -122,65 +124,98 @@ def _semihard_sums(labels, pdist, margin):
 
 
 def _mine_semihard(labels, distances, margin):
-    """Semi-hard mining over blocks of anchors.
-
-    Returns `sums` (float32 [5]: hinge sum, active pair count, d_ap sum, d_an sum,
-    pair count) and `weights` [B, B], the gradient of the hinge sum with respect to
-    the distances. Nothing here is differentiated.
-    """
-    batch = tf.shape(labels)[0]
-    order = tf.argsort(labels, stable=True)  # anchors grouped by class
-    sorted_labels = tf.gather(labels, order)
-    class_start = tf.searchsorted(sorted_labels, labels, side="left", out_type=tf.int32)
-    class_size = tf.searchsorted(sorted_labels, labels, side="right", out_type=tf.int32) - class_start
-    num_blocks = (batch + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
-    padded_rows = tf.range(num_blocks * _ROWS_PER_BLOCK)
-    is_anchor = padded_rows < batch
-    padded_order = tf.concat([order, padded_rows[batch:]], axis=0)  # padding rows: >= B
-    slots = tf.range(_MAX_CLASS_SIZE_FOR_DIRECT_MINING)
-
-    def mine_block(block, sums, weights):
-        rows = block * _ROWS_PER_BLOCK + tf.range(_ROWS_PER_BLOCK)
-        block_rows = tf.gather(padded_order, rows)
-        in_batch = tf.gather(is_anchor, rows)
-        anchors = tf.where(in_batch, block_rows, 0)
-        anchor_labels = tf.gather(labels, anchors)
-        block_distances = tf.gather(distances, anchors)
-        negative = tf.not_equal(anchor_labels[:, None], labels[None, :])
-        positive = tf.logical_not(negative) & in_batch[:, None] & (
-            tf.range(batch)[None, :] != anchors[:, None]
-        )
-        largest_class = tf.reduce_max(tf.where(in_batch, tf.gather(class_size, anchors), 0))
-
-        def by_class_members():
-            start = tf.gather(class_start, anchors)
-            members = tf.gather(order, tf.minimum(start[:, None] + slots[None, :], batch - 1))
-            member_is_positive = tf.gather(positive, members, batch_dims=1) & (
-                slots[None, :] < tf.gather(class_size, anchors)[:, None]
-            )
-            return _semihard_by_class_members(
-                block_distances, negative, members, member_is_positive, largest_class, margin
-            )
-
-        block_sums, block_weights = tf.cond(
-            largest_class <= _MAX_CLASS_SIZE_FOR_DIRECT_MINING,
-            by_class_members,
-            lambda: _semihard_by_sorting(block_distances, negative, positive, margin),
-        )
-        return block + 1, sums + block_sums, weights.write(block, block_weights)
-
-    _, sums, weights = tf.while_loop(
-        lambda block, *_: block < num_blocks,
-        mine_block,
-        (
-            tf.constant(0),
-            tf.zeros([5]),
-            tf.TensorArray(tf.float32, size=num_blocks, element_shape=[_ROWS_PER_BLOCK, None]),
-        ),
+    """Semi-hard mining: `sums` (float32 [5]: hinge sum, active pair count, d_ap sum,
+    d_an sum, pair count) and `weights` [B, B], the gradient of the hinge sum with
+    respect to the distances. Nothing here is differentiated."""
+    if labels.shape[0] == 0:  # nothing to mine (and shape inference rejects empty scatters)
+        return tf.zeros([5]), tf.zeros([0, 0])
+    # stop_gradient keeps tapes from recording the compiled loops; the tuning constants
+    # are passed as Python values so that changing them retraces.
+    return _compiled_mining(
+        labels,
+        tf.stop_gradient(distances),
+        tf.stop_gradient(margin),
+        _ROWS_PER_BLOCK,
+        _MAX_CLASS_SIZE_FOR_DIRECT_MINING,
     )
-    # Block rows follow `order`; put each anchor's row back in place.
-    weights = tf.reshape(weights.stack(), [-1, batch])[:batch]
-    return sums, tf.gather(weights, tf.math.invert_permutation(order))
+
+
+@tf.function(jit_compile=True)
+def _compiled_mining(labels, distances, margin, rows_per_block, max_direct_class_size):
+    """`_mine_semihard` under XLA (compiled once per batch size and constants)."""
+    batch = tf.shape(labels)[0]
+    order, class_start, class_size = _class_extents(labels)
+    # Anchors are visited in groups of growing class size: one group per slot count
+    # (class sizes up to it), then the anchors of larger classes, which sort their rows.
+    slot_counts = sorted({min(n, max_direct_class_size) for n in _SLOT_COUNTS} | {max_direct_class_size})
+    group = tf.reduce_sum(tf.cast(class_size[:, None] > slot_counts, tf.int32), axis=1)
+    visit = tf.argsort(group, stable=True)
+
+    def mine_by_class_members(num_slots):
+        slots = tf.range(num_slots)
+
+        def mine(anchors, block_distances, negative, valid):
+            start = tf.gather(class_start, anchors)[:, None]
+            members = tf.gather(order, tf.minimum(start + slots, batch - 1))
+            is_positive = (
+                valid[:, None]
+                & (slots < tf.gather(class_size, anchors)[:, None])
+                & (members != anchors[:, None])
+            )
+            return _semihard_by_class_members(block_distances, negative, members, is_positive, margin)
+
+        return mine
+
+    def mine_by_sorting(anchors, block_distances, negative, valid):
+        positive = ~negative & valid[:, None] & (tf.range(batch) != anchors[:, None])
+        return _semihard_by_sorting(block_distances, negative, positive, margin)
+
+    def mine_rows(first, last, mine, sums, weights):
+        """Mines the anchors `visit[first:last]`, adding to `sums` and `weights`."""
+
+        def mine_block(start, sums, weights):
+            rows = start + tf.range(rows_per_block)
+            valid = rows < last
+            anchors = tf.gather(visit, tf.minimum(rows, batch - 1))
+            negative = tf.gather(labels, anchors)[:, None] != labels
+            block_sums, positives, negatives, gains = mine(
+                anchors, tf.gather(distances, anchors), negative, valid
+            )
+            rows = tf.broadcast_to(anchors[:, None], tf.shape(positives))
+            indices = tf.stack(
+                [tf.concat([rows, rows], 1), tf.concat([positives, negatives], 1)], axis=-1
+            )
+            weights = tf.tensor_scatter_nd_add(weights, indices, gains)
+            return start + rows_per_block, sums + block_sums, weights
+
+        _, sums, weights = tf.while_loop(
+            lambda start, *_: start < last, mine_block, (first, sums, weights)
+        )
+        return sums, weights
+
+    sums, weights = tf.zeros([5]), tf.zeros([batch, batch])
+    first = tf.constant(0)
+    for index, num_slots in enumerate(slot_counts + [None]):
+        last = tf.reduce_sum(tf.cast(group <= index, tf.int32))
+        mine = mine_by_sorting if num_slots is None else mine_by_class_members(num_slots)
+        sums, weights = mine_rows(first, last, mine, sums, weights)
+        first = last
+    return sums, weights
+
+
+def _class_extents(labels):
+    """`order` grouping the examples by class (stable), and for each example where its
+    class starts in `order` and its size. O(B log B); XLA's searchsorted is O(B^2)."""
+    batch = tf.shape(labels)[0]
+    order = tf.argsort(labels, stable=True)
+    sorted_labels = tf.gather(labels, order)
+    is_first = tf.concat([[True], sorted_labels[1:] != sorted_labels[:-1]], axis=0)
+    class_index = tf.cumsum(tf.cast(is_first, tf.int32)) - 1  # per sorted position
+    positions = tf.range(batch)
+    starts = tf.math.unsorted_segment_min(positions, class_index, batch)
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(positions), class_index, batch)
+    class_index = tf.gather(class_index, tf.math.invert_permutation(order))  # per example
+    return order, tf.gather(starts, class_index), tf.gather(sizes, class_index)
 
 
 def _block_sums(d_ap, d_an, valid, margin):
@@ -200,53 +235,40 @@ def _block_sums(d_ap, d_an, valid, margin):
     return sums, active
 
 
+def _hinge_gains(active, has_negative):
+    """`[R, 2J]` gradient of the hinge sum at the J positives' and J negatives' columns
+    of each row: +1 at an active pair's p, -1 at its n (none when a has no negative)."""
+    gain = tf.where(active, 1.0, 0.0)
+    return tf.concat([gain, -tf.where(has_negative[:, None], gain, 0.0)], axis=1)
+
+
 def _take(matrix, columns):
     """`matrix[a, columns[a, j]]` for a `[R, B]` matrix and `[R, J]` column indices."""
     return tf.gather(matrix, columns, batch_dims=1)
 
 
-def _farthest_negative(distances, negative):
-    """Column of each row's farthest negative and whether the row has a negative."""
-    masked = tf.where(negative, distances, -1.0)
-    return tf.argmax(masked, axis=1, output_type=tf.int32), tf.reduce_max(masked, axis=1) >= 0.0
+def _semihard_by_class_members(distances, negative, members, member_is_positive, margin):
+    """Semi-hard mining for anchors of small classes, every class member at once.
 
-
-def _semihard_by_class_members(distances, negative, members, member_is_positive, num_slots, margin):
-    """Semi-hard mining for anchors of small classes: one masked minimum per class member.
-
-    `members[a, j]` is the j-th example of anchor a's class; slot j of every anchor
-    is mined at once, for `num_slots` slots.
+    `members[a, j]` is the j-th example of anchor a's class. Returns the block sums,
+    the positives' and chosen negatives' columns `[R, J]` and their gains `[R, 2J]`.
     """
-    num_rows, width = tf.shape(distances)[0], tf.shape(distances)[1]
-    farthest, has_negative = _farthest_negative(distances, negative)
+    infinity = tf.constant(float("inf"))
+    width = tf.shape(distances)[1]
     d_ap = _take(distances, members)
-
-    def mine_slot(slot, chosen):
-        farther = tf.where(negative & (distances > d_ap[:, slot, None]), distances, float("inf"))
-        nearest = tf.argmin(farther, axis=1, output_type=tf.int32)
-        found = _take(farther, nearest[:, None])[:, 0] < float("inf")
-        column = tf.where(found, nearest, farthest)
-        return slot + 1, chosen + tf.one_hot(slot, tf.shape(members)[1], dtype=tf.int32) * column[:, None]
-
-    _, chosen = tf.while_loop(
-        lambda slot, _: slot < num_slots, mine_slot, (tf.constant(0), tf.zeros_like(members))
-    )
-    d_an = tf.where(has_negative[:, None], _take(distances, chosen), 0.0)
+    # Non-negatives at -1 drop out of `> d_ap` and `== d_an` below (both are >= 0).
+    masked = tf.where(negative, distances, -1.0)
+    farthest = tf.reduce_max(masked, axis=1)
+    has_negative = farthest >= 0.0
+    # [R, J, B] comparisons, fused by XLA into the reductions (never materialised).
+    row = masked[:, None, :]
+    nearest = tf.reduce_min(tf.where(row > d_ap[:, :, None], row, infinity), axis=2)
+    d_an = tf.where(nearest < infinity, nearest, farthest[:, None])
+    # The first negative column at distance d_an (argmin's and argmax's choice).
+    chosen = tf.reduce_min(tf.where(row == d_an[:, :, None], tf.range(width), width - 1), axis=2)
+    d_an = tf.where(has_negative[:, None], d_an, 0.0)
     sums, active = _block_sums(d_ap, d_an, member_is_positive, margin)
-    return sums, _hinge_gradient(active, members, chosen, has_negative, num_rows, width)
-
-
-def _hinge_gradient(active, positives, negatives, has_negative, num_rows, width):
-    """Gradient of the hinge sum with respect to the `[R, W]` distances: +1 at each
-    active pair's (a, p), -1 at its (a, n) (no n when a has no negative)."""
-    gain = tf.where(active, 1.0, 0.0)
-    row_offsets = tf.range(num_rows)[:, None] * width
-    size = num_rows * width
-    weights = tf.math.unsorted_segment_sum(gain, row_offsets + positives, size)
-    weights -= tf.math.unsorted_segment_sum(
-        tf.where(has_negative[:, None], gain, 0.0), row_offsets + negatives, size
-    )
-    return tf.reshape(weights, [num_rows, width])
+    return sums, members, chosen, _hinge_gains(active, has_negative)
 
 
 def _semihard_by_sorting(distances, negative, positive, margin):
@@ -257,7 +279,9 @@ def _semihard_by_sorting(distances, negative, positive, margin):
     at sorted position i with k negatives before it, the semi-hard negative is the
     k-th nearest negative, unless the (k-1)-th lies exactly one float step above the
     positive's distance (tied with its key), in which case it is that one; with no
-    k-th nearest negative it is the farthest.
+    k-th nearest negative it is the farthest. Returns the block sums, the columns of
+    the positives (in sorted order) and of their negatives `[R, B]`, and the gains
+    `[R, 2B]`.
     """
     num_rows, width = tf.shape(distances)[0], tf.shape(distances)[1]
     bits = tf.bitcast(distances, tf.int32)  # monotone in the distance, distances >= 0
@@ -280,9 +304,10 @@ def _semihard_by_sorting(distances, negative, positive, margin):
     tied = (negatives_before > 0) & tf.equal(_take(bits, before), key_sorted)
     chosen = tf.where(tied, before, after)
     d_ap = tf.bitcast(key_sorted - 1, tf.float32)
-    d_an = tf.where((num_negatives > 0)[:, None], _take(distances, chosen), 0.0)
+    has_negative = num_negatives > 0
+    d_an = tf.where(has_negative[:, None], _take(distances, chosen), 0.0)
     sums, active = _block_sums(d_ap, d_an, _take(positive, perm), margin)
-    return sums, _hinge_gradient(active, perm, chosen, num_negatives > 0, num_rows, width)
+    return sums, perm, chosen, _hinge_gains(active, has_negative)
 
 
 def triplet_semihard_loss(labels, embeddings, margin=1.0, distance="L2"):
