@@ -29,11 +29,12 @@ from keras_siamese.losses.distances import (
 # Semi-hard mining is compiled with XLA and runs over blocks of anchors (rows of the
 # distance matrix) so its temporaries stay at [_ROWS_PER_BLOCK, B]. Anchors whose class
 # has at most _MAX_CLASS_SIZE_FOR_DIRECT_MINING examples take one masked minimum per
-# class member, fused into one pass over their rows; the others sort their rows
-# (~B log B per anchor).
+# class member (slot), all slots fused into one pass over their rows; they are grouped
+# by class size so that a group's slot count (_SLOT_COUNTS) stays close to it. The
+# other anchors sort their rows (~B log B per anchor).
 _ROWS_PER_BLOCK = 32
 _MAX_CLASS_SIZE_FOR_DIRECT_MINING = 12
-_SLOT_COUNTS = (2, 4, 8)  # direct mining groups anchors by class size up to these
+_SLOT_COUNTS = (2, 4, 8)
 
 
 class SemihardTripletTerms(NamedTuple):
@@ -256,7 +257,8 @@ def _semihard_by_class_members(distances, negative, members, member_is_positive,
     infinity = tf.constant(float("inf"))
     width = tf.shape(distances)[1]
     d_ap = _take(distances, members)
-    # Non-negatives at -1 drop out of `> d_ap` and `== d_an` below (both are >= 0).
+    # Non-negatives at -1 drop out of `> d_ap` and `== d_an` below (d_ap >= 0, and
+    # d_an >= 0 whenever the row has a negative; otherwise its column is unused).
     masked = tf.where(negative, distances, -1.0)
     farthest = tf.reduce_max(masked, axis=1)
     has_negative = farthest >= 0.0
@@ -286,7 +288,11 @@ def _semihard_by_sorting(distances, negative, positive, margin):
     num_rows, width = tf.shape(distances)[0], tf.shape(distances)[1]
     bits = tf.bitcast(distances, tf.int32)  # monotone in the distance, distances >= 0
     keys = tf.where(negative, bits, bits + 1)
-    perm = tf.argsort(keys, axis=1)
+    # One sort of `key << 32 | column` (faster under XLA than argsort plus a gather).
+    packed = tf.bitwise.left_shift(tf.cast(keys, tf.int64), 32) + tf.cast(tf.range(width), tf.int64)
+    packed = tf.sort(packed, axis=1)
+    perm = tf.cast(tf.bitwise.bitwise_and(packed, 0xFFFFFFFF), tf.int32)
+    key_sorted = tf.cast(tf.bitwise.right_shift(packed, 32), tf.int32)
     negative_sorted = _take(negative, perm)
     negatives_before = tf.cumsum(tf.cast(negative_sorted, tf.int32), axis=1, exclusive=True)
     num_negatives = tf.reduce_sum(tf.cast(negative, tf.int32), axis=1)
@@ -300,7 +306,6 @@ def _semihard_by_sorting(distances, negative, positive, margin):
     last = tf.maximum(num_negatives - 1, 0)[:, None]
     after = _take(nearest_negatives, tf.minimum(negatives_before, last))
     before = _take(nearest_negatives, tf.maximum(negatives_before - 1, 0))
-    key_sorted = _take(keys, perm)
     tied = (negatives_before > 0) & tf.equal(_take(bits, before), key_sorted)
     chosen = tf.where(tied, before, after)
     d_ap = tf.bitcast(key_sorted - 1, tf.float32)
