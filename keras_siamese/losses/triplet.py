@@ -194,14 +194,14 @@ def _compiled_mining(labels, distances, margin, rows_per_block, max_direct_class
         )
         return sums, weights
 
-    sums, weights = tf.zeros([5]), tf.zeros([batch, batch])
+    sums, weights = tf.zeros([5], tf.float64), tf.zeros([batch, batch])
     first = tf.constant(0)
     for index, num_slots in enumerate(slot_counts + [None]):
         last = tf.reduce_sum(tf.cast(group <= index, tf.int32))
         mine = mine_by_sorting if num_slots is None else mine_by_class_members(num_slots)
         sums, weights = mine_rows(first, last, mine, sums, weights)
         first = last
-    return sums, weights
+    return tf.cast(sums, tf.float32), weights
 
 
 def _class_extents(labels):
@@ -220,20 +220,14 @@ def _class_extents(labels):
 
 
 def _block_sums(d_ap, d_an, valid, margin):
-    """[hinge sum, active count, d_ap sum, d_an sum, pair count] over valid pairs, and
+    """float64 [hinge sum, active count, d_ap sum, d_an sum, pair count] over valid
+    pairs (float64: XLA sums in order, and float32 would drift over B^2 pairs), and
     the active mask."""
     hinge = tf.where(valid, tf.nn.relu(margin + d_ap - d_an), 0.0)
     active = hinge > 0.0
-    sums = tf.stack(
-        [
-            tf.reduce_sum(hinge),
-            tf.reduce_sum(tf.cast(active, tf.float32)),
-            tf.reduce_sum(tf.where(valid, d_ap, 0.0)),
-            tf.reduce_sum(tf.where(valid, d_an, 0.0)),
-            tf.reduce_sum(tf.cast(valid, tf.float32)),
-        ]
-    )
-    return sums, active
+    terms = [hinge, tf.cast(active, tf.float32), d_ap, d_an, tf.cast(valid, tf.float32)]
+    sums = [tf.reduce_sum(tf.where(valid, tf.cast(t, tf.float64), 0.0)) for t in terms]
+    return tf.stack(sums), active
 
 
 def _hinge_gains(active, has_negative):
