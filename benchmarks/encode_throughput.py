@@ -103,6 +103,15 @@ def sentence_transformers_run(directory, texts, workdir):
     return seconds, np.load(embeddings_path)
 
 
+def write_report(path, lines):
+    """Writes the markdown lines to `path` and prints them."""
+    report = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as file:
+        file.write(report)
+    print(report)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=4000)
@@ -148,11 +157,7 @@ def main():
         lines.append(f"| {name} | {seconds:.2f} | {len(texts) / seconds:.0f} | {ratio} | {cosine} |")
     if st_seconds is None:
         lines += ["", f"sentence-transformers not timed: {ST_PYTHON} is missing."]
-    report = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        file.write(report)
-    print(report)
+    write_report(args.output, lines)
 
 
 if __name__ == "__main__":

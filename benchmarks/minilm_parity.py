@@ -26,6 +26,7 @@ from encode_throughput import (  # noqa: E402
     minilm_directory,
     sentence_transformers_run,
     wordnet_glosses,
+    write_report,
 )
 
 from keras_siamese.inference import encode  # noqa: E402
@@ -46,7 +47,7 @@ def main():
     cosine = np.sum(ours * reference, axis=1) / (
         np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
     )
-    report = "\n".join([
+    write_report(args.output, [
         f"# all-MiniLM-L6-v2 parity: keras_siamese vs sentence-transformers, {len(texts)} WordNet glosses",
         "",
         "| statistic | cosine |",
@@ -55,11 +56,7 @@ def main():
         f"| mean | {cosine.mean():.7f} |",
         f"| texts below 0.99999 | {int(np.sum(cosine < 0.99999))} |",
         f"| max abs difference of a coordinate | {np.abs(ours - reference).max():.2e} |",
-    ]) + "\n"
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        file.write(report)
-    print(report)
+    ])
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from encode_throughput import THREADS, minilm_directory  # noqa: E402
+from encode_throughput import THREADS, minilm_directory, write_report  # noqa: E402
 from st_training import run_st_training  # noqa: E402
-from train_throughput import minilm_encoder, stratified_glosses, write_report  # noqa: E402
+from train_throughput import minilm_encoder, stratified_glosses  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ST_NAME = "siamese (sentence-transformers)"

@@ -29,6 +29,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401  registers TF Text's ops for the Python loader
 
+from encode_throughput import write_report  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BATCH_SIZES = (1, 64)
 WARMUP_TEXTS = 8
@@ -105,11 +107,7 @@ def main():
         "",
         f"Largest difference between the two loaders' embeddings: {max(agreement):.1e}.",
     ]
-    report = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        file.write(report)
-    print(report)
+    write_report(args.output, lines)
 
 
 if __name__ == "__main__":

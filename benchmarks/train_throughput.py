@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from encode_throughput import THREADS, minilm_directory  # noqa: E402
+from encode_throughput import THREADS, minilm_directory, write_report  # noqa: E402
 from st_training import run_st_training  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -118,15 +118,6 @@ def study_row(texts, labels, steps, seed):
     batches = order.reshape(steps + 1, BATCH_SIZE)
     seconds, _ = timed_fit(model, gathered(texts, labels, batches[:1]), gathered(texts, labels, batches[1:]))
     return seconds
-
-
-def write_report(path, lines):
-    """Writes the markdown lines to `path` and prints them."""
-    report = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as file:
-        file.write(report)
-    print(report)
 
 
 def main():
