@@ -181,6 +181,8 @@ def compare(encoder, texts, labels, config=None, class_names=None, test_texts=No
         )
     else:
         train_texts, train_labels = list(texts), np.asarray(labels)
+    if config.knn_k > len(train_texts):  # checked before any training, not after
+        raise ValueError(f"knn_k={config.knn_k} exceeds the {len(train_texts)} training texts.")
     train_ids, test_ids, class_names = _class_ids(train_labels, test_labels, class_names)
     first_encoder = _fresh_encoder(encoder)
     train_lengths = token_lengths(first_encoder, train_texts)
@@ -432,14 +434,15 @@ def _run_trained(encoder, data, monitor, config):
     curves, seconds, examples = _fit_encoder(
         token_classifier, encoder, data, monitor, config, token_embedding, loss="sparse_categorical_crossentropy"
     )
+    test_embeddings = _embed(token_embedding, encoder, data.test_texts, data.test_lengths, config)
     return VariantRun(
         name="trained",
         encoder=encoder,
         embedding_model=_strings_model(encoder, [pooling, projection], "trained_embedding"),
         classifier=_strings_model(encoder, [pooling, projection, output], "trained_classifier"),
         train_embeddings=_embed(token_embedding, encoder, data.train_texts, data.train_lengths, config),
-        test_embeddings=_embed(token_embedding, encoder, data.test_texts, data.test_lengths, config),
-        test_probabilities=_embed(token_classifier, encoder, data.test_texts, data.test_lengths, config),
+        test_embeddings=test_embeddings,
+        test_probabilities=np.asarray(output(test_embeddings)),  # the classifier's last layer
         history=curves,
         training_seconds=seconds,
         training_examples=examples,

@@ -254,6 +254,16 @@ def test_bad_config_values_raise_value_error_before_any_training(corpus, change)
         compare(must_not_be_called, texts, labels, ComparisonConfig(**{**TINY, **change}))
 
 
+def test_knn_k_larger_than_the_training_set_raises_before_any_training(corpus):
+    texts, labels, _ = corpus
+
+    def must_not_be_called():
+        raise AssertionError("compare built an encoder before checking knn_k")
+
+    with pytest.raises(ValueError, match="knn_k=1000000 exceeds the"):
+        compare(must_not_be_called, texts, labels, ComparisonConfig(**{**TINY, "knn_k": 1_000_000}))
+
+
 def test_bad_encoders_and_class_names_raise_value_error(corpus, tiny_encoder_factory):
     texts, labels, _ = corpus
     config = ComparisonConfig(**{**TINY, "variants": ("frozen",)})

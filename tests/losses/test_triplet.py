@@ -90,6 +90,29 @@ def test_semihard_sorting_path_matches_loop(layout, monkeypatch):
         assert float(triplet_semihard_loss(labels, embeddings, 0.7)) == pytest.approx(want, abs=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph", "graph, TensorFlow's sort", "xla"])
+def test_semihard_sorting_path_in_every_execution_mode(mode, monkeypatch):
+    """Sorting blocks (the last one padded), NumPy's or TensorFlow's sort, or all under XLA."""
+    monkeypatch.setattr(triplet, "_MAX_CLASS_SIZE_FOR_DIRECT_MINING", 1)
+    monkeypatch.setattr(triplet, "_ROWS_PER_SORTING_BLOCK", 8)
+    if mode == "graph, TensorFlow's sort":  # the kernel taken where a GPU is visible
+        monkeypatch.setattr(triplet.tf.config, "list_logical_devices", lambda device_type=None: ["GPU:0"])
+    labels, embeddings = make_batch("random", 21, seed=6, dim=3)
+
+    def loss_and_gradient(labels, embeddings):
+        with tf.GradientTape() as tape:
+            tape.watch(embeddings)
+            loss = triplet_semihard_loss(labels, embeddings, 0.5)
+        return loss, tape.gradient(loss, embeddings)
+
+    if mode != "eager":
+        loss_and_gradient = tf.function(loss_and_gradient, jit_compile=mode == "xla")
+    loss, gradient = loss_and_gradient(tf.constant(labels), tf.constant(embeddings))
+    oracle = lambda e: oracles.semihard(list(labels), oracle_distances(e, "L2"), 0.5)  # noqa: E731
+    assert float(loss) == pytest.approx(oracle(embeddings), abs=1e-5)
+    np.testing.assert_allclose(gradient.numpy(), numeric_gradient(oracle, embeddings), atol=2e-3)
+
+
 def test_semihard_spanning_several_blocks(monkeypatch):
     monkeypatch.setattr(triplet, "_ROWS_PER_BLOCK", 8)
     labels, embeddings = make_batch("skewed", 50, seed=3)
