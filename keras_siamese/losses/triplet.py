@@ -83,7 +83,9 @@ def semihard_triplet_terms(labels, embeddings, margin=1.0, distance="L2"):
     without any positive pair gives loss 0 and zero gradients (TFA: NaN).
 
     Runs in O(B^2) memory and at most O(B^2 log B) time for any label layout,
-    under `tf.function` and `jit_compile=True`.
+    eagerly, under `tf.function` and under `jit_compile=True`. Anchors of classes
+    with more than 12 examples sort their rows; on CPU outside XLA that sort is
+    NumPy's (`tf.numpy_function`), so the loss graph runs in a Python process.
 
     Args:
         labels: `[B]` or `[B, 1]` class ids (integers, or floats holding whole numbers).
