@@ -229,7 +229,7 @@ def _mine_by_sorting(labels, distances, margin, anchors, rows_per_block):
     """Mining of `anchors` (any classes) by sorting their rows, `rows_per_block` at a
     time: float64 sums as in `_mine_semihard` and the anchors' weight rows `[A, B]`.
 
-    Each block sorts with TensorFlow's kernel between two XLA-compiled steps whose
+    Each block's rows are sorted by `_sort_rows` between two XLA-compiled steps whose
     shapes stay `[rows_per_block, B]` (the last block is padded), so they compile once.
     """
     num_anchors = tf.size(anchors)
