@@ -143,12 +143,11 @@ def _mine_semihard(labels, distances, margin):
     # Inside a caller's XLA cluster everything is compiled, the sorts included (the
     # TensorFlow path below has shapes that depend on the labels).
     in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    sums, weights = _compiled_mining(
+    sums, weights, class_size = _compiled_mining(
         labels, distances, margin, _ROWS_PER_BLOCK, _MAX_CLASS_SIZE_FOR_DIRECT_MINING, in_xla
     )
     if not in_xla:
-        _, class_index, class_sizes = tf.unique_with_counts(labels, out_idx=tf.int32)
-        in_large_class = tf.gather(class_sizes, class_index) > _MAX_CLASS_SIZE_FOR_DIRECT_MINING
+        in_large_class = class_size > _MAX_CLASS_SIZE_FOR_DIRECT_MINING
         large_class_anchors = tf.cast(tf.where(in_large_class)[:, 0], tf.int32)
         large_sums, large_rows = _mine_by_sorting(
             labels, distances, margin, large_class_anchors, _ROWS_PER_SORTING_BLOCK
@@ -163,8 +162,9 @@ def _compiled_mining(
     labels, distances, margin, rows_per_block, max_direct_class_size, sort_large_classes
 ):
     """Mining under XLA (compiled once per batch size and constants): float64 sums and
-    weights as in `_mine_semihard`. Without `sort_large_classes`, only of the anchors
-    whose class has at most `max_direct_class_size` examples (the other rows stay 0)."""
+    weights as in `_mine_semihard`, and each example's class size. Without
+    `sort_large_classes`, only of the anchors whose class has at most
+    `max_direct_class_size` examples (the other rows stay 0)."""
     batch = tf.shape(labels)[0]
     order, class_start, class_size = _class_extents(labels)
     # Anchors are visited in groups of growing class size: one group per slot count
@@ -189,7 +189,7 @@ def _compiled_mining(
         return mine
 
     def mine_by_sorting(anchors, block_distances, negative, valid):
-        positive = ~negative & valid[:, None] & (tf.range(batch) != anchors[:, None])
+        _, positive = _block_masks(labels, anchors, valid)
         return _semihard_by_sorting(block_distances, negative, positive, margin)
 
     def mine_rows(first, last, mine, sums, weights):
@@ -222,7 +222,7 @@ def _compiled_mining(
         mine = mine_by_sorting if num_slots is None else mine_by_class_members(num_slots)
         sums, weights = mine_rows(first, last, mine, sums, weights)
         first = last
-    return sums, weights
+    return sums, weights, class_size
 
 
 def _mine_by_sorting(labels, distances, margin, anchors, rows_per_block):
