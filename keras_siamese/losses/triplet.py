@@ -176,7 +176,8 @@ def _compiled_mining(
     def mine_by_class_members(num_slots):
         slots = tf.range(num_slots)
 
-        def mine(anchors, block_distances, negative, valid):
+        def mine(anchors, block_distances, negative, positive, valid):
+            del positive  # this path finds the positives among the class members
             start = tf.gather(class_start, anchors)[:, None]
             members = tf.gather(order, tf.minimum(start + slots, batch - 1))
             is_positive = (
@@ -188,8 +189,8 @@ def _compiled_mining(
 
         return mine
 
-    def mine_by_sorting(anchors, block_distances, negative, valid):
-        _, positive = _block_masks(labels, anchors, valid)
+    def mine_by_sorting(anchors, block_distances, negative, positive, valid):
+        del valid  # already in `positive`
         return _semihard_by_sorting(block_distances, negative, positive, margin)
 
     def mine_rows(first, last, mine, sums, weights):
@@ -199,9 +200,9 @@ def _compiled_mining(
             rows = start + tf.range(rows_per_block)
             valid = rows < last
             anchors = tf.gather(visit, tf.minimum(rows, batch - 1))
-            negative = tf.gather(labels, anchors)[:, None] != labels
+            negative, positive = _block_masks(labels, anchors, valid)
             block_sums, positives, negatives, gains = mine(
-                anchors, tf.gather(distances, anchors), negative, valid
+                anchors, tf.gather(distances, anchors), negative, positive, valid
             )
             rows = tf.broadcast_to(anchors[:, None], tf.shape(positives))
             indices = tf.stack(
