@@ -72,6 +72,7 @@ def main():
 
     load_average = os.getloadavg()[0]
     config = TrainingConfig()
+    encoder = config.encoder_source
     keras.utils.set_random_seed(config.seed)
     glosses, _, _ = load_wordnet_glosses(source="bundled")
     rng = np.random.default_rng(0)
@@ -93,8 +94,8 @@ def main():
     lines = [
         "# TF Serving request latency: the main job's model, C++ loader vs Python",
         "",
-        f"Model: main job recipe (ALBERT {config.num_layers} layers, hidden {config.hidden_dim}, "
-        f"vocabulary {config.vocabulary_size}, sequence length {config.sequence_length}, "
+        f"Model: main job recipe (ALBERT {encoder.num_layers} layers, hidden {encoder.hidden_dim}, "
+        f"vocabulary {encoder.vocabulary_size}, sequence length {encoder.sequence_length}, "
         f"{config.pooling} pooling, {config.output_units}-d normalised), untrained. "
         f"Texts: bundled WordNet glosses. Machine: {os.cpu_count()} CPU cores (load average "
         f"{load_average:.1f} at the start: shared with other work), "

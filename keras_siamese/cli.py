@@ -1,52 +1,143 @@
-"""The `keras-siamese` command line."""
+"""The `keras-siamese` command line: train, compare, export, check-serving.
+
+Every flag of `train` and `compare` comes from a settings dataclass
+(`TrainingConfig`, `ComparisonConfig`, and the `CorpusSource` and
+`EncoderSource` both share), so the Python API and the flags cannot drift.
+"""
 
 import argparse
-import dataclasses
 import os
 import sys
+import tempfile
+
+# Lines TensorFlow's C++ runtime prints while it loads, before any log level
+# applies (they precede absl::InitializeLog): facts about this machine, not problems.
+_STARTUP_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+)
 
 
 def main(argv=None):
     """Entry point of the `keras-siamese` console script."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        # Errors of the C++ runtime are for debugging (CUDA probing on a CPU machine
+        # logs one); failures reach the user as Python exceptions.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _import_tensorflow_quietly()
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def build_parser():
+    """The `keras-siamese` argument parser, one subparser per command."""
     parser = argparse.ArgumentParser(
         prog="keras-siamese",
         description="Train sentence-embedding models with triplet mining and ship them to TF Serving.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_command(commands)
+    _add_compare_command(commands)
     _add_export_command(commands)
     _add_check_serving_command(commands)
-    from keras_siamese.comparison import add_compare_command
+    return parser
 
-    add_compare_command(commands)
-    args = parser.parse_args(argv)
-    return args.run(args)
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its start-up lines held back; anything else it prints is passed on."""
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+        captured.seek(0)
+        lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+    sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in _STARTUP_NOISE)))
+
+
+def _settings_command(commands, name, help, settings, run):
+    """A subcommand whose flags are the fields of the settings instance `settings`.
+
+    `run(settings, corpus)` gets a checked copy and the loaded `(texts, labels,
+    class_names)`; a setting that cannot run, or data that cannot be read, is one
+    argparse error line (exit status 2).
+    """
+    from keras_siamese.settings import add_setting_arguments, settings_from_arguments
+
+    parser = commands.add_parser(name, help=help, description=help)
+    add_setting_arguments(parser, settings)
+
+    def run_command(args):
+        configured = settings_from_arguments(settings, args)
+        try:
+            configured.check()
+            corpus = configured.corpus.load()
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+        return run(configured, corpus)
+
+    parser.set_defaults(run=run_command)
+    return parser
 
 
 def _add_train_command(commands):
     from keras_siamese.training import TrainingConfig
 
-    parser = commands.add_parser(
-        "train",
-        help="train on labelled texts (default: the bundled WordNet glosses), evaluate, export",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    for field in dataclasses.fields(TrainingConfig):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=type(field.default),
-            default=field.default,
-        )
-
-    def run(args):
+    def run(config, corpus):
         from keras_siamese.training import train
 
-        values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingConfig)}
-        train(TrainingConfig(**values))
+        texts, labels, _ = corpus
+        train(config, texts, labels)
         return 0
 
-    parser.set_defaults(run=run)
+    _settings_command(
+        commands, "train",
+        "train on labelled texts (default: the bundled WordNet glosses and a small ALBERT from scratch), "
+        "evaluate, checkpoint and export for TF Serving",
+        TrainingConfig(), run,
+    )
+
+
+def _add_compare_command(commands):
+    import dataclasses
+
+    from keras_siamese.comparison.protocol import ComparisonConfig
+    from keras_siamese.settings import setting
+    from keras_siamese.sources import CorpusSource, EncoderSource
+
+    @dataclasses.dataclass
+    class CompareSettings:
+        corpus: CorpusSource = setting(CorpusSource(), "data")
+        encoder_source: EncoderSource = setting(EncoderSource(), "encoder")
+        protocol: ComparisonConfig = setting(ComparisonConfig(), "protocol")
+        figures: bool = setting(True, "write the PNG figures (needs matplotlib)")
+
+        def check(self):
+            self.encoder_source.check()
+            self.protocol.check()
+
+    def run(settings, corpus):
+        from keras_siamese.comparison import plots_available, run_comparison
+        from keras_siamese.comparison.plots import MISSING_MATPLOTLIB
+
+        figures = settings.figures and plots_available()
+        if settings.figures and not figures:
+            print(f"[compare] {MISSING_MATPLOTLIB}", file=sys.stderr)
+        texts, labels, class_names = corpus
+        encoder = settings.encoder_source.build(texts)
+        run_comparison(encoder, texts, labels, settings.protocol, class_names, figures=figures)
+        return 0
+
+    _settings_command(
+        commands, "compare",
+        "train frozen, trained and siamese variants of one encoder and compare them (the study's protocol)",
+        CompareSettings(), run,
+    )
 
 
 def _add_export_command(commands):
@@ -57,13 +148,15 @@ def _add_export_command(commands):
         "metadata in assets.extra and, with --warmup-texts, TF Serving warmup records. "
         "Exit status 0 on success, 1 if the export was refused or failed.",
     )
-    parser.add_argument("--model", required=True, help="a .keras file (model.save / ModelCheckpoint)")
-    parser.add_argument("--out", required=True, help="the model's base path, e.g. serving/NAME")
+    parser.add_argument("--model", required=True, help="a .keras file (model.save / ModelCheckpoint); required")
+    parser.add_argument("--out", required=True, help="the model's base path, e.g. serving/NAME; required")
     parser.add_argument("--version", type=int, default=None,
                         help="version number (default: one more than the largest there)")
-    parser.add_argument("--warmup-texts", help="file with one sample text per line for warmup records")
+    parser.add_argument("--warmup-texts", help="file with one sample text per line for warmup records "
+                        "(default: none)")
     parser.add_argument("--signatures", default="text", choices=["text", "text,tokens", "tokens"],
-                        help="'tokens' adds a token-id signature; 'tokens' alone needs no TF Text ops")
+                        help="'tokens' adds a token-id signature; 'tokens' alone needs no TF Text ops "
+                        "(default: text)")
 
     def run(args):
         import keras

@@ -2,21 +2,20 @@
 
 import dataclasses
 import json
+import math
 import os
 import time
 
 import keras
 import numpy as np
 
-from keras_siamese.data import (
-    class_balanced_batches,
-    load_wordnet_glosses,
-    train_test_split_by_label,
-)
+from keras_siamese.data import class_balanced_batches, train_test_split_by_label
 from keras_siamese.evaluation import retrieval_metrics
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
-from keras_siamese.layers import AlbertEncoder
+from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.models import TripletSemiHard
+from keras_siamese.settings import setting
+from keras_siamese.sources import CorpusSource, EncoderSource
 
 WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
 SERVING_CHECK_TEXTS = 64
@@ -32,27 +31,48 @@ class TrainingConfig:
     randomly initialised encoder needs it: mean pooling and margin 0.5 train
     steadily from scratch, where the random tanh pooler and margin 1.0 barely
     move held-out retrieval in the same steps, and learning rates of 2e-3
-    and above collapse the embeddings.
+    and above collapse the embeddings. A pretrained encoder (`encoder_source`)
+    wants a learning rate near 1e-4 or below.
+
+    Example:
+    >>> config = TrainingConfig(epochs=1, corpus=CorpusSource("news.jsonl", label_field="topic"))
+    >>> config.check()
     """
 
-    output_dir: str = "runs/wordnet"
-    model_name: str = "wordnet"
-    corpus: str = "bundled"
-    test_fraction: float = 0.1
-    vocabulary_size: int = 4000
-    num_layers: int = 2
-    hidden_dim: int = 128
-    embedding_dim: int = 64
-    sequence_length: int = 48
-    pooling: str = "mean"
-    output_units: int = 64
-    margin: float = 0.5
-    classes_per_batch: int = 16
-    samples_per_class: int = 4
-    learning_rate: float = 1e-3
-    epochs: int = 4
-    steps_per_epoch: int = 250
-    seed: int = 0
+    corpus: CorpusSource = setting(CorpusSource(), "data")
+    encoder_source: EncoderSource = setting(EncoderSource(sequence_length=48), "encoder")
+    output_dir: str = setting("runs/wordnet", "checkpoints, summary.json and serving/ go here")
+    model_name: str = setting("wordnet", "the TF Serving model name: the export goes to OUTPUT_DIR/serving/NAME/<version>")
+    test_fraction: float = setting(0.1, "fraction of each class held out to measure retrieval before and after")
+    pooling: str = setting("mean", "how token states become one vector per text", POOLING_MODES)
+    output_units: int = setting(64, "embedding size (Dense(units, relu) -> Dense(units) -> L2 normalise)")
+    margin: float = setting(0.5, "triplet margin of the semi-hard loss")
+    classes_per_batch: int = setting(16, "classes in each training batch (P)")
+    samples_per_class: int = setting(4, "texts of each class in a batch (K)")
+    learning_rate: float = setting(1e-3, "Adam's learning rate (1e-3 suits the from-scratch ALBERT)")
+    epochs: int = setting(4, "training epochs; a .keras checkpoint is kept after each")
+    steps_per_epoch: int = setting(250, "batches per epoch")
+    seed: int = setting(0, "seed of the split, the batches and the initial weights")
+
+    def check(self):
+        """Raises `ValueError` for settings that cannot run."""
+        self.encoder_source.check()
+        for name in ("output_units", "epochs", "steps_per_epoch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        for name in ("classes_per_batch", "samples_per_class"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}.")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin!r}.")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite positive number, got {self.learning_rate!r}.")
+        if not self.model_name or os.sep in self.model_name:
+            raise ValueError(f"model_name must be a non-empty name without {os.sep!r}, got {self.model_name!r}.")
 
 
 def train(config=None, texts=None, labels=None):
@@ -71,15 +91,16 @@ def train(config=None, texts=None, labels=None):
     >>> summary = train(TrainingConfig(epochs=1, steps_per_epoch=20))  # doctest: +SKIP
     """
     config = config or TrainingConfig()
+    config.check()
     keras.utils.set_random_seed(config.seed)
     if texts is None:
-        texts, labels, _ = load_wordnet_glosses(source=config.corpus)
+        texts, labels, _ = config.corpus.load()
     train_texts, train_labels, test_texts, test_labels = train_test_split_by_label(
         texts, labels, test_fraction=config.test_fraction, seed=config.seed
     )
     print(
-        f"Corpus: {len(train_texts)} training and {len(test_texts)} held-out texts, "
-        f"{len(set(np.asarray(train_labels).tolist()))} classes."
+        f"Corpus {config.corpus.data}: {len(train_texts)} training and {len(test_texts)} held-out "
+        f"texts, {len(set(np.asarray(train_labels).tolist()))} classes."
     )
     model = build_model(config, train_texts)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
@@ -106,6 +127,7 @@ def train(config=None, texts=None, labels=None):
     history = model.fit(
         batches,
         epochs=config.epochs,
+        shuffle=False,  # the batches are shuffled by their sampler
         callbacks=[
             keras.callbacks.ModelCheckpoint(
                 os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")
@@ -116,6 +138,7 @@ def train(config=None, texts=None, labels=None):
 
     after = evaluate()
     _print_metrics("After training", after)
+    print(f"Checkpoints: {os.path.abspath(checkpoint_dir)}/epoch01.keras ... epoch{config.epochs:02d}.keras")
 
     version_dir = export_saved_model(
         model,
@@ -138,24 +161,16 @@ def train(config=None, texts=None, labels=None):
 
 
 def build_model(config, texts):
-    """The main job's untrained model: an ALBERT sized by `config`, vocabulary trained on `texts`.
+    """The main job's untrained model: `config`'s encoder (a random ALBERT has its vocabulary
+    trained on `texts`), pooling, projection and L2 normalisation.
 
     Example:
     >>> model = build_model(TrainingConfig(), texts)  # doctest: +SKIP
     >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
     (1, 64)
     """
-    encoder = AlbertEncoder.from_corpus(
-        texts,
-        vocabulary_size=config.vocabulary_size,
-        num_layers=config.num_layers,
-        hidden_dim=config.hidden_dim,
-        embedding_dim=config.embedding_dim,
-        intermediate_dim=2 * config.hidden_dim,
-        sequence_length=config.sequence_length,
-    )
     return TripletSemiHard.from_encoder(
-        encoder,
+        config.encoder_source.build(texts),
         pooling=config.pooling,
         hidden_units=(config.output_units,),
         output_units=config.output_units,

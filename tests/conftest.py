@@ -4,8 +4,20 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import shutil  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips `needs_cxx` tests, with the reason, on a machine without a C++ compiler."""
+    if os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++"):
+        return
+    skip = pytest.mark.skip(reason="needs a C++ compiler for the serving check (apt-get install g++, or set $CXX)")
+    for item in items:
+        if "needs_cxx" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

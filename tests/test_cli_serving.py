@@ -25,6 +25,7 @@ def checkpoint(tiny_encoder_factory, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_cxx
 def test_export_from_a_checkpoint_gives_a_version_that_check_serving_passes(checkpoint, tmp_path, capsys):
     model, path = checkpoint
     warmup = tmp_path / "warmup.txt"

@@ -1,28 +1,39 @@
-"""The main job end to end on a small slice of the bundled corpus, through the command line."""
+"""The main job end to end on a small slice of the bundled corpus, through the console script."""
 
 import json
 import os
+import re
+import subprocess
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_siamese.cli import main
+# What a C++ log line of TensorFlow looks like: severity, date, time, thread, file:line]
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]")
 
 
 @pytest.mark.slow
-def test_train_command_checkpoints_evaluates_and_exports(tmp_path, capsys):
+def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     output_dir = tmp_path / "run"
-    status = main([
-        "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "5",
-        "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
-        "--sequence-length", "24", "--test-fraction", "0.02",
-    ])
-    assert status == 0
-    printed = capsys.readouterr().out
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    finished = subprocess.run(
+        [
+            "keras-siamese", "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "5",
+            "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
+            "--sequence-length", "24", "--test-fraction", "0.02",
+        ],
+        capture_output=True, text=True, env=environment,
+    )
+    assert finished.returncode == 0, finished.stderr
+    printed = finished.stdout
     assert "Before training: held-out hit@1" in printed and "After training: held-out hit@1" in printed
     assert "docker run" in printed and ":predict" in printed
+    output = finished.stdout + finished.stderr
+    assert not [line for line in output.splitlines() if CPP_LOG_LINE.match(line)], output
+    for noise in ("absl::InitializeLog", "shuffle=True", "Gradients do not exist", "retracing", "Warning"):
+        assert noise not in output, output
 
     summary = json.loads((output_dir / "summary.json").read_text())
     for stage in ("before", "after"):

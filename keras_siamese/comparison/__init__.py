@@ -6,7 +6,6 @@ projector files; `write_figures` the PNG maps and curves (needs matplotlib).
 `run_comparison` does all three, as `keras-siamese compare` does.
 """
 
-from keras_siamese.comparison.command import add_compare_command, run_comparison
 from keras_siamese.comparison.plots import plots_available, principal_components, write_figures
 from keras_siamese.comparison.protocol import (
     VARIANTS,
@@ -19,6 +18,7 @@ from keras_siamese.comparison.protocol import (
     score_run,
 )
 from keras_siamese.comparison.report import markdown_table, write_comparison, write_predictions, write_projector
+from keras_siamese.comparison.run import run_comparison
 from keras_siamese.comparison.token_models import (
     encode_tokens,
     predict_in_length_order,
@@ -33,7 +33,6 @@ __all__ = [
     "ComparisonConfig",
     "VARIANTS",
     "VariantRun",
-    "add_compare_command",
     "compare",
     "encode_tokens",
     "fit_classifier_head",

@@ -35,7 +35,9 @@ from keras_siamese.data import class_balanced_batches, encode_labels, train_test
 from keras_siamese.evaluation import classification_report, knn_classify, knn_scores, retrieval_metrics
 from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder
 from keras_siamese.layers.dynamic_length import check_length_buckets
+from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.models import TripletSemiHard
+from keras_siamese.settings import setting
 
 VARIANTS = ("frozen", "trained", "siamese")
 
@@ -54,27 +56,27 @@ class ComparisonConfig:
     not faster than the traced graph (benchmarks/README.md); try it on GPU.
     """
 
-    output_dir: str = "runs/compare"
-    variants: tuple = VARIANTS
-    test_fraction: float = 0.2
-    pooling: str = "pooled"
-    hidden_units: tuple = (64,)
-    output_units: int = 64
-    margin: float = 1.0
-    classes_per_batch: int = 16
-    samples_per_class: int = 4
-    learning_rate: float = 1e-4
-    epochs: int = 4
-    steps_per_epoch: int = 100
-    head_units: int = 64
-    head_epochs: int = 10
-    head_learning_rate: float = 1e-3
-    knn_k: int = 5
-    bucket_by_length: bool = True
-    jit_compile: bool = False
-    monitor_size: int = 500
-    eval_batch_size: int = 256
-    seed: int = 0
+    output_dir: str = setting("runs/compare", "results.md/json, predictions, figures and projector files go here")
+    variants: tuple = setting(VARIANTS, f"variants to train, of {', '.join(VARIANTS)}")
+    test_fraction: float = setting(0.2, "fraction of each class held out for scoring")
+    pooling: str = setting("pooled", "how token states become one vector per text", POOLING_MODES)
+    hidden_units: tuple = setting((64,), "hidden Dense(relu) sizes of the projection")
+    output_units: int = setting(64, "embedding size")
+    margin: float = setting(1.0, "triplet margin of the siamese variant")
+    classes_per_batch: int = setting(16, "classes in each training batch (P)")
+    samples_per_class: int = setting(4, "texts of each class in a batch (K)")
+    learning_rate: float = setting(1e-4, "Adam's learning rate of the encoder training")
+    epochs: int = setting(4, "encoder training epochs")
+    steps_per_epoch: int = setting(100, "batches per epoch")
+    head_units: int = setting(64, "hidden units of the classifier head")
+    head_epochs: int = setting(10, "classifier head training epochs")
+    head_learning_rate: float = setting(1e-3, "Adam's learning rate of the classifier head")
+    knn_k: int = setting(5, "neighbours of the k-NN classifier")
+    bucket_by_length: bool = setting(True, "batch texts of similar token length together")
+    jit_compile: bool = setting(False, "compile the train step with XLA")
+    monitor_size: int = setting(500, "held-out texts scored by k-NN after each epoch (0: none)")
+    eval_batch_size: int = setting(256, "texts per batch when embedding")
+    seed: int = setting(0, "seed of the split, the batches and the initial weights")
 
     def check(self):
         """Raises `ValueError` for settings that cannot run."""
@@ -193,6 +195,8 @@ def compare(encoder, texts, labels, config=None, class_names=None, test_texts=No
     runs = {}
     for number, name in enumerate(config.variants):
         variant_encoder = first_encoder if number == 0 else _fresh_encoder(encoder)
+        if config.pooling != "pooled" and hasattr(variant_encoder, "pooler_trainable"):
+            variant_encoder.pooler_trainable = False  # nothing reads it: no gradients to apply
         print(f"[compare] {name}: training")
         runs[name] = _VARIANT_BUILDERS[name](variant_encoder, data, monitor, config)
     metrics = {name: score_run(run, train_ids, test_ids, len(class_names), config.knn_k) for name, run in runs.items()}
@@ -353,7 +357,9 @@ def _fit_encoder(model, encoder, data, monitor, config, token_model, loss=None):
     if monitor is not None:
         callbacks.append(_MonitorCallback(token_model, encoder, data, monitor, config))
     started = time.perf_counter()
-    history = model.fit(_batches(encoder, data, config), epochs=config.epochs, callbacks=callbacks, verbose=2)
+    history = model.fit(
+        _batches(encoder, data, config), epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=2
+    )
     seconds = time.perf_counter() - started
     curves = {"loss": [float(value) for value in history.history["loss"]]}
     if callbacks:

@@ -261,12 +261,14 @@ def main(argv=None):
 def add_arguments(parser):
     """Adds check-serving's arguments to an argparse parser (for the CLI's subcommand)."""
     parser.add_argument("path", help="a version directory: base_path/<version>/")
-    parser.add_argument("--texts", help="file with one text per line ('-': stdin); "
-                        "default: a few mixed probe texts")
+    parser.add_argument("--texts", help="file with one text per line ('-': stdin) "
+                        "(default: a few mixed probe texts)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="texts per request (default: all in one)")
-    parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--no-warmup", action="store_true", help="skip the warmup replay")
+    parser.add_argument("--signature", default="serving_default",
+                        help="the string signature to run (default: serving_default)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warmup replay (default: replay the version's warmup file)")
     return parser
 
 

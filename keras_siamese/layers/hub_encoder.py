@@ -1,8 +1,9 @@
 """A TF Hub-format text encoder SavedModel (BERT/ALBERT inputs and outputs) as a strings-in Keras layer."""
 
+import os
+
 import keras
 import tensorflow as tf
-import tensorflow_hub
 from keras.src.saving import serialization_lib  # Keras' own safe-mode flag (as TFSMLayer)
 from keras_hub.layers import StartEndPacker
 from keras_hub.models import AlbertTokenizer, BertTokenizer
@@ -27,10 +28,11 @@ class HubEncoder(keras.layers.Layer):
     without one, by a keras-hub tokenizer built from the encoder's own
     `sp_model_file` (ALBERT) or `vocab_file` and `do_lower_case` (BERT).
 
-    Handles are resolved by `tensorflow_hub`, so TF Hub/Kaggle handles, URLs
-    and local directories all work. The encoder's variables are this layer's
-    weights: trainable for fine-tuning unless `trainable=False`, saved by
-    `model.save`, and exported with the model. Outputs follow `TextEncoder`'s
+    Local SavedModel directories load directly; TF Hub/Kaggle handles and
+    URLs are resolved by `tensorflow_hub` (`pip install "keras-siamese[hub]"`).
+    The encoder's variables are this layer's weights: trainable for
+    fine-tuning unless `trainable=False`, saved by `model.save`, and exported
+    with the model. Outputs follow `TextEncoder`'s
     contract (a dict of `sequence_output`, `pooled_output`, `padding_mask`),
     with the same dynamic length trimming, so `Pooling` works unchanged.
 
@@ -75,7 +77,7 @@ class HubEncoder(keras.layers.Layer):
         self.dynamic_length = dynamic_length
         self.length_buckets = length_buckets
         self._buckets = check_length_buckets(length_buckets, sequence_length)
-        self._encoder_model = tf.saved_model.load(tensorflow_hub.resolve(encoder))
+        self._encoder_model = _load_saved_model(encoder)
         if preprocessor is None:
             self._tokenizer = _tokenizer_from_assets(self._encoder_model, encoder)
             self._packer = StartEndPacker(
@@ -87,9 +89,7 @@ class HubEncoder(keras.layers.Layer):
                 dtype="int32",
             )
         else:
-            self._preprocessor_model = tf.saved_model.load(
-                tensorflow_hub.resolve(preprocessor)
-            )
+            self._preprocessor_model = _load_saved_model(preprocessor)
             _check_preprocessor(self._preprocessor_model, preprocessor)
         self.hidden_dim = _check_encoder(self._encoder_model, encoder)
         for variable in _encoder_variables(self._encoder_model):
@@ -173,6 +173,20 @@ class HubEncoder(keras.layers.Layer):
                 "safe_mode=False."
             )
         return cls(**config)
+
+
+def _load_saved_model(handle):
+    """Loads a SavedModel from a local directory, or a TF Hub handle or URL via tensorflow_hub."""
+    if os.path.isdir(os.fspath(handle)):
+        return tf.saved_model.load(os.fspath(handle))
+    try:
+        import tensorflow_hub
+    except ImportError as error:
+        raise ImportError(
+            f"{handle!r} is not a local directory; loading TF Hub handles and URLs needs "
+            'tensorflow-hub: pip install "keras-siamese[hub]".'
+        ) from error
+    return tf.saved_model.load(tensorflow_hub.resolve(handle))
 
 
 def _encoder_variables(model):

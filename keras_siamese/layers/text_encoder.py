@@ -55,6 +55,9 @@ class TextEncoder(keras.layers.Layer):
         frozen_layers: `None` (nothing frozen here), `"all"` (the backbone),
             or an integer `n`: the embeddings and the lowest `n` transformer
             layers (see `keras_siamese.layers.freezing.freeze_backbone`).
+        pooler_trainable: `False` freezes the backbone's pooler (the Dense
+            behind `pooled_output`), for models that pool the token states
+            instead and so never train it.
 
     Example:
     >>> encoder = TextEncoder.from_preset("bert_tiny_en_uncased")  # doctest: +SKIP
@@ -71,6 +74,7 @@ class TextEncoder(keras.layers.Layer):
         dynamic_length=True,
         length_buckets=None,
         frozen_layers=None,
+        pooler_trainable=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -102,6 +106,7 @@ class TextEncoder(keras.layers.Layer):
         )
         if frozen_layers is not None:
             freeze_backbone(backbone, frozen_layers)
+        self.pooler_trainable = pooler_trainable
         # Tokenisation works on strings, which XLA cannot compile.
         self.supports_jit = False
 
@@ -124,6 +129,18 @@ class TextEncoder(keras.layers.Layer):
     @property
     def hidden_dim(self):
         return self.backbone.hidden_dim
+
+    @property
+    def pooler_trainable(self):
+        """Whether the backbone's pooler trains (always `False` for a backbone without one)."""
+        pooler = getattr(self.backbone, "pooled_dense", None)
+        return pooler is not None and pooler.trainable
+
+    @pooler_trainable.setter
+    def pooler_trainable(self, trainable):
+        pooler = getattr(self.backbone, "pooled_dense", None)
+        if pooler is not None:
+            pooler.trainable = bool(trainable) and self.backbone.trainable
 
     def build(self, input_shape):
         # keras-hub backbones are functional models, built when constructed.
@@ -188,6 +205,7 @@ class TextEncoder(keras.layers.Layer):
                 "dynamic_length": self.dynamic_length,
                 "length_buckets": self.length_buckets,
                 "frozen_layers": self.frozen_layers,
+                "pooler_trainable": self.pooler_trainable,
             }
         )
         return config

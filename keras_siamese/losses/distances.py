@@ -60,7 +60,7 @@ def _euclidean_distances(embeddings, squared):
     return distances(embeddings)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _euclidean_forward(x, squared):
     squared_norms = tf.reduce_sum(tf.square(x), axis=1)
     gram = tf.matmul(x, x, transpose_b=True)
@@ -69,7 +69,7 @@ def _euclidean_forward(x, squared):
     return pdist if squared else tf.sqrt(pdist)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _euclidean_scale(pdist, upstream, squared):
     """d/d(squared distance), zero where the distance is zero (clamped or diagonal),
     and its row plus column sums."""

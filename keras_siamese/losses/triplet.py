@@ -157,7 +157,7 @@ def _mine_semihard(labels, distances, margin):
     return tf.cast(sums, tf.float32), weights
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _compiled_mining(
     labels, distances, margin, rows_per_block, max_direct_class_size, sort_large_classes
 ):
@@ -276,13 +276,13 @@ def _block_masks(labels, anchors, valid=None):
     return negative, positive
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _compiled_sorting_keys(labels, distances, anchors):
     negative, _ = _block_masks(labels, anchors)
     return _sorting_keys(tf.gather(distances, anchors), negative)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _compiled_mining_from_sorted(labels, distances, anchors, valid, sorted_keys, margin):
     """Block sums and the block's dense weight rows `[R, B]` from its sorted keys."""
     negative, positive = _block_masks(labels, anchors, valid)

@@ -73,7 +73,10 @@ class TripletSemiHard(keras.Model):
         text -> `encoder` -> `Pooling(pooling)` ->
         `Projection(output_units, hidden_units)` -> `L2Normalize`. The
         defaults are the study's: pooled output, Dense(64, relu), Dense(64).
+        Other pooling modes freeze the encoder's unused pooler.
         """
+        if pooling != "pooled" and hasattr(encoder, "pooler_trainable"):
+            encoder.pooler_trainable = False
         text = keras.Input(shape=(), dtype="string", name="text")
         pooled = Pooling(pooling, name="pooling")(encoder(text))
         projected = Projection(output_units, hidden_units, name="projection")(pooled)

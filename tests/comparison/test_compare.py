@@ -305,16 +305,3 @@ def test_cli_writes_figures_from_a_csv_file(corpus, tmp_path):
                  *CLI_TINY]) == 0
     assert sorted(path.name for path in output_dir.glob("*.png")) == ["curves.png", "map_frozen.png"]
     assert (output_dir / "results.md").read_text().count("| frozen |") == 1
-
-
-@pytest.mark.parametrize(
-    "arguments, message",
-    [
-        (["--epochs", "0"], "epochs"),
-        (["--variants", "frozen,finetuned"], "variants"),
-        (["--data", "corpus.txt"], "--data"),
-    ],
-)
-def test_cli_bad_values_raise_value_error(arguments, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
-        main(["compare", "--output-dir", str(tmp_path), *arguments])

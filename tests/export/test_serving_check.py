@@ -23,6 +23,8 @@ from keras_siamese.export.warmup import write_warmup_requests
 from keras_siamese.models import TripletSemiHard
 from serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
 
+pytestmark = pytest.mark.needs_cxx  # the C++ serving check compiles against the TF wheel
+
 PROBE_TEXTS = ["a domestic dog", "", "   ", "狗 🐕 chien", "word " * 2000, b"\xff\xfe not utf-8"]
 
 

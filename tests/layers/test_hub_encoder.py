@@ -122,3 +122,55 @@ def test_mismatched_savedmodels_are_refused_with_the_expected_signature(hub_albe
         HubEncoder(wrong_outputs, preprocessor_dir)
     with pytest.raises(ValueError, match="preprocessor"):
         HubEncoder(encoder_dir, preprocessor=wrong_outputs)
+
+
+def _run_python(script, *args):
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def test_the_layers_do_not_import_tensorflow_hub():
+    result = _run_python(
+        "import sys, keras_siamese.layers, keras_siamese.models\n"
+        "assert 'tensorflow_hub' not in sys.modules, 'tensorflow_hub was imported'\n"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# Makes tensorflow_hub unimportable in the subprocess, as on a machine without the extra.
+WITHOUT_TENSORFLOW_HUB = "import sys\nsys.modules['tensorflow_hub'] = None\n"
+
+
+def test_without_tensorflow_hub_local_directories_load_and_handles_name_the_extra(hub_albert):
+    encoder_dir, preprocessor_dir, _ = hub_albert
+    result = _run_python(
+        WITHOUT_TENSORFLOW_HUB
+        + "import tensorflow as tf\nfrom keras_siamese.layers import AlbertEncoder\n"
+        "encoder = AlbertEncoder.from_tfhub(sys.argv[1], sys.argv[2], sequence_length=16)\n"
+        "print(tuple(encoder(tf.constant(['a small dog']))['pooled_output'].shape))\n"
+        "try:\n"
+        "    AlbertEncoder.from_tfhub('https://tfhub.dev/tensorflow/albert_en_base/3')\n"
+        "except ImportError as error:\n"
+        "    print('ImportError:', error)\n",
+        encoder_dir, preprocessor_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "(1, 32)"  # random_albert's hidden size
+    assert "ImportError: 'https://tfhub.dev/tensorflow/albert_en_base/3' is not a local directory" in result.stdout
+    assert 'pip install "keras-siamese[hub]"' in result.stdout
+
+
+def test_handles_are_resolved_by_tensorflow_hub(hub_albert, monkeypatch):
+    tensorflow_hub = pytest.importorskip("tensorflow_hub")
+    encoder_dir, preprocessor_dir, _ = hub_albert
+    handles = {"https://tfhub.dev/x/encoder/1": encoder_dir, "https://tfhub.dev/x/preprocess/1": preprocessor_dir}
+    resolved = []
+    monkeypatch.setattr(tensorflow_hub, "resolve", lambda handle: resolved.append(handle) or handles[handle])
+    direct = HubEncoder(encoder_dir, preprocessor_dir, sequence_length=SEQUENCE_LENGTH)
+    by_handle = HubEncoder(*handles, sequence_length=SEQUENCE_LENGTH)
+    assert resolved == list(handles)
+    np.testing.assert_allclose(
+        by_handle(tf.constant(TEXTS))["pooled_output"], direct(tf.constant(TEXTS))["pooled_output"], atol=1e-6
+    )

@@ -363,3 +363,13 @@ def test_semihard_matches_sentence_transformers():
         want = peer.batch_semi_hard_triplet_loss(torch.tensor(labels), torch.tensor(embeddings))
         got = triplet_semihard_loss(labels, embeddings, 1.0)
         assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_eager_calls_on_batches_of_many_sizes_do_not_warn_of_retracing(caplog):
+    rng = np.random.default_rng(7)
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for batch in range(6, 80, 7):  # classes of 2 (direct mining) and of up to 40 (sorting)
+            labels = rng.integers(0, 2 if batch > 40 else 3, batch)
+            loss = triplet_semihard_loss(labels, rng.normal(size=(batch, 8)).astype("float32"))
+            assert np.isfinite(float(loss))
+    assert not [record for record in caplog.records if "retracing" in record.getMessage()]

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -115,3 +117,24 @@ def test_compiled_loss_replaces_the_default(model, batches):
 def test_missing_labels_is_a_clear_error(model):
     with pytest.raises(ValueError, match="no labels"):
         model.fit(tf.data.Dataset.from_tensor_slices(["a", "b"]).batch(2), verbose=0)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "pooled"])
+def test_the_pooler_trains_only_when_pooling_reads_it(tiny_encoder_factory, batches, pooling, tmp_path):
+    encoder = tiny_encoder_factory()
+    model = TripletSemiHard.from_encoder(encoder, pooling=pooling, hidden_units=(), output_units=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    pooler = encoder.backbone.pooled_dense
+    assert pooler.trainable == (pooling == "pooled")
+    before = pooler.get_weights()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(batches, epochs=1, steps_per_epoch=2, shuffle=False, verbose=0)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    changed = any(not np.array_equal(a, b) for a, b in zip(before, pooler.get_weights()))
+    assert changed == (pooling == "pooled")
+    # A checkpoint keeps the setting, so resumed training does not train the pooler either.
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    (reloaded_encoder,) = [layer for layer in reloaded.layers if hasattr(layer, "pooler_trainable")]
+    assert reloaded_encoder.backbone.pooled_dense.trainable == (pooling == "pooled")

@@ -1,0 +1,82 @@
+"""Settings dataclasses and the command-line flags made from them (one definition of each).
+
+A field declared with `setting(default, help, choices)` becomes the flag
+`--field-name`, with its help, default and choices in `--help`; a field whose
+default is itself a settings dataclass contributes its fields as a group.
+
+Example:
+>>> import argparse, dataclasses
+>>> @dataclasses.dataclass
+... class Run:
+...     epochs: int = setting(4, "passes over the data")
+>>> parser = argparse.ArgumentParser()
+>>> add_setting_arguments(parser, Run())
+>>> settings_from_arguments(Run(), parser.parse_args(["--epochs", "2"]))
+Run(epochs=2)
+"""
+
+import argparse
+import dataclasses
+
+
+def setting(default, help, choices=None):
+    """A dataclass field with the help text (and choices) of its command-line flag.
+
+    Dataclass defaults (tuples, nested settings) are copied per instance.
+    """
+    metadata = {"help": help, "choices": choices}
+    if dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def add_setting_arguments(parser, settings):
+    """Adds a flag per field of the settings instance `settings`, its values as defaults.
+
+    Nested settings become argument groups. Tuples are comma-separated lists,
+    booleans `--flag` / `--no-flag`.
+    """
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value):
+            add_setting_arguments(parser.add_argument_group(field.metadata.get("help")), value)
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help = field.metadata.get("help", "")
+        choices = field.metadata.get("choices")
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                                help=f"{help} (default: {value})")
+        elif isinstance(value, tuple):
+            shown = ",".join(str(item) for item in value)
+            parser.add_argument(flag, type=_comma_list(value), default=value, metavar="A,B,...",
+                                help=f"{help}; comma-separated (default: {shown})")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, choices=choices,
+                                help=f"{help} (default: {value})")
+
+
+def settings_from_arguments(settings, args):
+    """A copy of the settings instance `settings` with the values parsed into `args`."""
+    values = {}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value):
+            values[field.name] = settings_from_arguments(value, args)
+        else:
+            values[field.name] = getattr(args, field.name)
+    return dataclasses.replace(settings, **values)
+
+
+def _comma_list(default):
+    item_type = type(default[0]) if default else str
+
+    def parse(value):
+        try:
+            return tuple(item_type(item) for item in value.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {item_type.__name__} values, got {value!r}"
+            ) from None
+
+    return parse

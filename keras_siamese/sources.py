@@ -1,0 +1,100 @@
+"""Where a job's labelled texts and its encoder come from: the `--data` and `--encoder` settings.
+
+`train` and `compare` share both, so a corpus or encoder that one command
+reads, the other reads the same way.
+
+Example:
+>>> texts, labels, class_names = CorpusSource("wordnet-bundled").load()  # doctest: +SKIP
+>>> encoder = EncoderSource("path/to/all-MiniLM-L6-v2").build(texts)  # doctest: +SKIP
+"""
+
+import dataclasses
+import os
+
+from keras_siamese.settings import setting
+
+WORDNET_SOURCES = ("wordnet-bundled", "wordnet-system")
+FROM_CORPUS = "albert-from-corpus"
+
+
+@dataclasses.dataclass
+class CorpusSource:
+    """Labelled texts: a JSON lines or CSV file, the HuffPost file, or WordNet's glosses."""
+
+    data: str = setting(
+        "wordnet-bundled",
+        "a .jsonl/.json or .csv/.tsv file of labelled texts, or wordnet-bundled (the sample "
+        "shipped with the package) / wordnet-system (Debian's wordnet-base)",
+    )
+    text_field: str = setting("text", "field or column of --data holding the text")
+    label_field: str = setting("label", "field or column of --data holding the label")
+    huffpost: bool = setting(
+        False, "--data is the HuffPost News Category file (headline + description, texts under 10 words dropped)"
+    )
+
+    def load(self):
+        """`(texts, labels, class_names)` of the corpus; `OSError` or `ValueError` if it cannot be read."""
+        from keras_siamese.data import load_csv, load_huffpost, load_jsonl, load_wordnet_glosses
+
+        if self.data in WORDNET_SOURCES:
+            return load_wordnet_glosses(source=self.data.split("-")[1])
+        if self.huffpost:
+            return load_huffpost(self.data)
+        extension = os.path.splitext(self.data)[1].lower()
+        if extension in (".jsonl", ".json"):
+            return load_jsonl(self.data, self.text_field, self.label_field)
+        if extension in (".csv", ".tsv"):
+            delimiter = "\t" if extension == ".tsv" else ","
+            return load_csv(self.data, self.text_field, self.label_field, delimiter=delimiter)
+        raise ValueError(
+            f"--data must be a .jsonl, .json, .csv or .tsv file, or one of {WORDNET_SOURCES}; got {self.data!r}."
+        )
+
+
+@dataclasses.dataclass
+class EncoderSource:
+    """A pretrained keras-hub encoder, or a small ALBERT initialised at random for the corpus."""
+
+    encoder: str = setting(
+        FROM_CORPUS,
+        "a keras-hub preset name or directory, or a local Hugging Face directory (BERT/MiniLM, "
+        f"ALBERT, ...); {FROM_CORPUS}: a random ALBERT with a vocabulary trained on the data",
+    )
+    sequence_length: int = setting(128, "most tokens per text, [CLS] and [SEP] included; longer texts are cut")
+    vocabulary_size: int = setting(4000, f"SentencePiece vocabulary size ({FROM_CORPUS} only)")
+    num_layers: int = setting(2, f"transformer layers ({FROM_CORPUS} only)")
+    hidden_dim: int = setting(128, f"hidden size; the feed-forward size is twice it ({FROM_CORPUS} only)")
+    embedding_dim: int = setting(64, f"token embedding size ({FROM_CORPUS} only)")
+
+    def check(self):
+        """Raises `ValueError` for settings that cannot build an encoder."""
+        for name in ("sequence_length", "vocabulary_size", "num_layers", "hidden_dim", "embedding_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if self.sequence_length < 3:
+            raise ValueError(f"sequence_length must be at least 3 ([CLS], [SEP] and a token), got {self.sequence_length}.")
+        if self.encoder != FROM_CORPUS and not os.path.isdir(self.encoder) and "://" not in self.encoder:
+            import keras_hub
+
+            if self.encoder not in keras_hub.models.Backbone.presets:
+                raise ValueError(
+                    f"--encoder {self.encoder!r} is not a directory, a kaggle:// or hf:// handle, a keras-hub "
+                    f"preset name (such as bert_tiny_en_uncased) or {FROM_CORPUS}."
+                )
+
+    def build(self, texts):
+        """The encoder: loaded from `encoder`, or a random ALBERT whose vocabulary is trained on `texts`."""
+        from keras_siamese.layers import AlbertEncoder, TextEncoder
+
+        if self.encoder == FROM_CORPUS:
+            return AlbertEncoder.from_corpus(
+                texts,
+                vocabulary_size=self.vocabulary_size,
+                num_layers=self.num_layers,
+                hidden_dim=self.hidden_dim,
+                embedding_dim=self.embedding_dim,
+                intermediate_dim=2 * self.hidden_dim,
+                sequence_length=self.sequence_length,
+            )
+        return TextEncoder.from_preset(self.encoder, sequence_length=self.sequence_length)

