@@ -33,11 +33,11 @@ def _fixed_batches(batches, count=4):
 def test_fit_lowers_the_loss_and_reports_mining_metrics(model, batches):
     held = _fixed_batches(batches)
     before = model.evaluate(held, return_dict=True, verbose=0)
-    history = model.fit(batches, epochs=2, verbose=0)
+    history = model.fit(batches, epochs=4, shuffle=False, verbose=0)
     after = model.evaluate(held, return_dict=True, verbose=0)
     # Mean pooling, as the main job trains from scratch: a random tiny ALBERT's
     # pooled (tanh) output is nearly the same for every text and barely moves in
-    # 50 steps. Training spreads the classes: loss down, negatives pushed out.
+    # 100 steps. Training spreads the classes: loss down, negatives pushed out.
     assert after["loss"] < before["loss"] - 0.02, (before, after)
     gap = lambda logs: logs["negative_distance"] - logs["positive_distance"]  # noqa: E731
     assert gap(after) > gap(before) + 0.02, (before, after)
