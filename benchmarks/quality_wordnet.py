@@ -51,13 +51,13 @@ def fixed_split(num_train, num_test, seed):
 
 def sentence_transformers_run(comparison, train_texts, config, work_dir):
     """Trains the peer on the siamese variant's batches; returns its `VariantRun`."""
-    from keras_siamese.comparison import VariantRun, fit_classifier_head, length_bucketing, token_lengths
+    from keras_siamese.comparison import VariantRun, fit_classifier_head, length_bucketing
     from keras_siamese.data import ClassBalancedSampler
 
     encoder = minilm_encoder()
     sampler = ClassBalancedSampler(
         comparison.train_labels, config.classes_per_batch, config.samples_per_class, config.seed,
-        config.steps_per_epoch, **length_bucketing(encoder, token_lengths(encoder, train_texts), config),
+        config.steps_per_epoch, **length_bucketing(encoder.preprocessor, encoder.preprocessor.token_lengths(train_texts), config),
     )
     batches = np.concatenate([sampler.epoch_indices(epoch) for epoch in range(config.epochs)])
     report, embeddings = run_st_training(

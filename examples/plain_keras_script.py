@@ -9,16 +9,16 @@ import keras
 
 from keras_siamese.data import class_balanced_batches, load_wordnet_glosses
 from keras_siamese.export import export_saved_model
-from keras_siamese.layers import AlbertEncoder, L2Normalize, Pooling, Projection
+from keras_siamese.layers import AlbertEncoder, L2Normalize, Pooling, Projection, token_inputs
 from keras_siamese.models import TripletSemiHard
 
 texts, labels, class_names = load_wordnet_glosses(source="bundled")
 
 encoder = AlbertEncoder.from_corpus(texts, vocabulary_size=4000, sequence_length=48)
-text = keras.Input(shape=(), dtype="string", name="text")
-pooled = Pooling("mean")(encoder(text))  # from scratch; "pooled" suits a pretrained encoder
+tokens = token_inputs()  # the model trains on tokens; its preprocessor makes them in tf.data
+pooled = Pooling("mean")(encoder(tokens))  # from scratch; "pooled" suits a pretrained encoder
 embedding = L2Normalize()(Projection(output_units=64, hidden_units=(64,))(pooled))
-model = TripletSemiHard(inputs=text, outputs=embedding, margin=0.5)
+model = TripletSemiHard(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor, margin=0.5)
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
 batches = class_balanced_batches(texts, labels, classes_per_batch=16, samples_per_class=4, seed=0,

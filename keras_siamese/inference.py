@@ -1,4 +1,8 @@
-"""Encoding many texts fast: batches of similar length, one compiled graph, the caller's order kept."""
+"""The one encode path: texts in batches of similar length, one traced graph, the caller's order kept.
+
+`TripletSemiHard.predict`, `SemanticSearch`, the evaluation callbacks,
+`compare` and the main job all embed texts through `encode`.
+"""
 
 import weakref
 
@@ -6,29 +10,32 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_siamese.layers.text_encoder import TextEncoder, as_text_batch
+from keras_siamese.layers.preprocessor import preprocess_batches
 
-_COMPILED = weakref.WeakKeyDictionary()
+_TRACED = weakref.WeakKeyDictionary()
 
 
-def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None):
+def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, preprocessor=None):
     """Embeds `texts` with `model`, returning float32 `[len(texts), dim]` in the order given.
 
-    Texts are sorted by length before batching, so each batch (which the
-    encoders trim to its longest text) carries little padding; the results
-    are put back in the caller's order. Lengths are token counts when `model`
-    is a Keras model holding a `TextEncoder`, otherwise UTF-8 byte counts.
-    A Keras model runs as one `tf.function` over string batches, traced once.
+    With a preprocessor (the `preprocessor` argument, else `model.preprocessor`
+    as `TripletSemiHard` and keras-hub's tasks have), texts are sorted by token
+    count, tokenised by the preprocessor in a `tf.data` pipeline running
+    beside the model, and the model sees token batches that carry little
+    padding. Without one, `model` takes string batches, sorted by UTF-8 length.
+    Either way the results come back in the caller's order, and a Keras model
+    runs as one `tf.function` (traced once per batch shape family).
 
     Args:
-        model: a Keras model or layer mapping a `[batch]` string tensor to
-            embeddings, or any callable doing so (a loaded SavedModel's
+        model: a Keras model or layer; or any callable mapping a `[batch]`
+            string tensor to embeddings (a loaded SavedModel's
             `signatures["serving_default"]` is called as `model(text=...)`).
         texts: a sequence of `str` or `bytes`.
         batch_size: texts per call.
         sort_by_length: batch texts of similar length together.
         output_key: the output to return when `model` returns a dict with
-            several entries.
+            several entries (default: `"embedding"`).
+        preprocessor: strings -> model inputs; default `model.preprocessor`.
 
     Example:
     >>> encode(model, ["a small dog", "a large cat"]).shape  # doctest: +SKIP
@@ -39,75 +46,46 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None):
     texts = [text.encode("utf-8") if isinstance(text, str) else text for text in texts]
     if not all(isinstance(text, bytes) for text in texts):
         raise ValueError("encode takes a sequence of str or bytes texts.")
-    run = _compiled(model)
-    order = np.argsort(_lengths(model, texts), kind="stable") if sort_by_length else None
-    if order is None:
-        order = np.arange(len(texts))
-    outputs = None
-    for start in range(0, len(texts), batch_size):
-        indices = order[start : start + batch_size]
-        batch = _select(run(tf.constant([texts[i] for i in indices])), output_key)
-        if outputs is None:
-            outputs = np.empty((len(texts),) + batch.shape[1:], np.float32)
-        outputs[indices] = batch
-    if outputs is None:
+    if not texts:
         raise ValueError("encode needs at least one text.")
-    return outputs
+    preprocessor = preprocessor if preprocessor is not None else getattr(model, "preprocessor", None)
+    if sort_by_length:
+        lengths = preprocessor.token_lengths(texts) if preprocessor is not None else [len(t) for t in texts]
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = np.arange(len(texts))
+    batches = tf.data.Dataset.from_tensor_slices(tf.constant([texts[i] for i in order], tf.string))
+    batches = batches.batch(batch_size)
+    if preprocessor is not None:
+        batches = preprocess_batches(batches, preprocessor)
+    run = _traced(model)
+    outputs = np.concatenate([_select(run(batch), output_key) for batch in batches])
+    result = np.empty_like(outputs)
+    result[order] = outputs
+    return result
 
 
-def _compiled(model):
-    """A string-batch graph function for Keras models; other callables as they are."""
+def _traced(model):
+    """A graph function of the model's inference call for Keras models; other callables as they are."""
     if not isinstance(model, keras.layers.Layer):
         signature = getattr(model, "structured_input_signature", None)
         if signature and not signature[0] and len(signature[1]) == 1:
             (name,) = signature[1]  # a SavedModel signature takes keyword arguments only
             return lambda batch: model(**{name: batch})
         return model
-    if model not in _COMPILED:
-        _COMPILED[model] = tf.function(
-            lambda batch: model(batch, training=False),
-            input_signature=[tf.TensorSpec([None], tf.string)],
-        )
-    return _COMPILED[model]
-
-
-def _lengths(model, texts):
-    encoder = _text_encoder(model)
-    if encoder is None:
-        return [len(text) for text in texts]
-    count = _token_counter(encoder)
-    chunks = [count(tf.constant(texts[i : i + 4096])).numpy() for i in range(0, len(texts), 4096)]
-    return np.concatenate(chunks) if chunks else []
-
-
-def _text_encoder(model):
-    """The first TextEncoder in `model` (itself, or inside nested models), or None."""
-    if isinstance(model, TextEncoder):
-        return model
-    for layer in getattr(model, "layers", []):
-        found = _text_encoder(layer)
-        if found is not None:
-            return found
-    return None
-
-
-def _token_counter(encoder):
-    key = encoder.tokenizer
-    if key not in _COMPILED:
-        _COMPILED[key] = tf.function(
-            lambda batch: encoder.tokenizer(as_text_batch(batch, "encode")).row_lengths(),
-            input_signature=[tf.TensorSpec([None], tf.string)],
-        )
-    return _COMPILED[key]
+    if model not in _TRACED:
+        _TRACED[model] = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return _TRACED[model]
 
 
 def _select(outputs, output_key):
     if isinstance(outputs, dict):
         if output_key is None:
-            if len(outputs) != 1:
-                raise ValueError(
-                    f"The model returns {sorted(outputs)}; pass output_key to pick one."
-                )
-            (output_key,) = outputs
+            if len(outputs) == 1:
+                (output_key,) = outputs
+            elif "embedding" in outputs:  # the exported signatures' output
+                output_key = "embedding"
+            else:
+                raise ValueError(f"The model returns {sorted(outputs)}; pass output_key to pick one.")
         outputs = outputs[output_key]
     return np.asarray(outputs, np.float32)

@@ -19,14 +19,6 @@ from keras_siamese.comparison.protocol import (
 )
 from keras_siamese.comparison.report import markdown_table, write_comparison, write_predictions, write_projector
 from keras_siamese.comparison.run import run_comparison
-from keras_siamese.comparison.token_models import (
-    encode_tokens,
-    predict_in_length_order,
-    token_inputs,
-    token_lengths,
-    tokenize_batches,
-    tokenize_texts,
-)
 
 __all__ = [
     "Comparison",
@@ -34,19 +26,13 @@ __all__ = [
     "VARIANTS",
     "VariantRun",
     "compare",
-    "encode_tokens",
     "fit_classifier_head",
     "length_bucketing",
     "markdown_table",
     "plots_available",
-    "predict_in_length_order",
     "principal_components",
     "run_comparison",
     "score_run",
-    "token_inputs",
-    "token_lengths",
-    "tokenize_batches",
-    "tokenize_texts",
     "write_comparison",
     "write_figures",
     "write_predictions",

@@ -24,18 +24,12 @@ import time
 import keras
 import numpy as np
 
-from keras_siamese.comparison.token_models import (
-    encode_tokens,
-    predict_in_length_order,
-    token_inputs,
-    token_lengths,
-    tokenize_batches,
-)
+from keras_siamese import inference
 from keras_siamese.data import class_balanced_batches, encode_labels, train_test_split_by_label
 from keras_siamese.evaluation import classification_report, knn_classify, knn_scores, retrieval_metrics
-from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder
-from keras_siamese.layers.dynamic_length import check_length_buckets
+from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder, token_inputs
 from keras_siamese.layers.pooling import POOLING_MODES
+from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.models import TripletSemiHard
 from keras_siamese.settings import setting
 
@@ -187,9 +181,8 @@ def compare(encoder, texts, labels, config=None, class_names=None, test_texts=No
         raise ValueError(f"knn_k={config.knn_k} exceeds the {len(train_texts)} training texts.")
     train_ids, test_ids, class_names = _class_ids(train_labels, test_labels, class_names)
     first_encoder = _fresh_encoder(encoder)
-    train_lengths = token_lengths(first_encoder, train_texts)
-    test_lengths = token_lengths(first_encoder, test_texts)
-    data = _Data(train_texts, train_ids, train_lengths, test_texts, test_ids, test_lengths, len(class_names))
+    train_lengths = first_encoder.preprocessor.token_lengths(train_texts)
+    data = _Data(train_texts, train_ids, train_lengths, test_texts, test_ids, len(class_names))
     monitor = _monitor_subset(data, config)
 
     runs = {}
@@ -230,7 +223,6 @@ class _Data:
     train_lengths: np.ndarray
     test_texts: list
     test_ids: np.ndarray
-    test_lengths: np.ndarray
     num_classes: int
 
 
@@ -280,24 +272,23 @@ def _monitor_subset(data, config):
     return queries, corpus
 
 
-def length_bucketing(encoder, lengths, config):
+def length_bucketing(preprocessor, lengths, config):
     """Keyword arguments of `class_balanced_batches` that draw each batch from one length bucket.
 
     Bucket `i` holds the texts whose token count falls in `(buckets[i-1],
-    buckets[i]]` of the encoder's length buckets, so its batches trim to
-    `buckets[i]`. Empty when `config.bucket_by_length` is off or the encoder
-    pads to a fixed length. With the same `config.seed`, a
+    buckets[i]]` of the preprocessor's length buckets, so its batches trim to
+    `buckets[i]`. Empty when `config.bucket_by_length` is off or the
+    preprocessor pads to a fixed length. With the same `config.seed`, a
     `ClassBalancedSampler(labels, P, K, seed, steps_per_epoch, **kwargs)`
     draws exactly the batches `compare` trains on.
 
     Example:
-    >>> length_bucketing(encoder, token_lengths(encoder, texts), ComparisonConfig())  # doctest: +SKIP
+    >>> length_bucketing(preprocessor, preprocessor.token_lengths(texts), ComparisonConfig())  # doctest: +SKIP
     {'lengths': array([...]), 'bucket_boundaries': [5, 9, 13, ...]}
     """
-    if not (config.bucket_by_length and encoder.dynamic_length):
+    if not (config.bucket_by_length and preprocessor.dynamic_length):
         return {}
-    buckets = check_length_buckets(encoder.length_buckets, encoder.sequence_length)
-    return {"lengths": np.asarray(lengths), "bucket_boundaries": [b + 1 for b in buckets[:-1]]}
+    return {"lengths": np.asarray(lengths), "bucket_boundaries": [b + 1 for b in preprocessor.buckets[:-1]]}
 
 
 def _batches(encoder, data, config):
@@ -309,15 +300,13 @@ def _batches(encoder, data, config):
         config.samples_per_class,
         seed=config.seed,
         batches_per_epoch=config.steps_per_epoch,
-        **length_bucketing(encoder, data.train_lengths, config),
+        **length_bucketing(encoder.preprocessor, data.train_lengths, config),
     )
-    return tokenize_batches(texts, encoder)
+    return preprocess_batches(texts, encoder.preprocessor)
 
 
-def _embed(token_model, encoder, texts, lengths, config):
-    return predict_in_length_order(
-        token_model, encoder, texts, lengths, config.eval_batch_size, jit_compile=config.jit_compile
-    )
+def _embed(token_model, encoder, texts, config):
+    return inference.encode(token_model, texts, config.eval_batch_size, preprocessor=encoder.preprocessor)
 
 
 class _MonitorCallback(keras.callbacks.Callback):
@@ -339,8 +328,7 @@ class _MonitorCallback(keras.callbacks.Callback):
 def _monitor_accuracy(token_model, encoder, data, monitor, config):
     queries, corpus = monitor
     texts = [data.test_texts[i] for i in queries] + [data.train_texts[i] for i in corpus]
-    lengths = np.concatenate([data.test_lengths[queries], data.train_lengths[corpus]])
-    vectors = _embed(token_model, encoder, texts, lengths, config)
+    vectors = _embed(token_model, encoder, texts, config)
     k = min(config.knn_k, len(corpus))
     predicted = knn_classify(vectors[: len(queries)], vectors[len(queries):], data.train_ids[corpus], k=k)
     return float(np.mean(predicted == data.test_ids[queries]))
@@ -404,7 +392,7 @@ def _strings_model(encoder, layers, name):
 
 def _token_model(encoder, layers, name):
     tokens = token_inputs()
-    x = encode_tokens(encoder, tokens)
+    x = encoder(tokens)
     for layer in layers:
         x = layer(x)
     return keras.Model(tokens, x, name=name)
@@ -414,8 +402,8 @@ def _run_frozen(encoder, data, monitor, config):
     encoder.trainable = False
     pooling = Pooling(config.pooling, name="pooling")
     token_model = _token_model(encoder, [pooling], "frozen_tokens")
-    train_embeddings = _embed(token_model, encoder, data.train_texts, data.train_lengths, config)
-    test_embeddings = _embed(token_model, encoder, data.test_texts, data.test_lengths, config)
+    train_embeddings = _embed(token_model, encoder, data.train_texts, config)
+    test_embeddings = _embed(token_model, encoder, data.test_texts, config)
     head, head_loss = fit_classifier_head(train_embeddings, data.train_ids, data.num_classes, config)
     return VariantRun(
         name="frozen",
@@ -440,13 +428,13 @@ def _run_trained(encoder, data, monitor, config):
     curves, seconds, examples = _fit_encoder(
         token_classifier, encoder, data, monitor, config, token_embedding, loss="sparse_categorical_crossentropy"
     )
-    test_embeddings = _embed(token_embedding, encoder, data.test_texts, data.test_lengths, config)
+    test_embeddings = _embed(token_embedding, encoder, data.test_texts, config)
     return VariantRun(
         name="trained",
         encoder=encoder,
         embedding_model=_strings_model(encoder, [pooling, projection], "trained_embedding"),
         classifier=_strings_model(encoder, [pooling, projection, output], "trained_classifier"),
-        train_embeddings=_embed(token_embedding, encoder, data.train_texts, data.train_lengths, config),
+        train_embeddings=_embed(token_embedding, encoder, data.train_texts, config),
         test_embeddings=test_embeddings,
         test_probabilities=np.asarray(output(test_embeddings)),  # the classifier's last layer
         history=curves,
@@ -464,8 +452,8 @@ def _run_siamese(encoder, data, monitor, config):
     token_embedding = _token_model(encoder, layers, "siamese_embedding_tokens")
     model = TripletSemiHard.from_embedding_model(token_embedding, margin=config.margin)
     curves, seconds, examples = _fit_encoder(model, encoder, data, monitor, config, token_embedding)
-    train_embeddings = _embed(token_embedding, encoder, data.train_texts, data.train_lengths, config)
-    test_embeddings = _embed(token_embedding, encoder, data.test_texts, data.test_lengths, config)
+    train_embeddings = _embed(token_embedding, encoder, data.train_texts, config)
+    test_embeddings = _embed(token_embedding, encoder, data.test_texts, config)
     head, curves["head_loss"] = fit_classifier_head(train_embeddings, data.train_ids, data.num_classes, config)
     return VariantRun(
         name="siamese",

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_siamese import inference
 from keras_siamese.evaluation.retrieval import retrieval_metrics
 
 
@@ -10,7 +11,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     """Adds `retrieval_metrics` of held-out data to the epoch logs, e.g. `val_hit@1`.
 
     At each epoch end the callback embeds `queries` (and `corpus`, if given)
-    with the model being trained (`model.predict`, or `embed_fn`), ranks the
+    with the model being trained (texts through `keras_siamese.inference.encode`,
+    other inputs through `model.predict`, or `embed_fn`), ranks the
     corpus for each query and writes every metric into `logs` under
     `prefix + name`. Later callbacks see them, so `ModelCheckpoint` and
     `EarlyStopping` can monitor them (`mode="max"`: higher is better); list
@@ -89,4 +91,10 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def _embed(self, inputs):
         if self.embed_fn is not None:
             return keras.ops.convert_to_numpy(self.embed_fn(inputs))
+        if _is_texts(inputs):
+            return inference.encode(self.model, list(inputs), batch_size=self.batch_size)
         return self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
+
+
+def _is_texts(inputs):
+    return isinstance(inputs, (list, tuple, np.ndarray)) and all(isinstance(t, (str, bytes)) for t in inputs)

@@ -15,7 +15,6 @@ from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAM
 from keras_siamese.export.warmup import write_warmup_requests
 
 TOKEN_SIGNATURE_NAME = "tokens"
-TOKEN_INPUT_NAMES = ("token_ids", "padding_mask")
 SIGNATURE_KINDS = ("text", "tokens")
 _PARTIAL_PREFIX = ".partial-"
 
@@ -26,13 +25,14 @@ def export_saved_model(
     """Exports `model` (strings -> embeddings) as `base_dir/<version>/` for TF Serving.
 
     The SavedModel's `serving_default` signature takes `text`, a `[batch]`
-    tf.string tensor, and returns `embedding`, float32 `[batch, dim]`. With
-    `"tokens"` in `signatures`, a `tokens` signature takes `token_ids` and
-    `padding_mask` (int32 `[batch, length]`, packed as the encoder's
-    `tokenize` packs them) and returns the same `embedding`. Exported with
-    `signatures=("tokens",)` alone, the tokenizer is left out and the model
-    needs no TF Text op, for model servers built without TF Text;
-    `serving_default` is then the token signature.
+    tf.string tensor, and returns `embedding`, float32 `[batch, dim]`: the
+    model's `preprocessor` (strings -> tokens) and the model, or a strings-in
+    model alone. With `"tokens"` in `signatures`, a `tokens` signature takes
+    the token model's inputs (`token_ids` and `padding_mask`, int32
+    `[batch, length]`, as its preprocessor packs them) and returns the same
+    `embedding`. Exported with `signatures=("tokens",)` alone, the tokenizer
+    is left out and the model needs no TF Text op, for model servers built
+    without TF Text; `serving_default` is then the token signature.
 
     Every version carries `assets.extra/keras_siamese.json` (embedding size,
     pooling, normalisation, sequence length, signatures, versions) and, given
@@ -48,7 +48,9 @@ def export_saved_model(
     next export.
 
     Args:
-        model: a Keras model mapping a `[batch]` string tensor to embeddings.
+        model: a token-level Keras model with a `preprocessor`
+            (`TripletSemiHard.from_encoder`, a keras-hub `TextEmbedder`), or
+            a Keras model mapping a `[batch]` string tensor to embeddings.
         base_dir: the model's base path (TF Serving's `base_path`).
         version: integer version; by default one more than the largest
             existing version (1 for an empty `base_dir`). An existing version
@@ -58,7 +60,7 @@ def export_saved_model(
         warmup_batch_sizes: batch sizes of the warmup requests (see
             `keras_siamese.export.warmup.write_warmup_requests`).
         signatures: which of `"text"` and `"tokens"` to export. The token
-            signature needs a functional model with one `TextEncoder` layer.
+            signature needs a token-level model with a preprocessor.
 
     Returns:
         The path of the new version directory.
@@ -108,27 +110,27 @@ def next_version(base_dir):
 
 
 def _export_archive(model, signatures):
+    """The text signature runs the model's preprocessor, then the model; the token signature the model."""
+    preprocessor = getattr(model, "preprocessor", None)
     archive = keras.export.ExportArchive()
     if "text" in signatures:
+        # Tracks the tokenizer's resources too; a token-only export leaves them out (no TF Text
+        # op) and gets the variables its endpoint reads tracked by add_endpoint.
         archive.track(model)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
         def serve(text):
-            embedding = model(text, training=False)
-            return {OUTPUT_NAME: tf.cast(embedding, tf.float32)}
+            inputs = text if preprocessor is None else preprocessor(text)
+            return {OUTPUT_NAME: tf.cast(model(inputs, training=False), tf.float32)}
 
         archive.add_endpoint(SIGNATURE_NAME, serve)
     if "tokens" in signatures:
-        encoder, head = _split_at_encoder(model)
-        # Only the backbone and the head: the tokenizer (TF Text) stays out.
-        archive.track(encoder.backbone)
-        archive.track(head)
-        specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in TOKEN_INPUT_NAMES]
+        names = _token_input_names(model, preprocessor)
+        specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in names]
 
         @tf.function(input_signature=specs)
-        def serve_tokens(token_ids, padding_mask):
-            features = encoder.encode_tokens(token_ids, padding_mask, training=False)
-            embedding = head(keras.tree.flatten(features), training=False)
+        def serve_tokens(*tokens):
+            embedding = model(dict(zip(names, tokens)), training=False)
             return {OUTPUT_NAME: tf.cast(embedding, tf.float32)}
 
         for name, kind in _signature_names(signatures).items():
@@ -137,18 +139,16 @@ def _export_archive(model, signatures):
     return archive
 
 
-def _split_at_encoder(model):
-    """(encoder, head): the model's one text encoder and the functional model after it."""
-    encoders = [layer for layer in model.layers if hasattr(layer, "encode_tokens")]
-    if not isinstance(model, keras.Model) or len(encoders) != 1 or len(encoders[0]._inbound_nodes) != 1:
+def _token_input_names(model, preprocessor):
+    """The names of the token model's inputs (`token_ids`, `padding_mask`, ...)."""
+    inputs = getattr(model, "input", None)
+    if preprocessor is None or not isinstance(inputs, dict):
         raise ValueError(
-            "The token signature needs a functional model that calls one TextEncoder "
-            f"(a layer with encode_tokens) once; {model.name} has {len(encoders)} such layers."
+            "The token signature needs a token-level model with a preprocessor, such as "
+            "TripletSemiHard.from_encoder(...) or a keras-hub TextEmbedder; "
+            f"{getattr(model, 'name', model)!r} takes strings."
         )
-    encoder = encoders[0]
-    # The head takes the encoder's outputs as a flat list, in keras.tree order.
-    head = keras.Model(keras.tree.flatten(encoder.output), model.outputs[0], name=f"{model.name}_head")
-    return encoder, head
+    return sorted(inputs)
 
 
 def _signature_names(signatures):

@@ -1,4 +1,4 @@
-"""ALBERT as a strings-in Keras layer: random init from a corpus, or loaded from a directory."""
+"""ALBERT as a `TextEncoder`: random init from a corpus, or loaded from a directory."""
 
 import io
 
@@ -12,7 +12,7 @@ from keras_siamese.layers.text_encoder import TextEncoder
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
 class AlbertEncoder(TextEncoder):
-    """An ALBERT `TextEncoder`: raw strings in, ALBERT features out.
+    """An ALBERT `TextEncoder`: token ids (or raw strings) in, ALBERT features out.
 
     Build one of three ways:
     - `AlbertEncoder.from_corpus(texts, ...)`: a randomly initialised ALBERT
@@ -28,7 +28,7 @@ class AlbertEncoder(TextEncoder):
 
     Example:
     >>> encoder = AlbertEncoder.from_corpus(texts, vocabulary_size=2000)  # doctest: +SKIP
-    >>> encoder(tf.constant(["a small dog"]))["pooled_output"].shape  # doctest: +SKIP
+    >>> encoder(encoder.preprocessor(["a small dog"]))["pooled_output"].shape  # doctest: +SKIP
     TensorShape([1, 128])
     """
 

@@ -9,7 +9,7 @@ from keras_hub.layers import StartEndPacker
 from keras_hub.models import AlbertTokenizer, BertTokenizer
 
 from keras_siamese.layers.dynamic_length import check_length_buckets, trim_to_bucket
-from keras_siamese.layers.text_encoder import as_text_batch
+from keras_siamese.layers.preprocessor import as_text_batch
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 ENCODER_OUTPUTS = ("pooled_output", "sequence_output")
@@ -72,7 +72,7 @@ class HubEncoder(keras.layers.Layer):
                 f"one token, got {sequence_length}."
             )
         self.encoder = encoder
-        self.preprocessor = preprocessor
+        self.preprocessor_handle = preprocessor  # a SavedModel handle, not a preprocessor layer
         self.sequence_length = sequence_length
         self.dynamic_length = dynamic_length
         self.length_buckets = length_buckets
@@ -92,24 +92,25 @@ class HubEncoder(keras.layers.Layer):
             self._preprocessor_model = _load_saved_model(preprocessor)
             _check_preprocessor(self._preprocessor_model, preprocessor)
         self.hidden_dim = _check_encoder(self._encoder_model, encoder)
-        for variable in _encoder_variables(self._encoder_model):
-            # Wrapping (not copying) the SavedModel's variable: its functions use it.
-            self._track_variable(
-                keras.Variable(
-                    initializer=variable,
-                    trainable=variable.trainable,
-                    dtype=variable.dtype,
-                    shape=variable.shape,
-                    name=variable.name.split(":")[0].replace("/", "_"),
-                )
+        # Wrapping (not copying) the SavedModel's variables: its functions use them. Keras
+        # tracks variables held in a layer attribute as the layer's weights.
+        self.encoder_variables = [
+            keras.Variable(
+                initializer=variable,
+                trainable=variable.trainable and self.trainable,
+                dtype=variable.dtype,
+                shape=variable.shape,
+                name=variable.name.split(":")[0].replace("/", "_"),
             )
+            for variable in _encoder_variables(self._encoder_model)
+        ]
         self.supports_jit = False
         self.built = True
 
     def tokenize(self, texts):
         """The encoder's input dict, `[batch, length]` int32 each (trimmed if `dynamic_length`)."""
-        texts = as_text_batch(texts, type(self).__name__)
-        if self.preprocessor is None:
+        texts = as_text_batch(texts)
+        if self.preprocessor_handle is None:
             token_ids, padding_mask = self._packer(self._tokenizer(texts))
             inputs = {
                 "input_word_ids": token_ids,
@@ -155,7 +156,7 @@ class HubEncoder(keras.layers.Layer):
         config.update(
             {
                 "encoder": self.encoder,
-                "preprocessor": self.preprocessor,
+                "preprocessor": self.preprocessor_handle,
                 "sequence_length": self.sequence_length,
                 "dynamic_length": self.dynamic_length,
                 "length_buckets": self.length_buckets,

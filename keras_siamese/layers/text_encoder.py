@@ -1,57 +1,45 @@
-"""Strings in, token features out: tokenisation inside the graph, then a keras-hub backbone."""
-
-import base64
+"""A keras-hub text backbone as a Keras layer: tokens in (or raw strings), token features out."""
 
 import keras
 import keras_hub
 import tensorflow as tf
-from keras_hub.layers import StartEndPacker
 
-from keras_siamese.layers.dynamic_length import check_length_buckets, trim_to_bucket
 from keras_siamese.layers.freezing import freeze_backbone
+from keras_siamese.layers.preprocessor import PADDING_MASK, TOKEN_IDS, TextPreprocessor
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
 class TextEncoder(keras.layers.Layer):
-    """Encodes raw strings with a keras-hub text backbone.
+    """Runs a keras-hub text backbone on token ids, or on raw strings through its preprocessor.
 
-    Tokenises inside the graph (so a SavedModel takes plain strings), packs
-    each text as `[CLS] tokens [SEP]`, truncating to `sequence_length`, pads,
-    and runs the backbone. Empty strings encode as `[CLS] [SEP]`; texts that
-    are not valid UTF-8 are tokenised with the invalid bytes replaced.
-
-    With `dynamic_length=True` (the default) each batch is cut to its longest
-    text rounded up to the next of `length_buckets`, inside the graph: short
-    texts stop paying for `sequence_length` in `fit`, `predict` and an
-    exported SavedModel alike, and the outputs of the kept positions equal
-    those of full padding (padding is masked and sits at the end).
+    Called on the `{"token_ids", "padding_mask"}` dict that its `preprocessor`
+    (a `TextPreprocessor`) makes, it runs only the backbone: the token-level
+    model that trains fast and compiles (`TripletSemiHard.from_encoder`
+    builds that one and maps the preprocessor over the data pipeline). Called
+    on a `[batch]` string tensor, it runs the preprocessor first, inside the
+    graph, so a strings-in functional model works as a drop-in layer too.
 
     The output is a dict:
     - `"sequence_output"`: float `[batch, length, hidden_dim]`,
-    - `"pooled_output"`: float `[batch, hidden_dim]` (the backbone's pooler),
-    - `"padding_mask"`: bool `[batch, length]`,
-    where `length` is `sequence_length`, or the batch's bucket length when
-    `dynamic_length`. Feed it to `keras_siamese.layers.Pooling` to get one
-    vector per text.
+    - `"pooled_output"`: float `[batch, hidden_dim]` (the backbone's pooler, or
+      the `[CLS]` state for a backbone without one),
+    - `"padding_mask"`: bool `[batch, length]`.
+    Feed it to `keras_siamese.layers.Pooling` to get one vector per text.
+    Padding sits at the end and is masked, so the kept positions do not depend
+    on how much padding a batch carries.
 
     Setting `trainable=False` freezes the whole encoder (the "frozen encoder"
     baseline); `frozen_layers` freezes part of the backbone and is kept in
-    the config. The tokenizer has no weights.
+    the config.
 
     Args:
         backbone: a keras-hub text backbone taking `token_ids` and
             `padding_mask` (and `segment_ids` if it has them: ALBERT, BERT)
             and returning `sequence_output` (and `pooled_output` if it has a
-            pooler; otherwise the `[CLS]` state is returned there).
-        tokenizer: the keras-hub tokenizer matching the backbone; it must
-            define `cls_token_id`/`sep_token_id` (or `start_token_id`/
-            `end_token_id`) and `pad_token_id`.
-        sequence_length: the most tokens per text, `[CLS]` and `[SEP]`
-            included. Longer texts are truncated.
-        dynamic_length: trim each batch to its bucketed longest text.
-        length_buckets: the lengths a batch may be trimmed to; `None` gives
-            `default_length_buckets(sequence_length)` (multiples of 4 up to 64,
-            of 16 up to 128, then of 32). `sequence_length` is always one.
+            pooler).
+        tokenizer: the keras-hub tokenizer matching the backbone.
+        sequence_length, dynamic_length, length_buckets: as in
+            `TextPreprocessor`.
         frozen_layers: `None` (nothing frozen here), `"all"` (the backbone),
             or an integer `n`: the embeddings and the lowest `n` transformer
             layers (see `keras_siamese.layers.freezing.freeze_backbone`).
@@ -61,8 +49,8 @@ class TextEncoder(keras.layers.Layer):
 
     Example:
     >>> encoder = TextEncoder.from_preset("bert_tiny_en_uncased")  # doctest: +SKIP
-    >>> features = encoder(tf.constant(["a dog barked", ""]))  # doctest: +SKIP
-    >>> features["sequence_output"].shape  # doctest: +SKIP
+    >>> tokens = encoder.preprocessor(["a dog barked", ""])  # doctest: +SKIP
+    >>> encoder(tokens)["sequence_output"].shape  # doctest: +SKIP
     TensorShape([2, 8, 128])
     """
 
@@ -78,11 +66,6 @@ class TextEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if sequence_length < 3:
-            raise ValueError(
-                "sequence_length must leave room for [CLS], [SEP] and at least "
-                f"one token, got {sequence_length}."
-            )
         max_length = getattr(backbone, "max_sequence_length", None)
         if max_length is not None and sequence_length > max_length:
             raise ValueError(
@@ -90,24 +73,14 @@ class TextEncoder(keras.layers.Layer):
                 f"max_sequence_length={max_length}."
             )
         self.backbone = backbone
-        self.tokenizer = tokenizer
-        self.sequence_length = sequence_length
-        self.dynamic_length = dynamic_length
-        self.length_buckets = length_buckets
-        self.frozen_layers = frozen_layers
-        self._buckets = check_length_buckets(length_buckets, sequence_length)
-        self.packer = StartEndPacker(
-            sequence_length=sequence_length,
-            start_value=_special_token_id(tokenizer, "cls_token_id", "start_token_id"),
-            end_value=_special_token_id(tokenizer, "sep_token_id", "end_token_id"),
-            pad_value=_special_token_id(tokenizer, "pad_token_id"),
-            return_padding_mask=True,
-            dtype="int32",
+        self.preprocessor = TextPreprocessor(
+            tokenizer, sequence_length, dynamic_length, length_buckets, name=f"{self.name}_preprocessor"
         )
+        self.frozen_layers = frozen_layers
         if frozen_layers is not None:
             freeze_backbone(backbone, frozen_layers)
         self.pooler_trainable = pooler_trainable
-        # Tokenisation works on strings, which XLA cannot compile.
+        # Raw strings go through string ops, which XLA cannot compile.
         self.supports_jit = False
 
     @classmethod
@@ -125,6 +98,14 @@ class TextEncoder(keras.layers.Layer):
         backbone = keras_hub.models.Backbone.from_preset(preset)
         tokenizer = keras_hub.models.Tokenizer.from_preset(preset)
         return cls(backbone, tokenizer, sequence_length=sequence_length, **kwargs)
+
+    @property
+    def tokenizer(self):
+        return self.preprocessor.tokenizer
+
+    @property
+    def sequence_length(self):
+        return self.preprocessor.sequence_length
 
     @property
     def hidden_dim(self):
@@ -146,33 +127,13 @@ class TextEncoder(keras.layers.Layer):
         # keras-hub backbones are functional models, built when constructed.
         self.built = True
 
-    def tokenize(self, texts):
-        """Token ids and padding mask, `[batch, length]` each (trimmed if `dynamic_length`)."""
-        texts = as_text_batch(texts, type(self).__name__)
-        token_ids, padding_mask = self.packer(self.tokenizer(texts))
-        if self.dynamic_length:
-            padding_mask, token_ids = trim_to_bucket(padding_mask, self._buckets, token_ids)
-        return token_ids, padding_mask
-
-    def call(self, texts, training=None):
-        token_ids, padding_mask = self.tokenize(texts)
-        return self.encode_tokens(token_ids, padding_mask, training=training)
-
-    def encode_tokens(self, token_ids, padding_mask, training=None):
-        """The backbone's features for packed `[batch, length]` token ids and padding mask.
-
-        The second half of `call` (after `tokenize`): no string ops, so an
-        exported token signature runs without TF Text. Padding at the end
-        does not change the features of the kept positions.
-
-        Example:
-        >>> token_ids, padding_mask = encoder.tokenize(["a dog"])  # doctest: +SKIP
-        >>> encoder.encode_tokens(token_ids, padding_mask)["pooled_output"]  # doctest: +SKIP
-        """
-        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    def call(self, inputs, training=None):
+        tokens = inputs if isinstance(inputs, dict) else self.preprocessor(inputs)
+        token_ids, padding_mask = tokens[TOKEN_IDS], tokens[PADDING_MASK]
+        backbone_inputs = {TOKEN_IDS: token_ids, PADDING_MASK: padding_mask}
         if "segment_ids" in self.backbone.input:
-            inputs["segment_ids"] = tf.zeros_like(token_ids)
-        outputs = self.backbone(inputs, training=training)
+            backbone_inputs["segment_ids"] = tf.zeros_like(token_ids)
+        outputs = self.backbone(backbone_inputs, training=training)
         if isinstance(outputs, dict):
             sequence_output = outputs["sequence_output"]
             pooled_output = outputs.get("pooled_output", sequence_output[:, 0, :])
@@ -184,26 +145,29 @@ class TextEncoder(keras.layers.Layer):
             "padding_mask": tf.cast(padding_mask, "bool"),
         }
 
-    def compute_output_spec(self, texts, training=None):
-        batch = texts.shape[0]
-        length = None if self.dynamic_length else self.sequence_length
-        hidden = self.hidden_dim
+    def compute_output_spec(self, inputs, training=None):
+        if isinstance(inputs, dict):
+            batch, length = inputs[TOKEN_IDS].shape
+        else:
+            batch = inputs.shape[0]
+            length = None if self.preprocessor.dynamic_length else self.sequence_length
         dtype = self.backbone.compute_dtype
         return {
-            "sequence_output": keras.KerasTensor((batch, length, hidden), dtype),
-            "pooled_output": keras.KerasTensor((batch, hidden), dtype),
+            "sequence_output": keras.KerasTensor((batch, length, self.hidden_dim), dtype),
+            "pooled_output": keras.KerasTensor((batch, self.hidden_dim), dtype),
             "padding_mask": keras.KerasTensor((batch, length), "bool"),
         }
 
     def get_config(self):
         config = super().get_config()
+        preprocessor = self.preprocessor.get_config()
         config.update(
             {
                 "backbone": keras.layers.serialize(self.backbone),
-                "tokenizer": _serialize_with_vocabulary(self.tokenizer),
-                "sequence_length": self.sequence_length,
-                "dynamic_length": self.dynamic_length,
-                "length_buckets": self.length_buckets,
+                "tokenizer": preprocessor["tokenizer"],
+                "sequence_length": preprocessor["sequence_length"],
+                "dynamic_length": preprocessor["dynamic_length"],
+                "length_buckets": preprocessor["length_buckets"],
                 "frozen_layers": self.frozen_layers,
                 "pooler_trainable": self.pooler_trainable,
             }
@@ -216,37 +180,3 @@ class TextEncoder(keras.layers.Layer):
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
         return cls(**config)
-
-
-def as_text_batch(texts, layer_name):
-    """`texts` as a flat tf.string batch with invalid UTF-8 bytes replaced."""
-    texts = tf.convert_to_tensor(texts)
-    if texts.dtype != tf.string:
-        raise ValueError(f"{layer_name} takes strings (tf.string), got dtype {texts.dtype.name}.")
-    texts = tf.reshape(texts, [-1])
-    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
-
-
-def _special_token_id(tokenizer, *names):
-    for name in names:
-        if getattr(tokenizer, name, None) is not None:
-            return getattr(tokenizer, name)
-    raise ValueError(
-        f"{type(tokenizer).__name__} defines none of {names}; TextEncoder needs "
-        "them to pack texts."
-    )
-
-
-def _serialize_with_vocabulary(tokenizer):
-    """Serialises a keras-hub tokenizer with its vocabulary inside the config.
-
-    keras-hub keeps vocabularies out of `get_config` (they travel as assets of
-    a `.keras` file); embedding them makes `from_config` give a working layer.
-    """
-    serialized = keras.layers.serialize(tokenizer)
-    if getattr(tokenizer, "proto", None) is not None:
-        # SentencePiece: keras-hub reads a base64 string as the proto itself.
-        serialized["config"]["proto"] = base64.b64encode(tokenizer.proto).decode("ascii")
-    elif hasattr(tokenizer, "get_vocabulary"):
-        serialized["config"]["vocabulary"] = tokenizer.get_vocabulary()
-    return serialized

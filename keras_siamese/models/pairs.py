@@ -2,9 +2,12 @@
 
 import keras
 
+from keras_siamese.layers.preprocessor import text_input_prefix, token_inputs
+from keras_siamese.models.text_task import TextTask
+
 
 def pair_model(embedding_model, num_texts=2, name="pair_model"):
-    """A functional model mapping `num_texts` string inputs to stacked embeddings `[B, num_texts, D]`.
+    """A `TextTask` mapping `num_texts` texts per row to stacked embeddings `[B, num_texts, D]`.
 
     Every text goes through the same `embedding_model` (shared weights), so the
     output is what the pair and ranking losses read: `ContrastiveLoss`,
@@ -15,9 +18,13 @@ def pair_model(embedding_model, num_texts=2, name="pair_model"):
     Train it with `compile(loss=...)` and `fit`; export `embedding_model`, which
     holds the trained weights.
 
+    A token-level `embedding_model` (`TripletSemiHard.from_encoder`) lends
+    its preprocessor, which `fit` maps over every text of a row.
+
     Args:
-        embedding_model: a Keras model (or layer) mapping a `[B]` string tensor
-            to `[B, D]` embeddings.
+        embedding_model: a Keras model on tokens with a `preprocessor`, or a
+            Keras model (or layer) mapping a `[B]` string tensor to `[B, D]`
+            embeddings.
         num_texts: texts per row, >= 2.
         name: the model's name.
 
@@ -30,8 +37,13 @@ def pair_model(embedding_model, num_texts=2, name="pair_model"):
     """
     if isinstance(num_texts, bool) or not isinstance(num_texts, int) or num_texts < 2:
         raise ValueError(f"num_texts must be an integer >= 2, got {num_texts!r}.")
-    input_spec = embedding_model.inputs[0] if getattr(embedding_model, "inputs", None) else None
-    dtype = input_spec.dtype if input_spec is not None else "string"
-    inputs = [keras.Input(shape=(), dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
-    embeddings = keras.ops.stack([embedding_model(text) for text in inputs], axis=1)
-    return keras.Model(inputs, embeddings, name=name)
+    preprocessor = getattr(embedding_model, "preprocessor", None)
+    if preprocessor is not None:
+        texts = [token_inputs(text_input_prefix(index)) for index in range(num_texts)]
+        inputs = {tensor.name: tensor for tokens in texts for tensor in tokens.values()}
+    else:
+        input_spec = embedding_model.inputs[0] if getattr(embedding_model, "inputs", None) else None
+        dtype = input_spec.dtype if input_spec is not None else "string"
+        texts = inputs = [keras.Input(shape=(), dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
+    embeddings = keras.ops.stack([embedding_model(text) for text in texts], axis=1)
+    return TextTask(inputs, embeddings, preprocessor=preprocessor, name=name)

@@ -3,19 +3,26 @@
 import os
 
 import keras
-import numpy as np
 
 from keras_siamese.atomic import atomic_file_path
-from keras_siamese.layers import L2Normalize, Pooling, Projection
+from keras_siamese.layers import L2Normalize, Pooling, Projection, token_inputs
 from keras_siamese.losses import semihard_triplet_terms
+from keras_siamese.models.text_task import TextTask
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
-class TripletSemiHard(keras.Model):
+class TripletSemiHard(TextTask):
     """An embedding model that trains with in-batch semi-hard triplet mining.
 
-    Build it like a functional model (`inputs=`, `outputs=` giving the
-    embeddings) or from an existing embedding model with
+    `TripletSemiHard.from_encoder(encoder)` builds the recipe on tokens:
+    `encoder` -> `Pooling` -> `Projection` -> `L2Normalize`, with the
+    encoder's `preprocessor`. As a `TextTask` it takes texts in `fit`,
+    `evaluate` and `predict`: the preprocessor is mapped over the `tf.data`
+    pipeline (so the train step runs no string op), and `predict` on a list
+    of texts embeds them in batches of similar length, in the caller's
+    order. Build it like a functional model too (`inputs=`, `outputs=`
+    giving the embeddings, optional `preprocessor=`), or from an existing
+    embedding model with
     `TripletSemiHard.from_embedding_model(model)`. `compile(optimizer=...)` is
     enough: with no `loss`, training minimises
     `keras_siamese.losses.triplet_semihard_loss(labels, embeddings, margin,
@@ -35,18 +42,20 @@ class TripletSemiHard(keras.Model):
     checkpoint behind, even when training is killed mid-write.
 
     Args:
+        preprocessor: maps a `[batch]` string tensor to the model's inputs
+            (a `keras_siamese.layers.TextPreprocessor`), or `None` for a
+            model whose inputs are the texts themselves.
         margin: the triplet margin.
         distance: `"L2"`, `"squared-L2"` or `"angular"` (a callable works for
             training but is not serialised).
         All other arguments go to `keras.Model`.
 
     Example:
-    >>> text = keras.Input(shape=(), dtype="string")  # doctest: +SKIP
-    >>> x = Pooling("pooled")(encoder(text))  # doctest: +SKIP
-    >>> embedding = L2Normalize()(Projection(64)(x))  # doctest: +SKIP
-    >>> model = TripletSemiHard(inputs=text, outputs=embedding)  # doctest: +SKIP
+    >>> model = TripletSemiHard.from_encoder(encoder, pooling="mean")  # doctest: +SKIP
     >>> model.compile(optimizer=keras.optimizers.Adam(1e-4))  # doctest: +SKIP
     >>> model.fit(class_balanced_batches(texts, labels), epochs=2)  # doctest: +SKIP
+    >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
+    (1, 64)
     """
 
     def __init__(self, *args, margin=1.0, distance="L2", **kwargs):
@@ -68,27 +77,33 @@ class TripletSemiHard(keras.Model):
         distance="L2",
         **kwargs,
     ):
-        """The Siamese ALBERT recipe around a strings-in encoder.
+        """The Siamese ALBERT recipe around an encoder, on tokens, with the encoder's preprocessor.
 
-        text -> `encoder` -> `Pooling(pooling)` ->
+        tokens -> `encoder` -> `Pooling(pooling)` ->
         `Projection(output_units, hidden_units)` -> `L2Normalize`. The
         defaults are the study's: pooled output, Dense(64, relu), Dense(64).
-        Other pooling modes freeze the encoder's unused pooler.
+        Other pooling modes freeze the encoder's unused pooler. An encoder
+        without a `preprocessor` (`HubEncoder`) is called on the texts.
         """
         if pooling != "pooled" and hasattr(encoder, "pooler_trainable"):
             encoder.pooler_trainable = False
-        text = keras.Input(shape=(), dtype="string", name="text")
-        pooled = Pooling(pooling, name="pooling")(encoder(text))
+        preprocessor = getattr(encoder, "preprocessor", None)
+        tokens = token_inputs() if preprocessor is not None else keras.Input(shape=(), dtype="string", name="text")
+        pooled = Pooling(pooling, name="pooling")(encoder(tokens))
         projected = Projection(output_units, hidden_units, name="projection")(pooled)
         embedding = L2Normalize(name="embedding")(projected)
-        return cls(inputs=text, outputs=embedding, margin=margin, distance=distance, **kwargs)
+        return cls(
+            inputs=tokens, outputs=embedding, preprocessor=preprocessor, margin=margin,
+            distance=distance, **kwargs,
+        )
 
     @classmethod
-    def from_embedding_model(cls, embedding_model, margin=1.0, distance="L2", **kwargs):
-        """Wraps a functional model that maps inputs to embeddings."""
+    def from_embedding_model(cls, embedding_model, preprocessor=None, margin=1.0, distance="L2", **kwargs):
+        """Wraps a functional model that maps inputs to embeddings (same layers, same weights)."""
         return cls(
-            inputs=embedding_model.inputs,
+            inputs=embedding_model.input,
             outputs=embedding_model.outputs[0],
+            preprocessor=preprocessor,
             margin=margin,
             distance=distance,
             **kwargs,
@@ -102,10 +117,6 @@ class TripletSemiHard(keras.Model):
         # A compiled loss replaces the mining, so its statistics are not computed.
         mining = (self.active_triplets_tracker, self.positive_distance_tracker, self.negative_distance_tracker)
         return [metric for metric in metrics if all(metric is not tracker for tracker in mining)]
-
-    def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict`, also accepting a list or numpy array of str/bytes."""
-        return super().predict(_as_text_array(x), *args, **kwargs)
 
     def save(self, filepath, overwrite=True, **kwargs):
         if not _is_local_path(filepath) or (not overwrite and os.path.exists(filepath)):
@@ -142,15 +153,6 @@ class TripletSemiHard(keras.Model):
         if isinstance(self.distance, str):
             config["distance"] = self.distance
         return config
-
-
-def _as_text_array(x):
-    """Lists and numpy str/bytes arrays of texts as the object array Keras reads."""
-    if isinstance(x, (list, tuple)) and all(isinstance(t, (str, bytes)) for t in x):
-        return np.array(x, dtype=object)
-    if isinstance(x, np.ndarray) and x.dtype.kind in "SU":
-        return x.astype(object)
-    return x
 
 
 def _is_local_path(filepath):

@@ -4,8 +4,8 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_siamese import inference
 from keras_siamese.search.index import EmbeddingIndex
 
 
@@ -24,9 +24,11 @@ class SemanticSearch:
     """Embeds query texts with `encoder` and looks them up in `index`.
 
     `encoder` is any of:
-    - a Keras model mapping a batch of strings to embeddings (run with `predict`);
+    - a Keras model: a token model with a `preprocessor` (`TripletSemiHard`), or
+      one mapping a batch of strings to embeddings;
     - a SavedModel signature, e.g. `tf.saved_model.load(dir).signatures["serving_default"]`
-      (one string input; the single output, or the one named `embedding`);
+      (one string input, one output);
+    Both are run by `keras_siamese.inference.encode` (batches of similar length).
     - any callable `list of str -> [n, d] embeddings` (a dict with one entry also works).
 
     Args:
@@ -57,8 +59,10 @@ class SemanticSearch:
     def encode(self, texts):
         """Embeddings of `texts` as a float32 `[n, d]` numpy array."""
         texts = _check_texts(texts)
+        if isinstance(self.encoder, keras.layers.Layer) or hasattr(self.encoder, "structured_input_signature"):
+            return inference.encode(self.encoder, texts, batch_size=self.batch_size)
         parts = [
-            _to_numpy(self._call_encoder(texts[start : start + self.batch_size]))
+            _to_numpy(self.encoder(texts[start : start + self.batch_size]))
             for start in range(0, len(texts), self.batch_size)
         ]
         return np.concatenate(parts).astype(np.float32)
@@ -84,18 +88,6 @@ class SemanticSearch:
 
         index = self.index
         return SearchHit(position, score, column(index.ids), column(index.texts), column(index.labels))
-
-    def _call_encoder(self, texts):
-        if isinstance(self.encoder, keras.Model):
-            return self.encoder.predict(np.array(texts, dtype=object), batch_size=self.batch_size, verbose=0)
-        signature = getattr(self.encoder, "structured_input_signature", None)
-        if signature is not None:
-            input_names = list(signature[1])
-            if len(input_names) != 1:
-                raise ValueError(f"The signature must take one text input, it takes {input_names}.")
-            return self.encoder(**{input_names[0]: tf.constant(texts)})
-        return self.encoder(texts)
-
 
 def _to_numpy(outputs):
     if isinstance(outputs, dict):

@@ -131,9 +131,7 @@ def test_without_warmup_texts_there_is_metadata_and_no_warmup_file(model, tmp_pa
 
 
 def _tokens(model, texts):
-    encoder = next(layer for layer in model.layers if hasattr(layer, "encode_tokens"))
-    token_ids, padding_mask = encoder.tokenize(tf.constant(texts))
-    return {"token_ids": tf.cast(token_ids, tf.int32), "padding_mask": tf.cast(padding_mask, tf.int32)}
+    return model.preprocessor(texts)
 
 
 def test_token_signature_serves_the_text_signature_embeddings(model, tmp_path):
@@ -211,6 +209,6 @@ def test_bad_export_options_are_value_errors(model, tmp_path):
         export_saved_model(model, tmp_path / "m", warmup_texts=[])
     text = keras.Input(shape=(), dtype="string")
     hashed = keras.Model(text, L2Normalize()(keras.layers.Embedding(16, 4)(keras.layers.Hashing(16)(text))))
-    with pytest.raises(ValueError, match="token signature needs a functional model"):
+    with pytest.raises(ValueError, match="token signature needs a token-level model with a preprocessor"):
         export_saved_model(hashed, tmp_path / "m", signatures=("text", "tokens"))
     assert not os.path.exists(tmp_path / "m") or os.listdir(tmp_path / "m") == []

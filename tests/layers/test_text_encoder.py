@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from albert_checkpoints import wordnet_glosses
 
-from keras_siamese.layers import Pooling, TextEncoder
+from keras_siamese.layers import Pooling, TextEncoder, TextPreprocessor
 from keras_siamese.layers.dynamic_length import (
     check_length_buckets,
     default_length_buckets,
@@ -58,7 +58,7 @@ def test_batches_are_trimmed_to_the_bucket_of_their_longest_text(bert_parts):
     make_backbone, tokenizer = bert_parts
     encoder = TextEncoder(make_backbone(1), tokenizer, sequence_length=96, length_buckets=[8, 40])
     for texts in (["dog"], TEXTS[:6], TEXTS):
-        _, full_mask = encoder.packer(tokenizer(tf.constant(texts)))
+        full_mask = TextPreprocessor(tokenizer, 96, dynamic_length=False)(texts)["padding_mask"]
         longest = int(np.max(np.sum(full_mask, axis=1)))
         want = min(length for length in (8, 40, 96) if length >= longest)
         features = encoder(tf.constant(texts))

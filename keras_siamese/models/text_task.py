@@ -1,0 +1,108 @@
+"""A Keras model on tokens that takes texts: its preprocessor runs in the data pipeline, as in keras-hub's Task."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_siamese import inference
+from keras_siamese.layers.preprocessor import preprocess_batches
+
+
+@keras.saving.register_keras_serializable(package="keras_siamese")
+class TextTask(keras.Model):
+    """A functional model on token ids whose `fit`, `evaluate` and `predict` take texts.
+
+    The `preprocessor` (strings -> the model's inputs, e.g. a
+    `keras_siamese.layers.TextPreprocessor`) is mapped over the data, so the
+    train step itself runs no string op and can be compiled or distributed:
+    - `fit` / `evaluate`: a `tf.data.Dataset` of `(texts, labels)` batches
+      (texts may be a tuple of text batches, one per model input), or arrays
+      of texts with `y` and `batch_size`;
+    - `predict`: a list or 1-D array of texts is embedded in batches of
+      similar length and returned in order (`keras_siamese.inference.encode`);
+      a tuple of text arrays, one per input, or a dataset works too.
+    Without a preprocessor it is a plain functional model.
+
+    Args:
+        preprocessor: strings -> model inputs, applied to every text input.
+        All other arguments go to `keras.Model` (`inputs=`, `outputs=`).
+
+    Example:
+    >>> tokens = token_inputs()  # doctest: +SKIP
+    >>> embedding = L2Normalize()(Pooling("mean")(encoder(tokens)))  # doctest: +SKIP
+    >>> model = TextTask(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)  # doctest: +SKIP
+    >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
+    (1, 128)
+    """
+
+    def __init__(self, *args, preprocessor=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(preprocessor, dict):  # from get_config
+            owner = preprocessor.get("preprocessor_of")
+            preprocessor = self.get_layer(owner).preprocessor if owner else keras.layers.deserialize(preprocessor)
+        self.preprocessor = preprocessor
+
+    def fit(self, x=None, y=None, batch_size=None, shuffle=True, **kwargs):
+        x, y, batch_size = self._text_batches(x, y, batch_size, shuffle)
+        return super().fit(x, y, batch_size=batch_size, shuffle=False, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        x, y, batch_size = self._text_batches(x, y, batch_size, shuffle=False)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        if self.preprocessor is not None and _is_texts(x):
+            return inference.encode(self, list(_as_array(x)), batch_size=batch_size or 64)
+        if self.preprocessor is not None and _is_text_columns(x):
+            x = tf.data.Dataset.from_tensor_slices(tuple(_as_array(column) for column in x)).batch(batch_size or 64)
+            x = x.map(lambda *texts: (texts,))  # one tuple of inputs, not (x, y)
+        return super().predict(self._preprocessed(x), batch_size=batch_size, verbose=verbose, **kwargs)
+
+    def _text_batches(self, x, y, batch_size, shuffle):
+        """Texts as a dataset of token batches; other inputs as they are."""
+        if self.preprocessor is None:
+            return x, y, batch_size
+        if _is_texts(x) or _is_text_columns(x):
+            columns = _as_array(x) if _is_texts(x) else tuple(_as_array(column) for column in x)
+            x = tf.data.Dataset.from_tensor_slices(columns if y is None else (columns, np.asarray(y)))
+            if shuffle:
+                x = x.shuffle(len(x), reshuffle_each_iteration=True)
+            x, y, batch_size = x.batch(batch_size or 32), None, None
+        return self._preprocessed(x), y, batch_size
+
+    def _preprocessed(self, x):
+        if self.preprocessor is None or not isinstance(x, tf.data.Dataset):
+            return x
+        return preprocess_batches(x, self.preprocessor)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.preprocessor is not None:
+            # One object, saved once: the preprocessor of one of the model's layers is named, not copied.
+            owners = [layer.name for layer in self.layers if getattr(layer, "preprocessor", None) is self.preprocessor]
+            config["preprocessor"] = (
+                {"preprocessor_of": owners[0]} if owners else keras.layers.serialize(self.preprocessor)
+            )
+        return config
+
+
+def _is_texts(x):
+    """A list, tuple, 1-D numpy array or 1-D tf.string tensor of texts."""
+    if isinstance(x, tf.Tensor):
+        return x.dtype == tf.string and x.shape.rank == 1
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1 and (x.dtype.kind in "SU" or (x.dtype == object and all(isinstance(t, (str, bytes)) for t in x)))
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, (str, bytes)) for t in x)
+
+
+def _is_text_columns(x):
+    """A list or tuple of text batches, one per model input."""
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(
+        not isinstance(column, (str, bytes)) and _is_texts(column) for column in x
+    )
+
+
+def _as_array(texts):
+    if isinstance(texts, tf.Tensor):
+        return texts.numpy().astype(object)
+    return np.asarray([t.encode("utf-8") if isinstance(t, str) else t for t in texts], dtype=object)
