@@ -10,8 +10,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_siamese.layers.preprocessor import preprocess_batches
-
 _TRACED = weakref.WeakKeyDictionary()
 
 
@@ -20,11 +18,12 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
 
     With a preprocessor (the `preprocessor` argument, else `model.preprocessor`
     as `TripletSemiHard` and keras-hub's tasks have), texts are sorted by token
-    count, tokenised by the preprocessor in a `tf.data` pipeline running
-    beside the model, and the model sees token batches that carry little
-    padding. Without one, `model` takes string batches, sorted by UTF-8 length.
-    Either way the results come back in the caller's order, and a Keras model
-    runs as one `tf.function` (traced once per batch shape family).
+    count (UTF-8 length for preprocessors that cannot count them) and each
+    batch is preprocessed and embedded in one traced call, so
+    the model sees token batches that carry little padding. Without one,
+    `model` takes string batches, sorted by UTF-8 length. Either way the
+    results come back in the caller's order, and a Keras model runs as one
+    `tf.function` (traced for a few batch shapes, then for any).
 
     Args:
         model: a Keras model or layer; or any callable mapping a `[batch]`
@@ -50,32 +49,37 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
         raise ValueError("encode needs at least one text.")
     preprocessor = preprocessor if preprocessor is not None else getattr(model, "preprocessor", None)
     if sort_by_length:
-        lengths = preprocessor.token_lengths(texts) if preprocessor is not None else [len(t) for t in texts]
+        count_tokens = getattr(preprocessor, "token_lengths", None)  # keras-hub's preprocessors: bytes
+        lengths = count_tokens(texts) if count_tokens is not None else [len(text) for text in texts]
         order = np.argsort(lengths, kind="stable")
     else:
         order = np.arange(len(texts))
-    batches = tf.data.Dataset.from_tensor_slices(tf.constant([texts[i] for i in order], tf.string))
-    batches = batches.batch(batch_size)
-    if preprocessor is not None:
-        batches = preprocess_batches(batches, preprocessor)
-    run = _traced(model)
-    outputs = np.concatenate([_select(run(batch), output_key) for batch in batches])
+    run = _traced(model, preprocessor)
+    outputs = np.concatenate([
+        _select(run(tf.constant([texts[i] for i in order[start : start + batch_size]], tf.string)), output_key)
+        for start in range(0, len(texts), batch_size)
+    ])
     result = np.empty_like(outputs)
     result[order] = outputs
     return result
 
 
-def _traced(model):
-    """A graph function of the model's inference call for Keras models; other callables as they are."""
+def _traced(model, preprocessor):
+    """For Keras models, one graph function from a string batch to the model's outputs, the
+    preprocessor inside it (see benchmarks/README.md, encoding); other callables as they are."""
     if not isinstance(model, keras.layers.Layer):
         signature = getattr(model, "structured_input_signature", None)
         if signature and not signature[0] and len(signature[1]) == 1:
             (name,) = signature[1]  # a SavedModel signature takes keyword arguments only
             return lambda batch: model(**{name: batch})
         return model
-    if model not in _TRACED:
-        _TRACED[model] = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
-    return _TRACED[model]
+    traced = _TRACED.setdefault(model, {})
+    if id(preprocessor) not in traced:
+        prepare = preprocessor if preprocessor is not None else (lambda texts: texts)
+        traced[id(preprocessor)] = tf.function(
+            lambda texts: model(prepare(texts), training=False), reduce_retracing=True
+        )
+    return traced[id(preprocessor)]
 
 
 def _select(outputs, output_key):
