@@ -42,13 +42,10 @@ class TripletSemiHard(TextTask):
     checkpoint behind, even when training is killed mid-write.
 
     Args:
-        preprocessor: maps a `[batch]` string tensor to the model's inputs
-            (a `keras_siamese.layers.TextPreprocessor`), or `None` for a
-            model whose inputs are the texts themselves.
         margin: the triplet margin.
         distance: `"L2"`, `"squared-L2"` or `"angular"` (a callable works for
             training but is not serialised).
-        All other arguments go to `keras.Model`.
+        All other arguments go to `TextTask` (`preprocessor=`) and `keras.Model`.
 
     Example:
     >>> model = TripletSemiHard.from_encoder(encoder, pooling="mean")  # doctest: +SKIP
@@ -88,12 +85,12 @@ class TripletSemiHard(TextTask):
         if pooling != "pooled" and hasattr(encoder, "pooler_trainable"):
             encoder.pooler_trainable = False
         preprocessor = getattr(encoder, "preprocessor", None)
-        tokens = token_inputs() if preprocessor is not None else keras.Input(shape=(), dtype="string", name="text")
-        pooled = Pooling(pooling, name="pooling")(encoder(tokens))
+        inputs = token_inputs() if preprocessor is not None else keras.Input(shape=(), dtype="string", name="text")
+        pooled = Pooling(pooling, name="pooling")(encoder(inputs))
         projected = Projection(output_units, hidden_units, name="projection")(pooled)
         embedding = L2Normalize(name="embedding")(projected)
         return cls(
-            inputs=tokens, outputs=embedding, preprocessor=preprocessor, margin=margin,
+            inputs=inputs, outputs=embedding, preprocessor=preprocessor, margin=margin,
             distance=distance, **kwargs,
         )
 
