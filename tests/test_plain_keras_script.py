@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers the TF Text ops the text signature uses
 
 SCRIPT = Path(__file__).parents[1] / "examples" / "plain_keras_script.py"
 
