@@ -8,10 +8,10 @@ graph function in its library, which `saved_model_cli show --list_ops` misses.
 
 import functools
 import glob
+import inspect
 import os
 
 import tensorflow as tf
-from tensorflow.core.framework import op_def_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 # TF Serving's default tag set.
@@ -60,7 +60,8 @@ def check_serving_ops(saved_model_dir, tags=(SERVE_TAG,)):
     frozenset({'Const', 'SentencepieceTokenizeOp', ...})
     """
     ops = saved_model_ops(saved_model_dir, tags)
-    unsupported = ops - core_tensorflow_ops() - set(tf_text_ops())
+    linked = core_tensorflow_ops() | {_python_name(op) for op in tf_text_ops()}
+    unsupported = {op for op in ops if _python_name(op) not in linked}
     if unsupported:
         raise UnsupportedOpsError(saved_model_dir, unsupported)
     return frozenset(ops)
@@ -92,19 +93,26 @@ def tf_text_op_libraries():
 def tf_text_ops():
     """{op name: library path} for every op TF Text's libraries register.
 
+    Read from the op wrappers `tf.load_op_library` generates for each library:
+    one function per op, named as the op with `>` written `_` (TF Text's op
+    names have no `_` of their own, so the names map back exactly).
+
     Example:
     >>> tf_text_ops()["TFText>RoundRobinTrim"].endswith("_trimmer_ops.so")
     True
     """
-    # tf.load_op_library no longer exposes the op list, so ask the C API for it.
-    from tensorflow.python.client import pywrap_tf_session
-
     ops = {}
     for library in tf_text_op_libraries():
-        handle = pywrap_tf_session.TF_LoadLibrary(library)
-        op_list = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetOpList(handle))
-        ops.update((op.name, library) for op in op_list.op)
+        wrappers = tf.load_op_library(library)
+        for name in dir(wrappers):
+            if name[:1].isupper() and inspect.isfunction(getattr(wrappers, name)):
+                ops[name.replace("_", ">")] = library
     return ops
+
+
+def _python_name(op):
+    """How an op's generated wrapper spells its name (`TFText>RoundRobinTrim` -> `TFText_RoundRobinTrim`)."""
+    return op.replace(">", "_")
 
 
 def _meta_graph(saved_model_dir, tags):
