@@ -11,6 +11,21 @@ differ in which triplets (anchor, positive, negative) they take:
 
 Batches need several examples per class (P classes x K examples, e.g. from
 `keras_siamese.data.class_balanced_batches`) or there are no positives to learn from.
+
+How semi-hard mining runs (all paths give the same numbers, O(B^2) memory):
+
+* `semihard_triplet_terms` computes the distance matrix once and hands it to
+  `_semihard_sums`, a custom gradient: the forward pass returns five sums (hinge,
+  active pairs, d_ap, d_an, pairs) and keeps only the `[B, B]` weight matrix that is
+  the hinge sum's gradient with respect to the distances.
+* `_compiled_mining` (XLA) visits the anchors in blocks of `_ROWS_PER_BLOCK` rows,
+  grouped by class size. An anchor whose class has at most 12 examples (every P x K
+  batch with K <= 12) takes one masked minimum per class member: `_semihard_by_class_members`.
+* Anchors of larger classes (skewed label layouts) sort their rows, 256 at a time:
+  `_mine_by_sorting` runs `_compiled_sorting_keys`, then `_sort_rows` (NumPy on CPU,
+  TensorFlow's sort where a GPU is visible), then `_compiled_mining_from_sorted`.
+  Inside a caller's XLA cluster (`jit_compile=True`) the sort stays in XLA instead,
+  in `_compiled_mining` itself.
 """
 
 from typing import NamedTuple
@@ -28,14 +43,8 @@ from keras_siamese.losses.distances import (
     same_label_mask,
 )
 
-# Semi-hard mining visits the anchors (rows of the distance matrix) in blocks, so its
-# temporaries stay at [rows, B]. Anchors whose class has at most
-# _MAX_CLASS_SIZE_FOR_DIRECT_MINING examples take one masked minimum per class member
-# (slot), all slots fused into one pass over their rows, compiled with XLA; they are
-# grouped by class size so that a group's slot count (_SLOT_COUNTS) stays close to it.
-# The anchors of larger classes sort their rows (~B log B per anchor) in blocks of
-# _ROWS_PER_SORTING_BLOCK; unless the caller compiles the loss with XLA, the sort
-# itself runs outside XLA, whose CPU sort is the slowest of all (see `_sort_rows`).
+# Anchors per mining block, the largest class mined by masked minima (larger classes
+# sort their rows), and the slot counts the class-size groups round up to.
 _ROWS_PER_BLOCK = 32
 _ROWS_PER_SORTING_BLOCK = 256
 _MAX_CLASS_SIZE_FOR_DIRECT_MINING = 12
