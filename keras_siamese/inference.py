@@ -64,6 +64,21 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     return result
 
 
+def is_texts(x):
+    """Whether `x` is a batch of texts: a non-empty list or tuple of str/bytes, or a 1-D numpy
+    array or tf.string tensor of them.
+
+    Example:
+    >>> is_texts(["a dog", b"a cat"]), is_texts([1, 2])
+    (True, False)
+    """
+    if isinstance(x, tf.Tensor):
+        return x.dtype == tf.string and x.shape.rank == 1
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1 and (x.dtype.kind in "SU" or (x.dtype == object and all(isinstance(t, (str, bytes)) for t in x)))
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, (str, bytes)) for t in x)
+
+
 def _traced(model, preprocessor):
     """For Keras models, one graph function from a string batch to the model's outputs, the
     preprocessor inside it (see benchmarks/README.md, encoding); other callables as they are."""

@@ -30,6 +30,20 @@ def setting(default, help, choices=None):
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def check_integers(settings, names, minimum=1):
+    """Raises `ValueError` unless each named field of `settings` is an integer >= `minimum`.
+
+    Example:
+    >>> check_integers(Run(epochs=0), ["epochs"])  # doctest: +SKIP
+    ValueError: epochs must be a positive integer, got 0.
+    """
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ValueError(f"{name} must be {wanted}, got {value!r}.")
+
+
 def add_setting_arguments(parser, settings):
     """Adds a flag per field of the settings instance `settings`, its values as defaults.
 

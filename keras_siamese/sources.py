@@ -11,7 +11,7 @@ Example:
 import dataclasses
 import os
 
-from keras_siamese.settings import setting
+from keras_siamese.settings import check_integers, setting
 
 WORDNET_SOURCES = ("wordnet-bundled", "wordnet-system")
 FROM_CORPUS = "albert-from-corpus"
@@ -68,10 +68,7 @@ class EncoderSource:
 
     def check(self):
         """Raises `ValueError` for settings that cannot build an encoder."""
-        for name in ("sequence_length", "vocabulary_size", "num_layers", "hidden_dim", "embedding_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_integers(self, ("sequence_length", "vocabulary_size", "num_layers", "hidden_dim", "embedding_dim"))
         if self.sequence_length < 3:
             raise ValueError(f"sequence_length must be at least 3 ([CLS], [SEP] and a token), got {self.sequence_length}.")
         if self.encoder != FROM_CORPUS and not os.path.isdir(self.encoder) and "://" not in self.encoder:

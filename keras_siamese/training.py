@@ -14,7 +14,7 @@ from keras_siamese.evaluation import retrieval_metrics
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.models import TripletSemiHard
-from keras_siamese.settings import setting
+from keras_siamese.settings import check_integers, setting
 from keras_siamese.sources import CorpusSource, EncoderSource
 
 WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
@@ -57,14 +57,8 @@ class TrainingConfig:
     def check(self):
         """Raises `ValueError` for settings that cannot run."""
         self.encoder_source.check()
-        for name in ("output_units", "epochs", "steps_per_epoch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("classes_per_batch", "samples_per_class"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}.")
+        check_integers(self, ("output_units", "epochs", "steps_per_epoch"))
+        check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
         if not (math.isfinite(self.margin) and self.margin >= 0):

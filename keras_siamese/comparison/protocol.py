@@ -31,7 +31,7 @@ from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder, 
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.models import TripletSemiHard
-from keras_siamese.settings import setting
+from keras_siamese.settings import check_integers, setting
 
 VARIANTS = ("frozen", "trained", "siamese")
 
@@ -77,26 +77,20 @@ class ComparisonConfig:
         unknown = [name for name in self.variants if name not in VARIANTS]
         if not self.variants or unknown:
             raise ValueError(f"variants must be a non-empty subset of {VARIANTS}, got {list(self.variants)}.")
-        positive = ("epochs", "steps_per_epoch", "head_epochs", "head_units", "knn_k", "output_units", "eval_batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_integers(
+            self, ("epochs", "steps_per_epoch", "head_epochs", "head_units", "knn_k", "output_units", "eval_batch_size")
+        )
         for name in ("learning_rate", "head_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
-        for name in ("classes_per_batch", "samples_per_class"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}.")
+        check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         if not all(isinstance(units, int) and units >= 1 for units in self.hidden_units):
             raise ValueError(f"hidden_units must be positive integers, got {self.hidden_units!r}.")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
         if not self.margin > 0:
             raise ValueError(f"margin must be positive, got {self.margin!r}.")
-        if isinstance(self.monitor_size, bool) or not isinstance(self.monitor_size, int) or self.monitor_size < 0:
-            raise ValueError(f"monitor_size must be an integer >= 0, got {self.monitor_size!r}.")
+        check_integers(self, ("monitor_size",), minimum=0)
 
 
 @dataclasses.dataclass

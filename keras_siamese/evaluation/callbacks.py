@@ -91,10 +91,6 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def _embed(self, inputs):
         if self.embed_fn is not None:
             return keras.ops.convert_to_numpy(self.embed_fn(inputs))
-        if _is_texts(inputs):
+        if inference.is_texts(inputs):
             return inference.encode(self.model, list(inputs), batch_size=self.batch_size)
         return self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
-
-
-def _is_texts(inputs):
-    return isinstance(inputs, (list, tuple, np.ndarray)) and all(isinstance(t, (str, bytes)) for t in inputs)

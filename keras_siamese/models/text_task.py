@@ -51,7 +51,7 @@ class TextTask(keras.Model):
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
-        if self.preprocessor is not None and _is_texts(x):
+        if self.preprocessor is not None and inference.is_texts(x):
             return inference.encode(self, list(_as_array(x)), batch_size=batch_size or 64)
         if self.preprocessor is not None and _is_text_columns(x):
             x = tf.data.Dataset.from_tensor_slices(tuple(_as_array(column) for column in x)).batch(batch_size or 64)
@@ -62,8 +62,8 @@ class TextTask(keras.Model):
         """Texts as a dataset of token batches; other inputs as they are."""
         if self.preprocessor is None:
             return x, y, batch_size
-        if _is_texts(x) or _is_text_columns(x):
-            columns = _as_array(x) if _is_texts(x) else tuple(_as_array(column) for column in x)
+        if inference.is_texts(x) or _is_text_columns(x):
+            columns = _as_array(x) if inference.is_texts(x) else tuple(_as_array(column) for column in x)
             x = tf.data.Dataset.from_tensor_slices(columns if y is None else (columns, np.asarray(y)))
             if shuffle:
                 x = x.shuffle(len(x), reshuffle_each_iteration=True)
@@ -86,19 +86,10 @@ class TextTask(keras.Model):
         return config
 
 
-def _is_texts(x):
-    """A list, tuple, 1-D numpy array or 1-D tf.string tensor of texts."""
-    if isinstance(x, tf.Tensor):
-        return x.dtype == tf.string and x.shape.rank == 1
-    if isinstance(x, np.ndarray):
-        return x.ndim == 1 and (x.dtype.kind in "SU" or (x.dtype == object and all(isinstance(t, (str, bytes)) for t in x)))
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, (str, bytes)) for t in x)
-
-
 def _is_text_columns(x):
     """A list or tuple of text batches, one per model input."""
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(
-        not isinstance(column, (str, bytes)) and _is_texts(column) for column in x
+        not isinstance(column, (str, bytes)) and inference.is_texts(column) for column in x
     )
 
 
