@@ -12,28 +12,27 @@ differ in which triplets (anchor, positive, negative) they take:
 Batches need several examples per class (P classes x K examples, e.g. from
 `keras_siamese.data.class_balanced_batches`) or there are no positives to learn from.
 
-How semi-hard mining runs (all paths give the same numbers, O(B^2) memory):
+How semi-hard mining runs (both paths give the same numbers, O(B^2) memory, and are
+plain graph ops with static shapes, so they run on any device, under `tf.distribute`
+and inside a caller's `jit_compile=True`):
 
 * `semihard_triplet_terms` computes the distance matrix once and hands it to
-  `_semihard_sums`, a custom gradient: the forward pass returns five sums (hinge,
-  active pairs, d_ap, d_an, pairs) and keeps only the `[B, B]` weight matrix that is
-  the hinge sum's gradient with respect to the distances.
-* `_compiled_mining` (XLA) visits the anchors in blocks of `_ROWS_PER_BLOCK` rows,
-  grouped by class size. An anchor whose class has at most 12 examples (every P x K
-  batch with K <= 12) takes one masked minimum per class member: `_semihard_by_class_members`.
+  `_semihard_sums`, a custom gradient: the forward pass returns the `_MiningSums`
+  (hinge, active pairs, d_ap, d_an, pairs) and keeps only the `[B, B]` weight matrix
+  that is the hinge sum's gradient with respect to the distances.
+* `_compiled_mining` (XLA) visits the anchors whose class has at most 12 examples
+  (every P x K batch with K <= 12) in blocks of `_ROWS_PER_BLOCK` rows, grouped by
+  class size; each anchor takes one masked minimum per class member
+  (`_semihard_by_class_members`).
 * Anchors of larger classes (skewed label layouts) sort their rows, 256 at a time:
-  `_mine_by_sorting` runs `_compiled_sorting_keys`, then `_sort_rows` (NumPy on CPU,
-  TensorFlow's sort where a GPU is visible), then `_compiled_mining_from_sorted`.
-  Inside a caller's XLA cluster (`jit_compile=True`) the sort stays in XLA instead,
-  in `_compiled_mining` itself.
+  `_mine_large_classes` runs `_compiled_sorting_keys` (XLA), TensorFlow's sort (on CPU
+  several times faster than XLA's), then `_compiled_mining_from_sorted` (XLA).
 """
 
 from typing import NamedTuple
 
 import keras
-import numpy as np
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # TF's own XLA-context test
 
 from keras_siamese.losses.distances import (
     check_distance,
@@ -71,6 +70,24 @@ class SemihardTripletTerms(NamedTuple):
     num_pairs: tf.Tensor
 
 
+class _MiningSums(NamedTuple):
+    """Sums over the valid (anchor, positive) pairs of a block or a batch (float64 while
+    mining: XLA sums in order, and float32 would drift over B^2 pairs)."""
+
+    hinge: tf.Tensor  # sum of max(margin + d_ap - d_an, 0): the only differentiable sum
+    active_pairs: tf.Tensor  # pairs whose hinge is positive
+    positive_distance: tf.Tensor  # sum of d_ap
+    negative_distance: tf.Tensor  # sum of d_an of the chosen negatives
+    pairs: tf.Tensor
+
+    @classmethod
+    def zeros(cls):
+        return cls(*[tf.zeros([], tf.float64)] * len(cls._fields))
+
+    def plus(self, other):
+        return _MiningSums(*[mine + theirs for mine, theirs in zip(self, other)])
+
+
 def _prepare(labels, embeddings, distance):
     """Checks inputs; returns (int64 labels [B], input dtype, float32 pdist [B, B])."""
     check_distance(distance)
@@ -92,9 +109,7 @@ def semihard_triplet_terms(labels, embeddings, margin=1.0, distance="L2"):
     without any positive pair gives loss 0 and zero gradients (TFA: NaN).
 
     Runs in O(B^2) memory and at most O(B^2 log B) time for any label layout,
-    eagerly, under `tf.function` and under `jit_compile=True`. Anchors of classes
-    with more than 12 examples sort their rows; on CPU outside XLA that sort is
-    NumPy's (`tf.numpy_function`), so the loss graph runs in a Python process.
+    eagerly, under `tf.function`, under `tf.distribute` and under `jit_compile=True`.
 
     Args:
         labels: `[B]` or `[B, 1]` class ids (integers, or floats holding whole numbers).
@@ -112,72 +127,61 @@ def semihard_triplet_terms(labels, embeddings, margin=1.0, distance="L2"):
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
     margin = tf.cast(margin, tf.float32)
-    hinge_sum, active_count, positive_sum, negative_sum, num_pairs = tf.unstack(
-        _semihard_sums(labels, pdist, margin)
-    )
-    denominator = tf.maximum(num_pairs, 1.0)
-    loss = hinge_sum / denominator
+    sums = _semihard_sums(labels, pdist, margin)
+    denominator = tf.maximum(sums.pairs, 1.0)
     return SemihardTripletTerms(
-        loss=tf.cast(loss, dtype),
-        active_fraction=tf.stop_gradient(active_count / denominator),
-        mean_positive_distance=tf.stop_gradient(positive_sum / denominator),
-        mean_negative_distance=tf.stop_gradient(negative_sum / denominator),
-        num_pairs=tf.cast(num_pairs, tf.int32),
+        loss=tf.cast(sums.hinge / denominator, dtype),
+        active_fraction=tf.stop_gradient(sums.active_pairs / denominator),
+        mean_positive_distance=tf.stop_gradient(sums.positive_distance / denominator),
+        mean_negative_distance=tf.stop_gradient(sums.negative_distance / denominator),
+        num_pairs=tf.cast(sums.pairs, tf.int32),
     )
 
 
 def _semihard_sums(labels, pdist, margin):
-    """float32 [5]: hinge sum, active pair count, d_ap sum, d_an sum and pair count of
-    the semi-hard triplets; differentiable in the hinge sum only (the others are
-    piecewise constant or statistics)."""
+    """float32 `_MiningSums` of the semi-hard triplets, differentiable in `hinge` only
+    (the others are piecewise constant or statistics)."""
 
     @tf.custom_gradient
     def sums(distances):
         values, weights = _mine_semihard(labels, distances, margin)
-        # Only `weights` is kept for the backward pass, not autodiff's per-op intermediates.
-        return values, lambda upstream: upstream[0] * weights
 
-    return sums(pdist)
+        def gradient(hinge_upstream, *statistics_upstream):
+            del statistics_upstream  # the statistics are not differentiated
+            return hinge_upstream * weights
+
+        # Only `weights` is kept for the backward pass, not autodiff's per-op intermediates.
+        return tuple(tf.cast(value, tf.float32) for value in values), gradient
+
+    return _MiningSums(*sums(pdist))
 
 
 def _mine_semihard(labels, distances, margin):
-    """Semi-hard mining: `sums` (float32 [5]: hinge sum, active pair count, d_ap sum,
-    d_an sum, pair count) and `weights` [B, B], the gradient of the hinge sum with
-    respect to the distances. Nothing here is differentiated."""
+    """Semi-hard mining: float64 `_MiningSums` and `weights` [B, B], the gradient of
+    the hinge sum with respect to the distances. Nothing here is differentiated."""
     if labels.shape[0] == 0:  # nothing to mine (and shape inference rejects empty scatters)
-        return tf.zeros([5]), tf.zeros([0, 0])
+        return _MiningSums.zeros(), tf.zeros([0, 0])
     # stop_gradient keeps tapes from recording the loops; the tuning constants are
     # passed as Python values so that changing them retraces.
     distances, margin = tf.stop_gradient(distances), tf.stop_gradient(margin)
-    # Inside a caller's XLA cluster everything is compiled, the sorts included (the
-    # TensorFlow path below has shapes that depend on the labels).
-    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
     sums, weights, class_size = _compiled_mining(
-        labels, distances, margin, _ROWS_PER_BLOCK, _MAX_CLASS_SIZE_FOR_DIRECT_MINING, in_xla
+        labels, distances, margin, _ROWS_PER_BLOCK, _MAX_CLASS_SIZE_FOR_DIRECT_MINING
     )
-    if not in_xla:
-        in_large_class = class_size > _MAX_CLASS_SIZE_FOR_DIRECT_MINING
-        large_class_anchors = tf.cast(tf.where(in_large_class)[:, 0], tf.int32)
-        large_sums, large_rows = _mine_by_sorting(
-            labels, distances, margin, large_class_anchors, _ROWS_PER_SORTING_BLOCK
-        )
-        sums += large_sums
-        weights = tf.tensor_scatter_nd_add(weights, large_class_anchors[:, None], large_rows)
-    return tf.cast(sums, tf.float32), weights
+    return _mine_large_classes(
+        labels, distances, margin, class_size > _MAX_CLASS_SIZE_FOR_DIRECT_MINING,
+        sums, weights, _ROWS_PER_SORTING_BLOCK,
+    )
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _compiled_mining(
-    labels, distances, margin, rows_per_block, max_direct_class_size, sort_large_classes
-):
-    """Mining under XLA (compiled once per batch size and constants): float64 sums and
-    weights as in `_mine_semihard`, and each example's class size. Without
-    `sort_large_classes`, only of the anchors whose class has at most
-    `max_direct_class_size` examples (the other rows stay 0)."""
+def _compiled_mining(labels, distances, margin, rows_per_block, max_direct_class_size):
+    """Mining under XLA (compiled once per batch size and constants) of the anchors
+    whose class has at most `max_direct_class_size` examples: `_MiningSums`, weights as
+    in `_mine_semihard` (the rows of other anchors stay 0), and each example's class size."""
     batch = tf.shape(labels)[0]
     order, class_start, class_size = _class_extents(labels)
-    # Anchors are visited in groups of growing class size: one group per slot count
-    # (class sizes up to it), then the anchors of larger classes, which sort their rows.
+    # Anchors are visited in groups of growing class size, one group per slot count
+    # (class sizes up to it); anchors of larger classes are left to `_mine_large_classes`.
     slot_counts = sorted({min(n, max_direct_class_size) for n in _SLOT_COUNTS} | {max_direct_class_size})
     group = tf.reduce_sum(tf.cast(class_size[:, None] > slot_counts, tf.int32), axis=1)
     visit = tf.argsort(group, stable=True)
@@ -198,10 +202,6 @@ def _compiled_mining(
 
         return mine
 
-    def mine_by_sorting(anchors, block_distances, negative, positive, valid):
-        del valid  # already in `positive`
-        return _semihard_by_sorting(block_distances, negative, positive, margin)
-
     def mine_rows(first, last, mine, sums, weights):
         """Mines the anchors `visit[first:last]`, adding to `sums` and `weights`."""
 
@@ -218,62 +218,49 @@ def _compiled_mining(
                 [tf.concat([rows, rows], 1), tf.concat([positives, negatives], 1)], axis=-1
             )
             weights = tf.tensor_scatter_nd_add(weights, indices, gains)
-            return start + rows_per_block, sums + block_sums, weights
+            return start + rows_per_block, sums.plus(block_sums), weights
 
         _, sums, weights = tf.while_loop(
             lambda start, *_: start < last, mine_block, (first, sums, weights)
         )
         return sums, weights
 
-    sums, weights = tf.zeros([5], tf.float64), tf.zeros([batch, batch])
+    sums, weights = _MiningSums.zeros(), tf.zeros([batch, batch])
     first = tf.constant(0)
-    for index, num_slots in enumerate(slot_counts + [None] * sort_large_classes):
+    for index, num_slots in enumerate(slot_counts):
         last = tf.reduce_sum(tf.cast(group <= index, tf.int32))
-        mine = mine_by_sorting if num_slots is None else mine_by_class_members(num_slots)
-        sums, weights = mine_rows(first, last, mine, sums, weights)
+        sums, weights = mine_rows(first, last, mine_by_class_members(num_slots), sums, weights)
         first = last
     return sums, weights, class_size
 
 
-def _mine_by_sorting(labels, distances, margin, anchors, rows_per_block):
-    """Mining of `anchors` (any classes) by sorting their rows, `rows_per_block` at a
-    time: float64 sums as in `_mine_semihard` and the anchors' weight rows `[A, B]`.
+def _mine_large_classes(labels, distances, margin, is_anchor, sums, weights, rows_per_block):
+    """Adds the mining of the anchors where `is_anchor` (any class size) to `sums` and
+    `weights`, sorting their rows `rows_per_block` at a time.
 
-    Each block's rows are sorted by `_sort_rows` between two XLA-compiled steps whose
-    shapes stay `[rows_per_block, B]` (the last block is padded), so they compile once.
+    Each block's rows are sorted between two XLA-compiled steps whose shapes stay
+    `[rows_per_block, B]` (the last block is padded), so they compile once.
     """
-    num_anchors = tf.size(anchors)
-    num_blocks = (num_anchors + rows_per_block - 1) // rows_per_block
+    batch = tf.shape(labels)[0]
+    num_anchors = tf.reduce_sum(tf.cast(is_anchor, tf.int32))
+    anchors_first = tf.argsort(tf.cast(~is_anchor, tf.int32), stable=True)
 
-    def mine_block(index, sums, weight_rows):
-        rows = index * rows_per_block + tf.range(rows_per_block)
+    def mine_block(first, sums, weights):
+        rows = first + tf.range(rows_per_block)
         valid = rows < num_anchors
-        block = tf.gather(anchors, tf.minimum(rows, num_anchors - 1))
+        block = tf.gather(anchors_first, tf.minimum(rows, batch - 1))
         keys = _compiled_sorting_keys(labels, distances, block)
         block_sums, block_weights = _compiled_mining_from_sorted(
-            labels, distances, block, valid, _sort_rows(keys), margin
+            labels, distances, block, valid, tf.sort(keys, axis=1), margin
         )
-        return index + 1, sums + block_sums, weight_rows.write(index, block_weights)
+        # Padded rows have zero weights, so adding them (to any anchor's row) is harmless.
+        weights = tf.tensor_scatter_nd_add(weights, block[:, None], block_weights)
+        return first + rows_per_block, sums.plus(block_sums), weights
 
-    weight_rows = tf.TensorArray(tf.float32, size=num_blocks, infer_shape=False)
-    _, sums, weight_rows = tf.while_loop(
-        lambda index, *_: index < num_blocks,
-        mine_block,
-        (tf.constant(0), tf.zeros([5], tf.float64), weight_rows),
+    _, sums, weights = tf.while_loop(
+        lambda first, *_: first < num_anchors, mine_block, (tf.constant(0), sums, weights)
     )
-    rows = tf.cond(num_blocks > 0, weight_rows.concat, lambda: tf.zeros([0, tf.shape(labels)[0]]))
-    return sums, rows[:num_anchors]
-
-
-def _sort_rows(keys):
-    """Sorts each row of int64 `keys` ascending: with NumPy's vectorised sort on CPU
-    (about 4x less CPU time than TensorFlow's CPU kernel on [256, 8192] rows; it
-    releases the GIL, so blocks sort in parallel), with TensorFlow's where a GPU is
-    visible."""
-    if tf.config.list_logical_devices("GPU"):
-        return tf.sort(keys, axis=1)
-    sorted_keys = tf.numpy_function(lambda rows: np.sort(rows, axis=1), [keys], tf.int64, stateful=False)
-    return tf.ensure_shape(sorted_keys, keys.shape)
+    return sums, weights
 
 
 def _block_masks(labels, anchors, valid=None):
@@ -321,14 +308,12 @@ def _class_extents(labels):
 
 
 def _block_sums(d_ap, d_an, valid, margin):
-    """float64 [hinge sum, active count, d_ap sum, d_an sum, pair count] over valid
-    pairs (float64: XLA sums in order, and float32 would drift over B^2 pairs), and
-    the active mask."""
+    """`_MiningSums` over the valid pairs, and the active mask."""
     hinge = tf.where(valid, tf.nn.relu(margin + d_ap - d_an), 0.0)
     active = hinge > 0.0
     terms = [hinge, tf.cast(active, tf.float32), d_ap, d_an, tf.cast(valid, tf.float32)]
-    sums = [tf.reduce_sum(tf.where(valid, tf.cast(t, tf.float64), 0.0)) for t in terms]
-    return tf.stack(sums), active
+    sums = [tf.reduce_sum(tf.where(valid, tf.cast(term, tf.float64), 0.0)) for term in terms]
+    return _MiningSums(*sums), active
 
 
 def _hinge_gains(active, has_negative):
@@ -376,12 +361,6 @@ def _sorting_keys(distances, negative):
     keys = tf.where(negative, bits, bits + 1)
     columns = tf.cast(tf.range(tf.shape(distances)[1]), tf.int64)
     return tf.bitwise.left_shift(tf.cast(keys, tf.int64), 32) + columns
-
-
-def _semihard_by_sorting(distances, negative, positive, margin):
-    """Semi-hard mining for any label layout with one sort per row (see `_semihard_from_sorted`)."""
-    sorted_keys = tf.sort(_sorting_keys(distances, negative), axis=1)
-    return _semihard_from_sorted(distances, negative, positive, sorted_keys, margin)
 
 
 def _semihard_from_sorted(distances, negative, positive, sorted_keys, margin):
