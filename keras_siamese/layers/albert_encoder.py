@@ -87,9 +87,10 @@ class AlbertEncoder(TextEncoder):
         """ALBERT from TF Hub-format SavedModels (albert_en_base + albert_en_preprocess).
 
         Returns a `HubEncoder`: the weights stay inside the SavedModel's graph,
-        so it has the same strings-in call and outputs as an AlbertEncoder but
-        is a different class. Without `preprocessor`, texts are tokenised with
-        the encoder's own SentencePiece asset.
+        so it is a different class with the same interface as an
+        AlbertEncoder (a `preprocessor`, tokens or strings in, the same
+        outputs). Without `preprocessor`, texts are tokenised with the
+        encoder's own SentencePiece asset.
 
         Example:
         >>> encoder = AlbertEncoder.from_tfhub(

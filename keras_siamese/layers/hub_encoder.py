@@ -1,15 +1,12 @@
-"""A TF Hub-format text encoder SavedModel (BERT/ALBERT inputs and outputs) as a strings-in Keras layer."""
+"""TF Hub-format text SavedModels (BERT/ALBERT encoders and their preprocessors) as Keras layers."""
 
 import os
 
 import keras
 import tensorflow as tf
-from keras.src.saving import serialization_lib  # Keras' own safe-mode flag (as TFSMLayer)
-from keras_hub.layers import StartEndPacker
 from keras_hub.models import AlbertTokenizer, BertTokenizer
 
-from keras_siamese.layers.dynamic_length import check_length_buckets, trim_to_bucket
-from keras_siamese.layers.preprocessor import as_text_batch
+from keras_siamese.layers.preprocessor import PADDING_MASK, TOKEN_IDS, Preprocessor, TextPreprocessor
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 ENCODER_OUTPUTS = ("pooled_output", "sequence_output")
@@ -17,42 +14,42 @@ ENCODER_OUTPUTS = ("pooled_output", "sequence_output")
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
 class HubEncoder(keras.layers.Layer):
-    """Runs a TF Hub-format encoder SavedModel on raw strings.
+    """Runs a TF Hub-format encoder SavedModel on token ids, or on raw strings through its preprocessor.
 
     The encoder is any SavedModel following TF Hub's text-encoder interface
     (albert_en_base, bert_en_uncased_L-12_H-768_A-12, ...): called with a dict
     of int32 `input_word_ids`, `input_mask`, `input_type_ids` `[batch, length]`
     and `training`, it returns a dict with `pooled_output` and
-    `sequence_output`. Texts are tokenised inside the graph, by the matching
-    TF Hub preprocessor SavedModel (its `tokenize` and `bert_pack_inputs`) or,
-    without one, by a keras-hub tokenizer built from the encoder's own
-    `sp_model_file` (ALBERT) or `vocab_file` and `do_lower_case` (BERT).
+    `sequence_output`. It has `TextEncoder`'s interface: called on the
+    `{"token_ids", "padding_mask"}` dict of its `preprocessor`, or on a
+    `[batch]` string tensor, and returning `sequence_output`, `pooled_output`
+    and `padding_mask`, so `Pooling`, `TripletSemiHard.from_encoder`, the
+    data pipeline and the export treat both alike. The preprocessor is a
+    `HubPreprocessor` of the matching TF Hub preprocessor SavedModel or,
+    without one, a `TextPreprocessor` with a keras-hub tokenizer built from
+    the encoder's own `sp_model_file` (ALBERT) or `vocab_file` and
+    `do_lower_case` (BERT).
 
     Local SavedModel directories load directly; TF Hub/Kaggle handles and
     URLs are resolved by `tensorflow_hub` (`pip install "keras-siamese[hub]"`).
     The encoder's variables are this layer's weights: trainable for
     fine-tuning unless `trainable=False`, saved by `model.save`, and exported
-    with the model. Outputs follow `TextEncoder`'s
-    contract (a dict of `sequence_output`, `pooled_output`, `padding_mask`),
-    with the same dynamic length trimming, so `Pooling` works unchanged.
+    with the model.
 
-    Loading a `.keras` file holding a HubEncoder reloads the SavedModel from
-    its handle, which Keras allows only with `safe_mode=False` (a SavedModel
+    Loading a `.keras` file holding a HubEncoder reloads the SavedModels from
+    their handles, which Keras allows only with `safe_mode=False` (a SavedModel
     is graph code from outside the `.keras` file).
 
     Args:
         encoder: handle, URL or directory of the encoder SavedModel.
         preprocessor: handle, URL or directory of the matching preprocessor
             SavedModel, or `None` to tokenise with the encoder's assets.
-        sequence_length: the most tokens per text, `[CLS]` and `[SEP]`
-            included.
-        dynamic_length: trim each batch to its bucketed longest text.
-        length_buckets: as in `TextEncoder`.
+        sequence_length, dynamic_length, length_buckets: as in `TextPreprocessor`.
 
     Example:
     >>> encoder = HubEncoder("https://tfhub.dev/tensorflow/albert_en_base/3",
     ...     "https://tfhub.dev/tensorflow/albert_en_preprocess/3")  # doctest: +SKIP
-    >>> encoder(tf.constant(["a small dog"]))["pooled_output"].shape  # doctest: +SKIP
+    >>> encoder(encoder.preprocessor(["a small dog"]))["pooled_output"].shape  # doctest: +SKIP
     TensorShape([1, 768])
     """
 
@@ -66,31 +63,15 @@ class HubEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if sequence_length < 3:
-            raise ValueError(
-                "sequence_length must leave room for [CLS], [SEP] and at least "
-                f"one token, got {sequence_length}."
-            )
         self.encoder = encoder
-        self.preprocessor_handle = preprocessor  # a SavedModel handle, not a preprocessor layer
-        self.sequence_length = sequence_length
-        self.dynamic_length = dynamic_length
-        self.length_buckets = length_buckets
-        self._buckets = check_length_buckets(length_buckets, sequence_length)
+        self.preprocessor_handle = preprocessor  # a SavedModel handle; the layer is `self.preprocessor`
         self._encoder_model = _load_saved_model(encoder)
+        lengths = {"sequence_length": sequence_length, "dynamic_length": dynamic_length, "length_buckets": length_buckets}
         if preprocessor is None:
-            self._tokenizer = _tokenizer_from_assets(self._encoder_model, encoder)
-            self._packer = StartEndPacker(
-                sequence_length=sequence_length,
-                start_value=self._tokenizer.cls_token_id,
-                end_value=self._tokenizer.sep_token_id,
-                pad_value=self._tokenizer.pad_token_id,
-                return_padding_mask=True,
-                dtype="int32",
-            )
+            tokenizer = _tokenizer_from_assets(self._encoder_model, encoder)
+            self.preprocessor = TextPreprocessor(tokenizer, **lengths, name=f"{self.name}_preprocessor")
         else:
-            self._preprocessor_model = _load_saved_model(preprocessor)
-            _check_preprocessor(self._preprocessor_model, preprocessor)
+            self.preprocessor = HubPreprocessor(preprocessor, **lengths, name=f"{self.name}_preprocessor")
         self.hidden_dim = _check_encoder(self._encoder_model, encoder)
         # Wrapping (not copying) the SavedModel's variables: its functions use them. Keras
         # tracks variables held in a layer attribute as the layer's weights.
@@ -107,44 +88,31 @@ class HubEncoder(keras.layers.Layer):
         self.supports_jit = False
         self.built = True
 
-    def tokenize(self, texts):
-        """The encoder's input dict, `[batch, length]` int32 each (trimmed if `dynamic_length`)."""
-        texts = as_text_batch(texts)
-        if self.preprocessor_handle is None:
-            token_ids, padding_mask = self._packer(self._tokenizer(texts))
-            inputs = {
-                "input_word_ids": token_ids,
-                "input_mask": tf.cast(padding_mask, tf.int32),
-                "input_type_ids": tf.zeros_like(token_ids),
-            }
-        else:
-            tokens = self._preprocessor_model.tokenize(texts)
-            inputs = self._preprocessor_model.bert_pack_inputs(
-                [tokens], seq_length=tf.constant(self.sequence_length, tf.int32)
-            )
-            inputs = {name: tf.cast(inputs[name], tf.int32) for name in ENCODER_INPUTS}
-        if self.dynamic_length:
-            mask, ids, types = trim_to_bucket(
-                inputs["input_mask"],
-                self._buckets,
-                inputs["input_word_ids"],
-                inputs["input_type_ids"],
-            )
-            inputs = {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
-        return inputs
+    @property
+    def sequence_length(self):
+        return self.preprocessor.sequence_length
 
-    def call(self, texts, training=False):
-        inputs = self.tokenize(texts)
-        outputs = self._encoder_model(inputs, training=bool(training))
+    def call(self, inputs, training=False):
+        tokens = inputs if isinstance(inputs, dict) else self.preprocessor(inputs)
+        token_ids, padding_mask = tokens[TOKEN_IDS], tf.cast(tokens[PADDING_MASK], tf.int32)
+        encoder_inputs = {
+            "input_word_ids": token_ids,
+            "input_mask": padding_mask,
+            "input_type_ids": tf.zeros_like(token_ids),
+        }
+        outputs = self._encoder_model(encoder_inputs, training=bool(training))
         return {
             "sequence_output": outputs["sequence_output"],
             "pooled_output": outputs["pooled_output"],
-            "padding_mask": tf.cast(inputs["input_mask"], tf.bool),
+            "padding_mask": tf.cast(padding_mask, tf.bool),
         }
 
-    def compute_output_spec(self, texts, training=False):
-        batch = texts.shape[0]
-        length = None if self.dynamic_length else self.sequence_length
+    def compute_output_spec(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            batch, length = inputs[TOKEN_IDS].shape
+        else:
+            batch = inputs.shape[0]
+            length = None if self.preprocessor.dynamic_length else self.sequence_length
         return {
             "sequence_output": keras.KerasTensor((batch, length, self.hidden_dim), "float32"),
             "pooled_output": keras.KerasTensor((batch, self.hidden_dim), "float32"),
@@ -157,23 +125,61 @@ class HubEncoder(keras.layers.Layer):
             {
                 "encoder": self.encoder,
                 "preprocessor": self.preprocessor_handle,
-                "sequence_length": self.sequence_length,
-                "dynamic_length": self.dynamic_length,
-                "length_buckets": self.length_buckets,
+                "sequence_length": self.preprocessor.sequence_length,
+                "dynamic_length": self.preprocessor.dynamic_length,
+                "length_buckets": self.preprocessor.length_buckets,
             }
         )
         return config
 
     @classmethod
     def from_config(cls, config):
-        if serialization_lib.in_safe_mode() is not False:
-            raise ValueError(
-                "Loading a HubEncoder loads the SavedModel at "
-                f"{config['encoder']!r}, graph code from outside this file, which "
-                "Keras disallows in safe mode. If you trust it, load with "
-                "safe_mode=False."
-            )
+        _require_unsafe_deserialization(cls.__name__, config["encoder"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_siamese")
+class HubPreprocessor(Preprocessor):
+    """A TF Hub text preprocessor SavedModel (its `tokenize` and `bert_pack_inputs`) as a `Preprocessor`.
+
+    Example:
+    >>> preprocessor = HubPreprocessor("https://tfhub.dev/tensorflow/albert_en_preprocess/3")  # doctest: +SKIP
+    >>> preprocessor(["a small dog"])["token_ids"].shape  # doctest: +SKIP
+    TensorShape([1, 8])
+    """
+
+    def __init__(self, handle, sequence_length=128, dynamic_length=True, length_buckets=None, **kwargs):
+        super().__init__(sequence_length, dynamic_length, length_buckets, **kwargs)
+        self.handle = handle
+        self._preprocessor_model = _load_saved_model(handle)
+        missing = [name for name in ("tokenize", "bert_pack_inputs") if not hasattr(self._preprocessor_model, name)]
+        if missing:
+            raise ValueError(f"{handle!r} is not a TF Hub text preprocessor: it lacks {missing}.")
+
+    def pack(self, texts):
+        packed = self._preprocessor_model.bert_pack_inputs(
+            [self._preprocessor_model.tokenize(texts)], seq_length=tf.constant(self.sequence_length, tf.int32)
+        )
+        return packed["input_word_ids"], packed["input_mask"]
+
+    def get_config(self):
+        return {**super().get_config(), "handle": self.handle}
+
+    @classmethod
+    def from_config(cls, config):
+        _require_unsafe_deserialization(cls.__name__, config["handle"])
+        return cls(**config)
+
+
+def _require_unsafe_deserialization(class_name, handle):
+    """Refuses to load a SavedModel named in a config unless Keras' safe mode is off, as TFSMLayer does."""
+    from keras.src.saving import serialization_lib  # Keras has no public getter of its safe mode
+
+    if serialization_lib.in_safe_mode() is not False:
+        raise ValueError(
+            f"Loading a {class_name} loads the SavedModel at {handle!r}, graph code from outside "
+            "this file, which Keras disallows in safe mode. If you trust it, load with safe_mode=False."
+        )
 
 
 def _load_saved_model(handle):
@@ -229,14 +235,6 @@ def _check_encoder(model, handle):
             f"{handle!r} must return a dict with {list(ENCODER_OUTPUTS)}; it returned {found}."
         )
     return int(outputs["pooled_output"].shape[-1])
-
-
-def _check_preprocessor(model, handle):
-    missing = [name for name in ("tokenize", "bert_pack_inputs") if not hasattr(model, name)]
-    if missing:
-        raise ValueError(
-            f"{handle!r} is not a TF Hub text preprocessor: it lacks {missing}."
-        )
 
 
 def _tokenizer_from_assets(model, handle):

@@ -14,9 +14,69 @@ TOKEN_IDS = "token_ids"
 PADDING_MASK = "padding_mask"
 
 
+class Preprocessor(keras.layers.Layer):
+    """Base of the preprocessors: texts in, `{"token_ids", "padding_mask"}` out.
+
+    Subclasses implement `pack(texts)`, returning int32 `[batch, sequence_length]`
+    token ids and padding mask of a flat tf.string batch. This base takes texts
+    as str, bytes, lists, numpy arrays or tf.string, replaces invalid UTF-8,
+    and with `dynamic_length=True` cuts each batch to its longest text rounded
+    up to the next of `length_buckets`: short texts stop paying for
+    `sequence_length`, and a traced or compiled step sees few shapes.
+
+    Output: a dict of int32 `[batch, length]` tensors, `"token_ids"` and
+    `"padding_mask"` (1 for a token, 0 for padding), the inputs of the
+    encoders and of `token_inputs()`.
+    """
+
+    def __init__(self, sequence_length=128, dynamic_length=True, length_buckets=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 3:
+            raise ValueError(
+                "sequence_length must be an integer leaving room for [CLS], [SEP] and at least "
+                f"one token, got {sequence_length!r}."
+            )
+        self.sequence_length = sequence_length
+        self.dynamic_length = dynamic_length
+        self.length_buckets = length_buckets
+        self.buckets = check_length_buckets(length_buckets, sequence_length) if dynamic_length else (sequence_length,)
+        self.supports_jit = False  # string ops
+
+    def pack(self, texts):
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        self.built = True
+
+    def __call__(self, texts, **kwargs):
+        if isinstance(texts, (str, bytes, list, tuple, np.ndarray)):  # Keras takes tensors only
+            texts = as_text_batch(texts)
+        return super().__call__(texts, **kwargs)
+
+    def call(self, texts):
+        token_ids, padding_mask = self.pack(as_text_batch(texts))
+        padding_mask, token_ids = trim_to_bucket(tf.cast(padding_mask, tf.int32), self.buckets, token_ids)
+        return {TOKEN_IDS: tf.cast(token_ids, tf.int32), PADDING_MASK: padding_mask}
+
+    def compute_output_spec(self, texts):
+        length = None if self.dynamic_length else self.sequence_length
+        return {name: keras.KerasTensor((texts.shape[0], length), "int32") for name in (TOKEN_IDS, PADDING_MASK)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sequence_length": self.sequence_length,
+                "dynamic_length": self.dynamic_length,
+                "length_buckets": self.length_buckets,
+            }
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_siamese")
-class TextPreprocessor(keras.layers.Layer):
-    """Tokenises texts and packs them as `[CLS] tokens [SEP]`, padded to the batch's length bucket.
+class TextPreprocessor(Preprocessor):
+    """Tokenises texts with a keras-hub tokenizer and packs them as `[CLS] tokens [SEP]`.
 
     Runs inside `tf.data` (`preprocess_batches`), inside `predict`, and inside an
     exported SavedModel's text signature, so a model sees the same tokens in
@@ -24,15 +84,8 @@ class TextPreprocessor(keras.layers.Layer):
     (`cls_token_id`/`sep_token_id`, or `start_token_id`/`end_token_id`, and
     `pad_token_id`). Empty strings give `[CLS] [SEP]`; texts that are not
     valid UTF-8 are tokenised with the invalid bytes replaced; texts longer
-    than `sequence_length` tokens are truncated.
-
-    With `dynamic_length=True` each batch is cut to its longest text rounded
-    up to the next of `length_buckets`: short texts stop paying for
-    `sequence_length`, and a traced or compiled step sees few shapes.
-
-    Output: a dict of int32 `[batch, length]` tensors, `"token_ids"` and
-    `"padding_mask"` (1 for a token, 0 for padding), the inputs of
-    `TextEncoder` and of `token_inputs()`.
+    than `sequence_length` tokens are truncated. Output and length trimming
+    as in `Preprocessor`.
 
     Args:
         tokenizer: a keras-hub tokenizer (SentencePiece, WordPiece, BPE ...).
@@ -49,17 +102,8 @@ class TextPreprocessor(keras.layers.Layer):
     """
 
     def __init__(self, tokenizer, sequence_length=128, dynamic_length=True, length_buckets=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 3:
-            raise ValueError(
-                "sequence_length must be an integer leaving room for [CLS], [SEP] and at least "
-                f"one token, got {sequence_length!r}."
-            )
+        super().__init__(sequence_length, dynamic_length, length_buckets, **kwargs)
         self.tokenizer = tokenizer
-        self.sequence_length = sequence_length
-        self.dynamic_length = dynamic_length
-        self.length_buckets = length_buckets
-        self.buckets = check_length_buckets(length_buckets, sequence_length) if dynamic_length else (sequence_length,)
         self.packer = StartEndPacker(
             sequence_length=sequence_length,
             start_value=_special_token_id(tokenizer, "cls_token_id", "start_token_id"),
@@ -68,7 +112,6 @@ class TextPreprocessor(keras.layers.Layer):
             return_padding_mask=True,
             dtype="int32",
         )
-        self.supports_jit = False  # string ops
 
     @classmethod
     def from_preset(cls, preset, sequence_length=128, **kwargs):
@@ -79,23 +122,8 @@ class TextPreprocessor(keras.layers.Layer):
         """
         return cls(keras_hub.models.Tokenizer.from_preset(preset), sequence_length=sequence_length, **kwargs)
 
-    def build(self, input_shape):
-        self.built = True
-
-    def __call__(self, texts, **kwargs):
-        if isinstance(texts, (str, bytes, list, tuple, np.ndarray)):  # Keras takes tensors only
-            texts = as_text_batch(texts)
-        return super().__call__(texts, **kwargs)
-
-    def call(self, texts):
-        token_ids, padding_mask = self.packer(self.tokenizer(as_text_batch(texts)))
-        padding_mask, token_ids = trim_to_bucket(tf.cast(padding_mask, tf.int32), self.buckets, token_ids)
-        return {TOKEN_IDS: tf.cast(token_ids, tf.int32), PADDING_MASK: padding_mask}
-
-    def compute_output_spec(self, texts):
-        length = None if self.dynamic_length else self.sequence_length
-        spec = keras.KerasTensor((texts.shape[0], length), "int32")
-        return {TOKEN_IDS: spec, PADDING_MASK: keras.KerasTensor((texts.shape[0], length), "int32")}
+    def pack(self, texts):
+        return self.packer(self.tokenizer(texts))
 
     def token_lengths(self, texts, batch_size=4096):
         """Tokens per text after packing (`[CLS]`, `[SEP]` and truncation included), int64 `[n]`.
@@ -116,16 +144,7 @@ class TextPreprocessor(keras.layers.Layer):
         return tf.minimum(tokens.row_lengths() + 2, self.sequence_length)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "tokenizer": _serialize_with_vocabulary(self.tokenizer),
-                "sequence_length": self.sequence_length,
-                "dynamic_length": self.dynamic_length,
-                "length_buckets": self.length_buckets,
-            }
-        )
-        return config
+        return {**super().get_config(), "tokenizer": _serialize_with_vocabulary(self.tokenizer)}
 
     @classmethod
     def from_config(cls, config):

@@ -79,18 +79,18 @@ class TripletSemiHard(TextTask):
         tokens -> `encoder` -> `Pooling(pooling)` ->
         `Projection(output_units, hidden_units)` -> `L2Normalize`. The
         defaults are the study's: pooled output, Dense(64, relu), Dense(64).
-        Other pooling modes freeze the encoder's unused pooler. An encoder
-        without a `preprocessor` (`HubEncoder`) is called on the texts.
+        Other pooling modes freeze the encoder's unused pooler. `encoder` is
+        a `TextEncoder`, `AlbertEncoder` or `HubEncoder` (anything taking its
+        `preprocessor`'s tokens).
         """
         if pooling != "pooled" and hasattr(encoder, "pooler_trainable"):
             encoder.pooler_trainable = False
-        preprocessor = getattr(encoder, "preprocessor", None)
-        inputs = token_inputs() if preprocessor is not None else keras.Input(shape=(), dtype="string", name="text")
+        inputs = token_inputs()
         pooled = Pooling(pooling, name="pooling")(encoder(inputs))
         projected = Projection(output_units, hidden_units, name="projection")(pooled)
         embedding = L2Normalize(name="embedding")(projected)
         return cls(
-            inputs=inputs, outputs=embedding, preprocessor=preprocessor, margin=margin,
+            inputs=inputs, outputs=embedding, preprocessor=encoder.preprocessor, margin=margin,
             distance=distance, **kwargs,
         )
 

@@ -13,7 +13,8 @@ from albert_checkpoints import random_albert, reference_features, wordnet_glosse
 from keras_siamese.export import export_saved_model
 from keras_siamese.layers import Pooling
 from keras_siamese.layers.albert_encoder import AlbertEncoder
-from keras_siamese.layers.hub_encoder import HubEncoder
+from keras_siamese.layers.hub_encoder import HubEncoder, HubPreprocessor
+from keras_siamese.models import TripletSemiHard
 
 TEXTS = wordnet_glosses(12, offset=3000) + ["", "Ünïcödé naïve café ☃", "dog " * 80]
 SEQUENCE_LENGTH = 48
@@ -82,6 +83,23 @@ def test_exported_model_runs_with_only_tensorflow_and_tf_text(hub_albert, tmp_pa
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     np.testing.assert_allclose(np.load(output), model(tf.constant(TEXTS)), atol=1e-5)
+
+
+def test_from_encoder_trains_the_token_model_on_texts_and_exports_it(hub_albert, tmp_path):
+    encoder_dir, preprocessor_dir, _ = hub_albert
+    encoder = HubEncoder(encoder_dir, preprocessor_dir, sequence_length=SEQUENCE_LENGTH)
+    model = TripletSemiHard.from_encoder(encoder, pooling="mean", output_units=8)
+    assert isinstance(model.preprocessor, HubPreprocessor)
+    assert [tensor.dtype for tensor in model.inputs] == ["int32", "int32"]  # tokens, not strings
+    texts, labels = TEXTS[:12], np.arange(12) // 4
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    before = model.predict(texts, verbose=0)
+    model.fit(np.array(texts, dtype=object), labels, batch_size=12, epochs=2, verbose=0)
+    after = model.predict(texts, verbose=0)
+    assert not np.allclose(after, before, atol=1e-4)
+    np.testing.assert_allclose(after, model(encoder.preprocessor(texts)), atol=1e-5)
+    serve = tf.saved_model.load(export_saved_model(model, str(tmp_path / "serving"))).signatures["serving_default"]
+    np.testing.assert_allclose(serve(text=tf.constant(texts))["embedding"], after, atol=1e-5)
 
 
 def test_keras_file_round_trip_needs_unsafe_mode(hub_albert, tmp_path):
