@@ -159,11 +159,16 @@ def preprocess_batches(dataset, preprocessor):
     `texts` may be one batch of strings or a tuple of them (one per text of a
     row, as pair batches have); the tokens of text `i` of a row are then keyed
     `text_{i}_token_ids`, `text_{i}_padding_mask`, the names of
-    `token_inputs(text_input_prefix(i))`.
+    `token_inputs(text_input_prefix(i))`. Batches whose inputs are already a
+    dict (of token ids) pass through unchanged.
 
     Example:
     >>> tokens = preprocess_batches(class_balanced_batches(texts, labels), preprocessor)  # doctest: +SKIP
     """
+
+    spec = dataset.element_spec
+    if isinstance(spec[0] if isinstance(spec, tuple) else spec, dict):
+        return dataset
 
     def preprocess(texts, *rest):
         if isinstance(texts, tuple):

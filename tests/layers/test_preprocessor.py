@@ -69,3 +69,13 @@ def test_batches_of_several_texts_per_row_are_keyed_by_the_text_input_prefix(tok
     assert sorted(tokens) == sorted(text_input_prefix(i) + key for i in (0, 1) for key in token_inputs())
     np.testing.assert_array_equal(tokens["text_1_token_ids"], preprocessor(TEXTS[4:8])["token_ids"])
     np.testing.assert_array_equal(labels, [1.0, 0.0, 1.0, 0.0])
+
+
+def test_batches_of_tokens_pass_through_unchanged(tokenizer):
+    preprocessor = TextPreprocessor(tokenizer, sequence_length=16)
+    tokens = preprocessor(TEXTS[:4])
+    batches = tf.data.Dataset.from_tensors((tokens, [0, 0, 1, 1]))
+    passed, labels = next(iter(preprocess_batches(batches, preprocessor)))
+    for key in tokens:
+        np.testing.assert_array_equal(passed[key], tokens[key])
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1])
