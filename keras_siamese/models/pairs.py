@@ -6,7 +6,7 @@ from keras_siamese.layers.preprocessor import text_input_prefix, token_inputs
 from keras_siamese.models.text_task import TextTask
 
 
-def pair_model(embedding_model, num_texts=2, name="pair_model"):
+def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=None):
     """A `TextTask` mapping `num_texts` texts per row to stacked embeddings `[B, num_texts, D]`.
 
     Every text goes through the same `embedding_model` (shared weights), so the
@@ -27,6 +27,8 @@ def pair_model(embedding_model, num_texts=2, name="pair_model"):
             embeddings.
         num_texts: texts per row, >= 2.
         name: the model's name.
+        mini_batch_size: rows per chunk of a gradient-cached step (see `TextTask`);
+            `None` trains on the whole batch at once.
 
     Example:
     >>> text = keras.Input(shape=(), dtype="float32")
@@ -46,4 +48,4 @@ def pair_model(embedding_model, num_texts=2, name="pair_model"):
         dtype = input_spec.dtype if input_spec is not None else "string"
         texts = inputs = [keras.Input(shape=(), dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
     embeddings = keras.ops.stack([embedding_model(text) for text in texts], axis=1)
-    return TextTask(inputs, embeddings, preprocessor=preprocessor, name=name)
+    return TextTask(inputs, embeddings, preprocessor=preprocessor, name=name, mini_batch_size=mini_batch_size)

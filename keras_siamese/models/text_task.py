@@ -6,6 +6,11 @@ import tensorflow as tf
 
 from keras_siamese import inference
 from keras_siamese.layers.preprocessor import preprocess_batches
+from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
+from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_size
+
+# What keras.Model's functional constructor takes besides `inputs` and `outputs`.
+_MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -21,11 +26,23 @@ class TextTask(keras.Model):
     - `predict`: a list or 1-D array of texts is embedded in batches of
       similar length and returned in order (`keras_siamese.inference.encode`);
       a tuple of text arrays, one per input, or a dataset works too.
-    Without a preprocessor it is a plain functional model.
+    Without a preprocessor it is a plain functional model. Under a
+    `tf.distribute` strategy the loss sees the global batch: every replica's
+    labels and outputs (`keras_siamese.models.global_batch`).
+
+    With `mini_batch_size=M`, each training step computes the batch's outputs
+    M rows at a time without keeping their activations, takes the loss and its
+    gradient with respect to all outputs at once (in-batch mining and ranking
+    losses still see the whole batch), then recomputes each chunk under the
+    tape (gradient caching, `keras_siamese.models.gradient_cache`): the
+    memory of an M-row step for any batch size, for a second forward pass.
+    Dropout replays the same masks in both passes.
 
     Args:
         preprocessor: strings -> model inputs, applied to every text input.
-        All other arguments go to `keras.Model` (`inputs=`, `outputs=`).
+        mini_batch_size: `None` (the whole batch at once) or a positive integer.
+        Also `inputs`, `outputs`, `name`, `trainable` as for `keras.Model`;
+        other keyword arguments are a TypeError.
 
     Example:
     >>> tokens = token_inputs()  # doctest: +SKIP
@@ -35,12 +52,26 @@ class TextTask(keras.Model):
     (1, 128)
     """
 
-    def __init__(self, *args, preprocessor=None, **kwargs):
+    def __init__(self, *args, preprocessor=None, mini_batch_size=None, **kwargs):
+        unknown = sorted(set(kwargs) - _MODEL_ARGUMENTS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {', '.join(unknown)}.")
         super().__init__(*args, **kwargs)
         if isinstance(preprocessor, dict):  # from get_config
             owner = preprocessor.get("preprocessor_of")
             preprocessor = self.get_layer(owner).preprocessor if owner else keras.layers.deserialize(preprocessor)
         self.preprocessor = preprocessor
+        self.mini_batch_size = check_mini_batch_size(mini_batch_size)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if not training or self.mini_batch_size is None:
+            return super().call(inputs, training=training, mask=mask, **kwargs)
+        # Integer variables are Keras' seed-generator states: replayed so dropout repeats its masks.
+        random_state = [variable for variable in self.non_trainable_variables if "int" in variable.dtype]
+        return cached_call(
+            lambda chunk: super(TextTask, self).call(chunk, training=True, mask=mask, **kwargs),
+            inputs, self.mini_batch_size, random_state,
+        )
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, **kwargs):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle)
@@ -57,6 +88,21 @@ class TextTask(keras.Model):
             x = tf.data.Dataset.from_tensor_slices(tuple(_as_array(column) for column in x)).batch(batch_size or 64)
             x = x.map(lambda *texts: (texts,))  # one tuple of inputs, not (x, y)
         return super().predict(self._preprocessed(x), batch_size=batch_size, verbose=verbose, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss over the global batch (all replicas' rows under tf.distribute).
+
+        Under a strategy the compiled loss must reduce the batch to a scalar, as every
+        `keras_siamese.losses` loss does.
+        """
+        if not is_distributed():
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        y, y_pred, sample_weight = gather_global_batch(y, y_pred, sample_weight)
+        total = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        # Keras divides the add_loss terms by the replica count but not a scalar loss:
+        # the global batch's loss gets its replica share here.
+        additional = replica_share(keras.ops.sum(self.losses)) if self.losses else 0.0
+        return replica_share(total - additional) + additional
 
     def _text_batches(self, x, y, batch_size, shuffle):
         """Texts as a dataset of token batches; other inputs as they are."""
@@ -77,6 +123,7 @@ class TextTask(keras.Model):
 
     def get_config(self):
         config = super().get_config()
+        config["mini_batch_size"] = self.mini_batch_size
         if self.preprocessor is not None:
             # One object, saved once: the preprocessor of one of the model's layers is named, not copied.
             owners = [layer.name for layer in self.layers if getattr(layer, "preprocessor", None) is self.preprocessor]

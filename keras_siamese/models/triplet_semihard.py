@@ -7,6 +7,7 @@ import keras
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.layers import L2Normalize, Pooling, Projection, token_inputs
 from keras_siamese.losses import semihard_triplet_terms
+from keras_siamese.models.global_batch import gather_global_batch, replica_share
 from keras_siamese.models.text_task import TextTask
 
 
@@ -36,6 +37,10 @@ class TripletSemiHard(TextTask):
     `positive_distance` / `negative_distance` (mean distance from anchors to
     their positives and to their mined negatives). `predict` returns the
     embeddings.
+
+    `mini_batch_size=M` caches gradients (see `TextTask`): the batch is
+    embedded M texts at a time, mined whole, and back-propagated chunk by
+    chunk, so batches of thousands of texts fit in the memory of M.
 
     `save` and `save_weights` write to a temporary file and rename it into
     place, so `keras.callbacks.ModelCheckpoint` never leaves a truncated
@@ -135,6 +140,7 @@ class TripletSemiHard(TextTask):
                 "TripletSemiHard trains on (inputs, labels) batches; the dataset "
                 "yielded no labels."
             )
+        y, y_pred = gather_global_batch(y, y_pred)
         terms = semihard_triplet_terms(y, y_pred, margin=self.margin, distance=self.distance)
         self.active_triplets_tracker.update_state(terms.active_fraction)
         self.positive_distance_tracker.update_state(terms.mean_positive_distance)
@@ -142,7 +148,7 @@ class TripletSemiHard(TextTask):
         loss = keras.ops.cast(terms.loss, "float32")
         if self.losses:
             loss = loss + keras.ops.sum(self.losses)
-        return loss
+        return replica_share(loss)
 
     def get_config(self):
         config = super().get_config()
