@@ -50,6 +50,7 @@ def tiny_encoder_factory(glosses):
             hidden_dim=32,
             intermediate_dim=64,
             max_sequence_length=64,
+            dropout=kwargs.pop("dropout", 0.0),
         )
         return AlbertEncoder(backbone, tokenizer, sequence_length=kwargs.pop("sequence_length", 24), **kwargs)
 
