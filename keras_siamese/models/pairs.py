@@ -45,7 +45,7 @@ def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=
         inputs = {tensor.name: tensor for tokens in texts for tensor in tokens.values()}
     else:
         input_spec = embedding_model.inputs[0] if getattr(embedding_model, "inputs", None) else None
-        dtype = input_spec.dtype if input_spec is not None else "string"
-        texts = inputs = [keras.Input(shape=(), dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
+        shape, dtype = (tuple(input_spec.shape[1:]), input_spec.dtype) if input_spec is not None else ((), "string")
+        texts = inputs = [keras.Input(shape=shape, dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
     embeddings = keras.ops.stack([embedding_model(text) for text in texts], axis=1)
     return TextTask(inputs, embeddings, preprocessor=preprocessor, name=name, mini_batch_size=mini_batch_size)

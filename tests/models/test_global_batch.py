@@ -1,0 +1,92 @@
+"""Under tf.distribute every replica's loss mines the global batch: the weights equal one device's."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_siamese.models.global_batch import gather_global_batch, replica_share
+
+# Runs in a fresh process: logical devices must be set before TensorFlow starts.
+MIRRORED_VERSUS_ONE_DEVICE = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_siamese.losses import MultipleNegativesRankingLoss, TripletBatchHardLoss
+from keras_siamese.models import TripletSemiHard, pair_model
+
+rng = np.random.default_rng(0)
+features = rng.normal(size=(48, 6)).astype("float32")
+# Batches of 16; each replica's half of a batch holds other classes than the other half,
+# so per-replica mining would pick other triplets.
+labels = np.concatenate([np.repeat([0, 1], 4), np.repeat([2, 3], 4), np.repeat([0, 2], 4),
+                         np.repeat([4, 5], 4), np.repeat([1, 4], 4), np.repeat([6, 7], 4)])
+
+def embedding_model(mini_batch_size):
+    keras.utils.set_random_seed(1)
+    x = keras.Input((6,))
+    hidden = keras.layers.Dense(16, activation="tanh")(x)
+    return TripletSemiHard(inputs=x, outputs=keras.layers.Dense(4)(hidden), mini_batch_size=mini_batch_size)
+
+def train(strategy, case, mini_batch_size):
+    with strategy.scope():
+        if case == "mnrl":
+            model = pair_model(embedding_model(None), mini_batch_size=mini_batch_size)
+            data = ((features[:24], features[24:]), np.zeros(24, "float32"))
+            loss = MultipleNegativesRankingLoss()
+        else:
+            model = embedding_model(mini_batch_size)
+            data = (features, labels)
+            loss = TripletBatchHardLoss() if case == "batch_hard" else None
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    batch = 8 if case == "mnrl" else 16
+    history = model.fit(tf.data.Dataset.from_tensor_slices(data).batch(batch), epochs=2, verbose=0)
+    return model.get_weights(), history.history["loss"]
+
+one = tf.distribute.OneDeviceStrategy("/cpu:0")
+two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+results = {}
+for case in ("semi_hard", "batch_hard", "mnrl"):
+    reference, reference_loss = train(one, case, None)
+    initial = (pair_model(embedding_model(None)) if case == "mnrl" else embedding_model(None)).get_weights()
+    for mini_batch_size in (None, 3):
+        weights, loss = train(two, case, mini_batch_size)
+        results[f"{case}/{mini_batch_size}"] = {
+            "moved": max(float(np.abs(a - b).max()) for a, b in zip(reference, initial)),
+            "weights": max(float(np.abs(a - b).max()) for a, b in zip(reference, weights)),
+            "loss": max(abs(a - b) for a, b in zip(reference_loss, loss)),
+        }
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored_results():
+    finished = subprocess.run(
+        [sys.executable, "-c", MIRRORED_VERSUS_ONE_DEVICE], capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mini_batch_size", [None, 3], ids=["uncached", "cached"])
+@pytest.mark.parametrize("case", ["semi_hard", "batch_hard", "mnrl"])
+def test_two_replicas_train_the_weights_of_one_device_on_the_same_global_batches(
+    mirrored_results, case, mini_batch_size
+):
+    result = mirrored_results[f"{case}/{mini_batch_size}"]
+    assert result["moved"] > 1e-3
+    assert result["weights"] < 1e-5
+    assert result["loss"] < 1e-5  # the reported loss is the global batch's, not N times it
+
+
+def test_without_a_strategy_values_pass_through_and_the_share_is_the_whole():
+    labels, embeddings = np.arange(4), np.ones((4, 2), "float32")
+    gathered_labels, gathered_embeddings, nothing = gather_global_batch(labels, embeddings, None)
+    assert gathered_labels is labels and gathered_embeddings is embeddings and nothing is None
+    assert float(replica_share(np.float32(3.0))) == 3.0
