@@ -205,6 +205,7 @@ def class_balanced_batches(
     batches_per_epoch=None,
     lengths=None,
     bucket_boundaries=None,
+    input_context=None,
 ):
     """A `tf.data.Dataset` of `(texts, labels)` batches of P classes x K examples.
 
@@ -215,6 +216,11 @@ def class_balanced_batches(
     `ClassBalancedSampler.epoch_indices(e)` for e = 0, 1, ...: `model.fit(ds, epochs=E)`
     sees E different, reproducible epochs. See `ClassBalancedSampler` for the sampling
     rules (class weights, rare classes, optional length buckets).
+
+    With a `tf.distribute.InputContext` (from `strategy.distribute_datasets_from_function`)
+    every input pipeline draws the same global P x K batches and yields its own
+    contiguous slice of each, `P * K / num_input_pipelines` rows: together the
+    workers train on the global batch, which their losses mine whole.
 
     Example:
     >>> ds = class_balanced_batches(["a", "b", "c", "d"], [0, 0, 1, 1], 2, 2)
@@ -239,8 +245,23 @@ def class_balanced_batches(
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
     )
+    if input_context is not None:
+        start, size = _slice_of_global_batch(sampler.batch_size, input_context)
+        indices = indices.map(lambda batch: batch[start : start + size])
     return indices.map(
         lambda batch: (tf.gather(all_texts, batch), tf.gather(all_labels, batch)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def _slice_of_global_batch(batch_size, input_context):
+    """`(first row, rows)` of this input pipeline's slice of a global batch."""
+    pipelines = input_context.num_input_pipelines
+    if batch_size % pipelines:
+        raise ValueError(
+            f"The global batch of {batch_size} texts does not split evenly over {pipelines} workers; "
+            "choose classes_per_batch * samples_per_class divisible by the number of workers."
+        )
+    size = batch_size // pipelines
+    return input_context.input_pipeline_id * size, size

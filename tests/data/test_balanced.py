@@ -157,3 +157,17 @@ def test_keras_fit_runs_one_epoch_per_pass():
     history = model.fit(dataset, epochs=2, verbose=0, shuffle=False, callbacks=[Record()])
     assert len(history.history["loss"]) == 2
     assert len(seen) == 2 * (32 // 4)
+
+
+def test_each_input_pipeline_yields_its_slice_of_the_same_global_batches():
+    texts, labels = _corpus([40, 3, 25, 9, 60, 7, 12, 30])
+    whole = _batches(class_balanced_batches(texts, labels, 4, 3, seed=5))
+    slices = [
+        _batches(class_balanced_batches(texts, labels, 4, 3, seed=5, input_context=tf.distribute.InputContext(3, i)))
+        for i in range(3)
+    ]
+    for step, (batch_texts, batch_labels) in enumerate(whole):
+        assert sum((slices[i][step][0] for i in range(3)), []) == batch_texts
+        assert sum((slices[i][step][1] for i in range(3)), []) == batch_labels
+    with pytest.raises(ValueError, match="global batch of 12 texts does not split evenly over 5 workers"):
+        class_balanced_batches(texts, labels, 4, 3, input_context=tf.distribute.InputContext(5, 0))
