@@ -5,6 +5,8 @@ import os
 import shutil
 import tempfile
 
+PARTIAL_MARK = ".partial-"
+
 
 @contextlib.contextmanager
 def atomic_file_path(path):
@@ -12,7 +14,9 @@ def atomic_file_path(path):
 
     The temporary name keeps `path`'s extensions (Keras picks the format from
     them) and is removed if writing fails, so the previous `path` survives a
-    crash or an interrupt intact.
+    crash or an interrupt intact. A process killed mid-write (kill -9) leaves
+    its hidden partial behind; the next successful write in that directory
+    removes the partials of processes that are gone.
 
     Example:
     >>> with atomic_file_path("model.keras") as tmp:  # doctest: +SKIP
@@ -22,7 +26,7 @@ def atomic_file_path(path):
     directory, name = os.path.split(os.path.abspath(path))
     # Keep the last two extensions: Keras reads ".keras" and ".weights.h5".
     suffix = "".join("." + part for part in name.split(".")[1:][-2:])
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.partial-", suffix=suffix, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{PARTIAL_MARK}{os.getpid()}-", suffix=suffix, dir=directory)
     os.close(fd)
     os.remove(tmp)  # writers such as h5py want to create the file themselves
     try:
@@ -30,9 +34,36 @@ def atomic_file_path(path):
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(directory)
+        remove_abandoned_partials(directory)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp) if os.path.isfile(tmp) else shutil.rmtree(tmp)
+
+
+def remove_abandoned_partials(directory):
+    """Removes the hidden partial files and directories in `directory` whose writing
+    process no longer runs (left by a kill during a write)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not (name.startswith(".") and PARTIAL_MARK in name):
+            continue
+        pid = name.rsplit(PARTIAL_MARK, 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _is_running(int(pid)):
+            partial = os.path.join(directory, name)
+            shutil.rmtree(partial, ignore_errors=True) if os.path.isdir(partial) else os.remove(partial)
+
+
+def _is_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def fsync_tree(root):

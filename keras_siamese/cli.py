@@ -92,7 +92,11 @@ def _add_train_command(commands):
         from keras_siamese.training import train
 
         texts, labels, _ = corpus
-        train(config, texts, labels)
+        try:
+            train(config, texts, labels)
+        except FloatingPointError as error:  # diverged: the user's settings, not a bug
+            print(f"keras-siamese train: {error}", file=sys.stderr)
+            return 1
         return 0
 
     _settings_command(

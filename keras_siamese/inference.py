@@ -14,7 +14,8 @@ _TRACED = weakref.WeakKeyDictionary()
 
 
 def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, preprocessor=None):
-    """Embeds `texts` with `model`, returning float32 `[len(texts), dim]` in the order given.
+    """Embeds `texts` with `model`, returning float32 `[len(texts), dim]` in the order given
+    (`[0, dim]` for no texts).
 
     With a preprocessor (the `preprocessor` argument, else `model.preprocessor`
     as `TripletSemiHard` and keras-hub's tasks have), texts are sorted by token
@@ -45,9 +46,10 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     texts = [text.encode("utf-8") if isinstance(text, str) else text for text in texts]
     if not all(isinstance(text, bytes) for text in texts):
         raise ValueError("encode takes a sequence of str or bytes texts.")
-    if not texts:
-        raise ValueError("encode needs at least one text.")
     preprocessor = preprocessor if preprocessor is not None else getattr(model, "preprocessor", None)
+    if not texts:
+        empty = _select(_traced(model, preprocessor)(tf.constant([b""], tf.string)), output_key)
+        return np.zeros((0,) + empty.shape[1:], empty.dtype)
     if sort_by_length:
         count_tokens = getattr(preprocessor, "token_lengths", None)  # keras-hub's preprocessors: bytes
         lengths = count_tokens(texts) if count_tokens is not None else [len(text) for text in texts]

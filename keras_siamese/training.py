@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 
-from keras_siamese.data import class_balanced_batches, train_test_split_by_label
+from keras_siamese.data import ResumeSampling, class_balanced_batches, train_test_split_by_label
 from keras_siamese.evaluation import retrieval_metrics
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
@@ -52,12 +52,13 @@ class TrainingConfig:
     learning_rate: float = setting(1e-3, "Adam's learning rate (1e-3 suits the from-scratch ALBERT)")
     epochs: int = setting(4, "training epochs; a .keras checkpoint is kept after each")
     steps_per_epoch: int = setting(250, "batches per epoch")
+    backup_steps: int = setting(50, "steps between the backups in OUTPUT_DIR/backup that a rerun resumes from")
     seed: int = setting(0, "seed of the split, the batches and the initial weights")
 
     def check(self):
         """Raises `ValueError` for settings that cannot run."""
         self.encoder_source.check()
-        check_integers(self, ("output_units", "epochs", "steps_per_epoch"))
+        check_integers(self, ("output_units", "epochs", "steps_per_epoch", "backup_steps"))
         check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
@@ -79,7 +80,10 @@ def train(config=None, texts=None, labels=None):
     from held-out texts), loads it with TF Serving's C++ loader when a C++
     compiler is there (`keras_siamese.export.check_serving`) and prints how to
     serve and query it. Pass `texts` and `labels` to train on your own data instead
-    of the configured corpus.
+    of the configured corpus. Training backs itself up every `backup_steps` steps in
+    `output_dir/backup`; rerun on the same `output_dir` after a crash or a kill
+    and it resumes where the last backup left it, ending with the weights of an
+    uninterrupted run.
 
     Example:
     >>> summary = train(TrainingConfig(epochs=1, steps_per_epoch=20))  # doctest: +SKIP
@@ -116,19 +120,29 @@ def train(config=None, texts=None, labels=None):
         batches_per_epoch=config.steps_per_epoch,
     )
     checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
+    backup_dir = os.path.join(config.output_dir, "backup")
     os.makedirs(checkpoint_dir, exist_ok=True)
+    if os.path.exists(os.path.join(backup_dir, "latest.weights.h5")):
+        print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
     started = time.perf_counter()
     history = model.fit(
         batches,
         epochs=config.epochs,
         shuffle=False,  # the batches are shuffled by their sampler
         callbacks=[
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")
-            )
+            # A rerun on the same output_dir continues an interrupted training exactly.
+            keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
+            ResumeSampling(batches),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
         ],
     )
     training_seconds = time.perf_counter() - started
+    if not all(math.isfinite(loss) for loss in history.history["loss"]):
+        raise FloatingPointError(
+            f"Training diverged (loss {history.history['loss'][-1]}); nothing was exported. "
+            "Lower --learning-rate or check the data."
+        )
 
     after = evaluate()
     _print_metrics("After training", after)

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import keras
 import numpy as np
@@ -51,3 +52,29 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     assert os.path.exists(os.path.join(summary["saved_model"], "assets.extra", "tf_serving_warmup_requests"))
     if summary["serving_check"] is not None:  # None only where no C++ compiler is installed
         assert summary["serving_check"]["passed"]
+
+
+@pytest.mark.slow
+def test_the_main_job_killed_mid_training_resumes_when_rerun_and_exports_once(tmp_path):
+    output_dir = tmp_path / "run"
+    command = [
+        "keras-siamese", "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "12",
+        "--backup-steps", "3", "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16",
+        "--output-units", "16", "--sequence-length", "24", "--test-fraction", "0.02",
+    ]
+    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backup = output_dir / "backup" / "latest.weights.h5"
+    for _ in range(1200):
+        if backup.exists() or killed.poll() is not None:
+            break
+        time.sleep(0.1)
+    killed.kill()
+    killed.wait()
+    assert backup.exists(), "the first run made no backup before it was killed"
+    assert not (output_dir / "serving").exists()
+
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert "Resuming the interrupted training from its backup" in finished.stdout
+    assert os.listdir(output_dir / "serving" / "wordnet") == ["1"]
+    assert not (output_dir / "backup").exists()  # removed once training ended

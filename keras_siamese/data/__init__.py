@@ -1,6 +1,7 @@
 """Labelled text corpora and the batch generators that feed metric-learning losses."""
 
 from keras_siamese.data.balanced import ClassBalancedSampler, class_balanced_batches
+from keras_siamese.data.epochs import ResumeSampling
 from keras_siamese.data.labels import encode_labels
 from keras_siamese.data.loaders import load_csv, load_huffpost, load_jsonl
 from keras_siamese.data.pairs import PairSampler, anchor_positive_batches, pair_batches
@@ -17,6 +18,7 @@ from keras_siamese.data.wordnet import (
 __all__ = [
     "ClassBalancedSampler",
     "PairSampler",
+    "ResumeSampling",
     "TripletSampler",
     "WORDNET_LEXNAMES",
     "anchor_positive_batches",

@@ -240,19 +240,22 @@ def class_balanced_batches(
     )
     all_texts = tf.constant(texts, tf.string)
     all_labels = tf.constant(ids, tf.int32)
-    indices = epoch_dataset(
+    start, size = 0, sampler.batch_size
+    if input_context is not None:
+        start, size = _slice_of_global_batch(sampler.batch_size, input_context)
+
+    def gather(batch):
+        batch = batch[start : start + size]
+        return tf.gather(all_texts, batch), tf.gather(all_labels, batch)
+
+    return epoch_dataset(
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
+        transform=lambda batches: batches.map(
+            gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        ).prefetch(tf.data.AUTOTUNE),
     )
-    if input_context is not None:
-        start, size = _slice_of_global_batch(sampler.batch_size, input_context)
-        indices = indices.map(lambda batch: batch[start : start + size])
-    return indices.map(
-        lambda batch: (tf.gather(all_texts, batch), tf.gather(all_labels, batch)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
 
 
 def _slice_of_global_batch(batch_size, input_context):

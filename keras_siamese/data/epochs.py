@@ -1,24 +1,57 @@
-"""A finite tf.data pipeline whose every pass over the data is a new, reproducible epoch."""
+"""A finite tf.data pipeline whose every pass over the data is a new, reproducible epoch,
+and the callback that resumes it exactly where an interrupted training stopped."""
 
 import itertools
 
+import keras
 import tensorflow as tf
 
 
-def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature):
+class EpochPosition:
+    """Where the next pass of an epoch dataset starts, in batches from the start of epoch 0.
+
+    Each pass takes `batches_per_epoch` batches; a pass that starts mid-epoch ends in
+    the next epoch. `seek(n)` moves the next pass to batch n (`ResumeSampling` does).
+
+    Example:
+    >>> position = EpochPosition(batches_per_epoch=10)
+    >>> position.seek(25)
+    >>> position.next_batch
+    25
+    """
+
+    def __init__(self, batches_per_epoch):
+        self.batches_per_epoch = batches_per_epoch
+        self.next_batch = 0
+
+    def seek(self, batch):
+        self.next_batch = int(batch)
+
+    def next_pass(self, batches_for_epoch):
+        """The batches of the next pass, from `batches_for_epoch(epoch)` iterables."""
+        epoch, offset = divmod(self.next_batch, self.batches_per_epoch)
+        self.next_batch += self.batches_per_epoch
+        yield from itertools.islice(batches_for_epoch(epoch), offset, None)
+        if offset:
+            yield from itertools.islice(batches_for_epoch(epoch + 1), offset)
+
+
+def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, transform=None):
     """Builds a dataset that yields `batches_for_epoch(e)` on its e-th pass (e = 0, 1, ...).
 
     Keras iterates a finite dataset afresh at each epoch of `model.fit`, so the first
     epoch gets `batches_for_epoch(0)`, the second `batches_for_epoch(1)`, and so on:
     epochs differ, and a new dataset built with the same arguments replays the same
     sequence. The cardinality is set to `batches_per_epoch`, which gives Keras progress
-    bars their length; `.repeat()` works too and keeps counting epochs.
+    bars their length; `.repeat()` works too and keeps counting epochs. The returned
+    dataset's `epoch_position` (an `EpochPosition`) says where the next pass starts.
 
     Args:
         batches_for_epoch: function of the epoch number returning an iterable of
             `batches_per_epoch` batches, each matching `output_signature`.
         batches_per_epoch: number of batches that function returns.
         output_signature: nested `tf.TensorSpec` of one batch.
+        transform: optional function applied to the dataset of batches (a `map`, ...).
 
     Example:
     >>> import numpy as np
@@ -26,10 +59,55 @@ def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature):
     >>> [b.numpy().tolist() for b in ds], [b.numpy().tolist() for b in ds]
     ([[0, 0]], [[1, 1]])
     """
-    epochs = itertools.count()
+    position = EpochPosition(batches_per_epoch)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: position.next_pass(batches_for_epoch), output_signature=output_signature
+    )
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch))
+    if transform is not None:
+        dataset = transform(dataset)
+    dataset.epoch_position = position
+    return dataset
 
-    def next_epoch():
-        yield from batches_for_epoch(next(epochs))
 
-    dataset = tf.data.Dataset.from_generator(next_epoch, output_signature=output_signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch))
+class ResumeSampling(keras.callbacks.Callback):
+    """Keeps a batch generator in step with the optimizer, so a resumed training is exact.
+
+    `keras.callbacks.BackupAndRestore` restores the weights, the optimizer and the
+    epoch after a crash, but a new process's datasets start again at their epoch 0.
+    With this callback after it, each epoch of `fit` starts the dataset at the
+    optimizer's step count (`optimizer.iterations` batches from the start of epoch 0),
+    and training stops once `epochs` x batches-per-epoch steps are done in all. A run
+    killed at any moment and restarted ends with the weights of an uninterrupted run
+    of the same seed, whether backups are taken per epoch or every N steps. The step
+    count must start at 0 with this dataset (a fresh optimizer). After a mid-epoch
+    resume the epochs Keras numbers (progress bars, `ModelCheckpoint` names) are
+    shifted from the dataset's epochs; the batches and weights are not.
+
+    Args:
+        dataset: a dataset of `keras_siamese.data`'s batch generators
+            (`class_balanced_batches`, `triplet_batches`, `pair_batches`,
+            `anchor_positive_batches`): the one passed to `fit`.
+
+    Example:
+    >>> batches = class_balanced_batches(texts, labels)  # doctest: +SKIP
+    >>> model.fit(batches, epochs=4, callbacks=[
+    ...     keras.callbacks.BackupAndRestore("backup"), ResumeSampling(batches)])  # doctest: +SKIP
+    """
+
+    def __init__(self, dataset):
+        super().__init__()
+        position = getattr(dataset, "epoch_position", None)
+        if not isinstance(position, EpochPosition):
+            raise ValueError(
+                "ResumeSampling takes a dataset made by keras_siamese.data's batch generators "
+                f"(class_balanced_batches, triplet_batches, pair_batches, anchor_positive_batches), got {dataset!r}."
+            )
+        self.position = position
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.position.seek(int(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self.params["epochs"] * self.position.batches_per_epoch:
+            self.model.stop_training = True

@@ -80,15 +80,15 @@ def pair_batches(texts, labels, batch_size=32, positive_fraction=0.5, seed=0, ba
         text_a, text_b = tf.unstack(tf.gather(all_texts, pairs), axis=1)
         return (text_a, text_b), same
 
-    indices = epoch_dataset(
+    return epoch_dataset(
         lambda epoch: zip(*sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         (
             tf.TensorSpec([sampler.batch_size, 2], tf.int64),
             tf.TensorSpec([sampler.batch_size], tf.float32),
         ),
+        transform=lambda batches: batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
     )
-    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None):
@@ -136,12 +136,12 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
         anchor, positive = tf.unstack(tf.gather(all_texts, pairs), axis=1)
         return (anchor, positive), tf.gather(all_labels, pairs[:, 0])
 
-    indices = epoch_dataset(
+    return epoch_dataset(
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
+        transform=lambda batches: batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
     )
-    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _unambiguous_distinct(texts, ids):

@@ -98,9 +98,9 @@ def triplet_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None
         anchor, positive, negative = tf.unstack(tf.gather(all_texts, triplets), axis=1)
         return (anchor, positive, negative), tf.gather(all_labels, triplets[:, 0])
 
-    indices = epoch_dataset(
+    return epoch_dataset(
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size, 3], tf.int64),
+        transform=lambda batches: batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
     )
-    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -8,7 +8,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_siamese.atomic import fsync_path, fsync_tree
+from keras_siamese.atomic import PARTIAL_MARK, fsync_path, fsync_tree, remove_abandoned_partials
 from keras_siamese.export.metadata import describe_model, write_metadata
 from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
@@ -16,7 +16,6 @@ from keras_siamese.export.warmup import write_warmup_requests
 
 TOKEN_SIGNATURE_NAME = "tokens"
 SIGNATURE_KINDS = ("text", "tokens")
-_PARTIAL_PREFIX = ".partial-"
 
 
 def export_saved_model(
@@ -77,7 +76,7 @@ def export_saved_model(
     archive = _export_archive(model, signatures)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
-    _remove_abandoned_partials(base_dir)
+    remove_abandoned_partials(base_dir)
     version = next_version(base_dir) if version is None else _check_version(version)
     final_dir = os.path.join(base_dir, str(version))
     if os.path.exists(final_dir):
@@ -86,7 +85,7 @@ def export_saved_model(
             "overwritten. Pass another version or leave it as None for the next one."
         )
     partial_dir = tempfile.mkdtemp(
-        prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-{version}-", dir=base_dir
+        prefix=f"{PARTIAL_MARK}{os.getpid()}-{version}-", dir=base_dir
     )
     try:
         archive.write_out(partial_dir, verbose=False)
@@ -172,24 +171,6 @@ def _check_version(version):
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise ValueError(f"version must be a non-negative integer, got {version!r}.")
     return version
-
-
-def _remove_abandoned_partials(base_dir):
-    """Deletes temporary export directories whose writing process is gone."""
-    for name in _listdir(base_dir):
-        match = re.fullmatch(re.escape(_PARTIAL_PREFIX) + r"(\d+)-\d+-.*", name)
-        if match and not _process_alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _listdir(path):

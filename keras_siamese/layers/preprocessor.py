@@ -206,17 +206,25 @@ def token_inputs(prefix=""):
 
 
 def as_text_batch(texts):
-    """`texts` (str, bytes, a list or numpy array of them, or tf.string) as a flat tf.string
-    batch with invalid UTF-8 bytes replaced."""
+    """`texts` (one str or bytes, or a list, 1-D numpy array or tf.string `[batch]` of them)
+    as a tf.string `[batch]` with invalid UTF-8 bytes replaced; other ranks are a ValueError."""
     if isinstance(texts, (str, bytes)):
         texts = [texts]
     if isinstance(texts, (list, tuple)) or (isinstance(texts, np.ndarray) and texts.dtype == object):
-        texts = [text.encode("utf-8") if isinstance(text, str) else text for text in np.ravel(np.asarray(texts, object))]
+        texts = np.asarray(texts, object)
+        if texts.ndim != 1:
+            raise ValueError(f"Texts must be a flat batch (rank 1), got an array of shape {texts.shape}.")
+        texts = [text.encode("utf-8") if isinstance(text, str) else text for text in texts]
         texts = tf.constant(texts, tf.string, shape=[len(texts)])
     texts = tf.convert_to_tensor(texts)
     if texts.dtype != tf.string:
         raise ValueError(f"Texts must be strings (tf.string), got dtype {texts.dtype.name}.")
-    texts = tf.reshape(texts, [-1])
+    if texts.shape.rank == 0:
+        texts = tf.reshape(texts, [1])
+    elif texts.shape.rank is not None and texts.shape.rank != 1:
+        raise ValueError(f"Texts must be a flat batch (rank 1), got shape {texts.shape}.")
+    # Checked when the graph runs too: TF Serving feeds tensors of any shape to a signature.
+    texts = tf.ensure_shape(texts, [None])
     return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
 
 

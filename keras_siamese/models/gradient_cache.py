@@ -52,8 +52,11 @@ def cached_call(call, inputs, mini_batch_size, random_state):
 
         states = [tf.TensorArray(tf.as_dtype(variable.dtype), size=num_chunks) for variable in random_state]
         outputs = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+        # One chunk at a time (parallel_iterations=1): chunks in flight together would hold
+        # their activations together.
         _, outputs, states = tf.while_loop(
-            lambda index, *_: index < num_chunks, forward_chunk, (tf.constant(0), outputs, states)
+            lambda index, *_: index < num_chunks, forward_chunk, (tf.constant(0), outputs, states),
+            parallel_iterations=1,
         )
         result = outputs.concat()
 
@@ -76,7 +79,8 @@ def cached_call(call, inputs, mini_batch_size, random_state):
 
             totals = [tf.zeros_like(variable) for variable, floating in zip(variables, differentiable) if floating]
             _, totals = tf.while_loop(
-                lambda index, *_: index < num_chunks, backward_chunk, (tf.constant(0), totals)
+                lambda index, *_: index < num_chunks, backward_chunk, (tf.constant(0), totals),
+                parallel_iterations=1,
             )
             totals = iter(totals)
             variable_grads = [next(totals) if floating else None for floating in differentiable]

@@ -24,7 +24,8 @@ class TextTask(keras.Model):
       (texts may be a tuple of text batches, one per model input), or arrays
       of texts with `y` and `batch_size`;
     - `predict`: a list or 1-D array of texts is embedded in batches of
-      similar length and returned in order (`keras_siamese.inference.encode`);
+      similar length and returned in order (`keras_siamese.inference.encode`;
+      an empty list gives a `[0, dim]` array);
       a tuple of text arrays, one per input, or a dataset works too.
     Without a preprocessor it is a plain functional model. Under a
     `tf.distribute` strategy the loss sees the global batch: every replica's
@@ -82,7 +83,9 @@ class TextTask(keras.Model):
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
-        if self.preprocessor is not None and inference.is_texts(x):
+        if x is None:
+            raise ValueError(f"{type(self).__name__}.predict takes texts (a list, numpy array or tf.string) or a dataset, got None.")
+        if self.preprocessor is not None and (inference.is_texts(x) or _is_empty(x)):
             return inference.encode(self, list(_as_array(x)), batch_size=batch_size or 64)
         if self.preprocessor is not None and _is_text_columns(x):
             x = tf.data.Dataset.from_tensor_slices(tuple(_as_array(column) for column in x)).batch(batch_size or 64)
@@ -138,6 +141,10 @@ def _is_text_columns(x):
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(
         not isinstance(column, (str, bytes)) and inference.is_texts(column) for column in x
     )
+
+
+def _is_empty(x):
+    return isinstance(x, (list, tuple, np.ndarray)) and len(x) == 0
 
 
 def _as_array(texts):

@@ -212,3 +212,18 @@ def test_bad_export_options_are_value_errors(model, tmp_path):
     with pytest.raises(ValueError, match="token signature needs a token-level model with a preprocessor"):
         export_saved_model(hashed, tmp_path / "m", signatures=("text", "tokens"))
     assert not os.path.exists(tmp_path / "m") or os.listdir(tmp_path / "m") == []
+
+
+def test_the_text_signature_refuses_texts_of_another_rank_when_fed_as_tf_serving_feeds(model, tmp_path):
+    """TF Serving feeds the signature's placeholder directly, whatever the tensor's shape."""
+    import tensorflow_text  # noqa: F401  the SentencePiece ops
+
+    version_dir = export_saved_model(model, tmp_path / "m")
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], version_dir)
+        signature = meta_graph.signature_def["serving_default"]
+        text, embedding = signature.inputs["text"].name, signature.outputs["embedding"].name
+        flat = session.run(embedding, {text: np.array([b"a dog", b"a cat"], object)})
+        assert flat.shape == (2, 8)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"Shape of tensor .* \[2,2\] is not compatible with expected shape \[\?\]"):
+            session.run(embedding, {text: np.array([[b"a", b"b"], [b"c", b"d"]], object)})

@@ -106,3 +106,16 @@ def test_a_keras_hub_text_embedder_trains_with_our_loss_and_batches_and_exports(
     tokens = embedder.preprocessor(tf.constant(texts[:8]))
     from_tokens = signatures["tokens"](**{name: tf.cast(value, tf.int32) for name, value in tokens.items()})
     np.testing.assert_allclose(from_tokens["embedding"].numpy(), after, atol=1e-5)
+
+
+def test_predict_takes_bytes_and_an_empty_list_and_refuses_none_and_other_ranks(model, glosses):
+    texts = glosses[0][:3]
+    np.testing.assert_allclose(model.predict([text.encode() for text in texts]), model.predict(texts), atol=1e-6)
+    empty = model.predict([])
+    assert empty.shape == (0, 8) and empty.dtype == np.float32
+    with pytest.raises(ValueError, match="predict takes texts .* got None"):
+        model.predict(None)
+    with pytest.raises(ValueError, match=r"Texts must be a flat batch \(rank 1\), got shape \(2, 2\)"):
+        model.preprocessor(tf.constant([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match=r"Texts must be a flat batch \(rank 1\), got an array of shape \(2, 1\)"):
+        model.preprocessor(np.array([["a"], ["b"]], object))

@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import keras
@@ -106,6 +107,20 @@ def test_a_failed_save_keeps_the_previous_checkpoint(model, tmp_path, monkeypatc
         model.save(path)
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.keras"]
+
+
+def test_the_next_save_removes_partials_that_killed_saves_left(model, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f".epoch03.keras.partial-{dead.pid}-x1.keras", f".latest.weights.h5.partial-{dead.pid}-x2.weights.h5"):
+        (tmp_path / name).write_bytes(b"half a zip")
+    alive = tmp_path / f".other.keras.partial-{os.getpid()}-x3.keras"  # a live writer's: kept
+    alive.write_bytes(b"being written")
+    model.save_weights(tmp_path / "epoch01.weights.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["epoch01.weights.h5", alive.name])
 
 
 def test_compiled_loss_replaces_the_default(model, batches):
