@@ -9,6 +9,7 @@ from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
 from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_size
 
+_RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
 # What keras.Model's functional constructor takes besides `inputs` and `outputs`.
 _MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
 
@@ -67,12 +68,31 @@ class TextTask(keras.Model):
     def call(self, inputs, training=None, mask=None, **kwargs):
         if not training or self.mini_batch_size is None:
             return super().call(inputs, training=training, mask=mask, **kwargs)
-        # Integer variables are Keras' seed-generator states: replayed so dropout repeats its masks.
-        random_state = [variable for variable in self.non_trainable_variables if "int" in variable.dtype]
         return cached_call(
             lambda chunk: super(TextTask, self).call(chunk, training=True, mask=mask, **kwargs),
-            inputs, self.mini_batch_size, random_state,
+            inputs, self.mini_batch_size, self.random_state(),
         )
+
+    def random_state(self):
+        """The variables that make training random: Keras' seed-generator states (dropout's).
+
+        Gradient caching replays them; `save_weights`, `save` and so `BackupAndRestore`
+        keep them (Keras' own weight files leave them out), so a resumed training draws
+        the dropout masks the uninterrupted one would have drawn.
+        """
+        return [variable for variable in self.non_trainable_variables if "int" in variable.dtype]
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        for index, variable in enumerate(self.random_state()):
+            store[f"{_RANDOM_STATE}{index}"] = keras.ops.convert_to_numpy(variable)
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        super().load_own_variables({key: store[key] for key in keys if not key.startswith(_RANDOM_STATE)})
+        for index, variable in enumerate(self.random_state()):
+            if f"{_RANDOM_STATE}{index}" in keys:  # files saved before they were kept have none
+                variable.assign(np.asarray(store[f"{_RANDOM_STATE}{index}"]))
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, **kwargs):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle)

@@ -119,3 +119,21 @@ def test_predict_takes_bytes_and_an_empty_list_and_refuses_none_and_other_ranks(
         model.preprocessor(tf.constant([["a", "b"], ["c", "d"]]))
     with pytest.raises(ValueError, match=r"Texts must be a flat batch \(rank 1\), got an array of shape \(2, 1\)"):
         model.preprocessor(np.array([["a"], ["b"]], object))
+
+
+def test_saved_weights_keep_the_dropout_seed_state_and_older_files_still_load(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4,))
+    model = TripletSemiHard(inputs=x, outputs=keras.layers.Dropout(0.5)(keras.layers.Dense(4)(x)))
+    (state,) = model.random_state()
+    initial = state.numpy().copy()
+    model(np.ones((2, 4), "float32"), training=True)  # draws a mask: the state moves
+    moved = state.numpy().copy()
+    assert not np.array_equal(moved, initial)
+    model.save_weights(tmp_path / "with_state.weights.h5")
+    state.assign(np.zeros_like(moved))
+    model.load_weights(tmp_path / "with_state.weights.h5")
+    np.testing.assert_array_equal(state.numpy(), moved)
+    plain = keras.Model(model.inputs, model.outputs)  # Keras' own file: no random state in it
+    plain.save_weights(tmp_path / "plain.weights.h5")
+    model.load_weights(tmp_path / "plain.weights.h5")
