@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_siamese.models  # noqa: F401  registers the classes a checkpoint names
+
 # What a C++ log line of TensorFlow looks like: severity, date, time, thread, file:line]
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]")
 
