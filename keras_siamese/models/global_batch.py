@@ -37,7 +37,7 @@ def replica_share(loss):
     computes under `tf.distribute` (the replicas' gradients are summed).
 
     Example:
-    >>> replica_share(tf.constant(3.0)).numpy()  # one replica
+    >>> float(replica_share(tf.constant(3.0)))  # one replica
     3.0
     """
     num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
