@@ -104,7 +104,9 @@ class TextTask(keras.Model):
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         if x is None:
-            raise ValueError(f"{type(self).__name__}.predict takes texts (a list, numpy array or tf.string) or a dataset, got None.")
+            raise ValueError(
+                f"{type(self).__name__}.predict takes texts (a list, numpy array or tf.string) or a dataset, got None."
+            )
         if self.preprocessor is not None and (inference.is_texts(x) or _is_empty(x)):
             return inference.encode(self, list(_as_array(x)), batch_size=batch_size or 64)
         if self.preprocessor is not None and _is_text_columns(x):
