@@ -71,13 +71,15 @@ def export_saved_model(
     ...     text=tf.constant(["a small dog"]))["embedding"]  # doctest: +SKIP
     """
     signatures = _check_signatures(signatures)
+    if version is not None:
+        _check_version(version)
     if warmup_texts is not None and "text" not in signatures:
         raise ValueError("warmup_texts needs the text signature; add 'text' to signatures.")
     archive = _export_archive(model, signatures)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     remove_abandoned_partials(base_dir)
-    version = next_version(base_dir) if version is None else _check_version(version)
+    version = next_version(base_dir) if version is None else version
     final_dir = os.path.join(base_dir, str(version))
     if os.path.exists(final_dir):
         raise FileExistsError(
@@ -168,8 +170,8 @@ def _check_signatures(signatures):
 
 
 def _check_version(version):
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(f"version must be a non-negative integer, got {version!r}.")
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
+        raise ValueError(f"version must be a non-negative integer that fits TF Serving's int64, got {version!r}.")
     return version
 
 

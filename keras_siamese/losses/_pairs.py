@@ -18,8 +18,9 @@ def split_pairs(pairs, what="y_pred"):
     return pairs[:, 0], pairs[:, 1]
 
 
-def check_pair_labels(labels, batch_size, what="labels"):
-    """Returns float32 labels `[B]` from a `[B]` or `[B, 1]` tensor; ValueError on a bad shape."""
+def check_pair_labels(labels, batch_size, what="labels", binary=False):
+    """Returns float32 labels `[B]` from a `[B]` or `[B, 1]` tensor; ValueError on a bad shape,
+    and with `binary` on values other than 0 and 1 (checked when the graph runs, in a `tf.function`)."""
     labels = tf.convert_to_tensor(labels)
     rank = labels.shape.rank
     if rank is not None and not (rank == 1 or (rank == 2 and labels.shape[1] in (1, None))):
@@ -28,4 +29,13 @@ def check_pair_labels(labels, batch_size, what="labels"):
     count = labels.shape[0]
     if count is not None and isinstance(batch_size, int) and count != batch_size:
         raise ValueError(f"{what} must have one entry per pair: got {count} for {batch_size} pairs.")
-    return labels
+    if not binary:
+        return labels
+    message = f"{what} of contrastive losses must be 1 (similar pair) or 0 (dissimilar pair)"
+    is_binary = tf.reduce_all((labels == 0.0) | (labels == 1.0))
+    if tf.executing_eagerly():
+        if not bool(is_binary):
+            raise ValueError(f"{message}, got {sorted(set(labels.numpy().tolist()) - {0.0, 1.0})}.")
+        return labels
+    with tf.control_dependencies([tf.debugging.Assert(is_binary, [message])]):
+        return tf.identity(labels)

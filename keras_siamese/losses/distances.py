@@ -3,6 +3,9 @@
 All maths runs in float32 whatever the embedding dtype; callers cast results back.
 """
 
+import math
+
+import numpy as np
 import tensorflow as tf
 
 DISTANCES = ("L2", "squared-L2", "angular")
@@ -78,6 +81,24 @@ def _euclidean_scale(pdist, upstream, squared):
     else:
         scale = tf.where(pdist > 0.0, upstream / (2.0 * tf.where(pdist > 0.0, pdist, 1.0)), 0.0)
     return scale, tf.reduce_sum(scale, axis=1) + tf.reduce_sum(scale, axis=0)
+
+
+def check_margin(margin, what="margin"):
+    """Returns `margin` if it is a finite number >= 0 (a tensor is checked when eager);
+    raises ValueError otherwise.
+
+    Example:
+    >>> check_margin(0.5)
+    0.5
+    """
+    if isinstance(margin, (bool, str)) or not isinstance(margin, (int, float, np.number, tf.Tensor, np.ndarray)):
+        raise ValueError(f"{what} must be a finite number >= 0, got {margin!r}.")
+    if isinstance(margin, tf.Tensor) and not tf.executing_eagerly():
+        return margin
+    value = float(margin)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a finite number >= 0, got {margin!r}.")
+    return margin
 
 
 def check_distance(distance):

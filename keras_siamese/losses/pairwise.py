@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_siamese.losses._pairs import check_pair_labels, split_pairs
+from keras_siamese.losses.distances import check_margin
 
 PAIR_DISTANCES = ("euclidean", "cosine")
 
@@ -30,11 +31,12 @@ def pair_distance(first, second, distance="cosine"):
     return tf.where(squared > 0.0, tf.sqrt(tf.where(squared > 0.0, squared, 1.0)), 0.0)
 
 
-def _prepare(labels, pairs, distance):
+def _prepare(labels, pairs, distance, margin):
     _check_pair_distance(distance)
+    check_margin(margin)
     dtype = tf.convert_to_tensor(pairs).dtype
     first, second = split_pairs(pairs)
-    labels = check_pair_labels(labels, first.shape[0])
+    labels = check_pair_labels(labels, first.shape[0], binary=True)
     return labels, pair_distance(first, second, distance), dtype
 
 
@@ -59,7 +61,7 @@ def contrastive_loss(labels, pairs, margin=0.5, distance="cosine"):
     >>> float(contrastive_loss([1, 0], pairs, margin=0.5))
     0.0
     """
-    labels, d, dtype = _prepare(labels, pairs, distance)
+    labels, d, dtype = _prepare(labels, pairs, distance, margin)
     per_pair = 0.5 * (labels * tf.square(d) + (1.0 - labels) * tf.square(tf.nn.relu(margin - d)))
     count = tf.maximum(tf.cast(tf.size(per_pair), tf.float32), 1.0)  # empty batch: 0
     return tf.cast(tf.reduce_sum(per_pair) / count, dtype)
@@ -82,7 +84,7 @@ def online_contrastive_loss(labels, pairs, margin=0.5, distance="cosine"):
     >>> round(float(online_contrastive_loss([1, 0], pairs, margin=0.5)), 4)
     1.0429
     """
-    labels, d, dtype = _prepare(labels, pairs, distance)
+    labels, d, dtype = _prepare(labels, pairs, distance, margin)
     similar = labels > 0.5
     infinity = tf.constant(float("inf"))
     # With no pair of the other kind, the threshold lets every pair through.
@@ -101,6 +103,7 @@ def online_contrastive_loss(labels, pairs, margin=0.5, distance="cosine"):
 class _PairLoss(keras.losses.Loss):
     def __init__(self, margin, distance, name, **kwargs):
         _check_pair_distance(distance)
+        check_margin(margin)
         super().__init__(name=name, **kwargs)
         self.margin = margin
         self.distance = distance

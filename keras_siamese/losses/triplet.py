@@ -37,6 +37,7 @@ import tensorflow as tf
 from keras_siamese.losses.distances import (
     check_distance,
     check_embeddings,
+    check_margin,
     check_labels,
     pairwise_distance,
     same_label_mask,
@@ -126,7 +127,7 @@ def semihard_triplet_terms(labels, embeddings, margin=1.0, distance="L2"):
     (0.2929, 0.5)
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
-    margin = tf.cast(margin, tf.float32)
+    margin = tf.cast(check_margin(margin), tf.float32)
     sums = _semihard_sums(labels, pdist, margin)
     denominator = tf.maximum(sums.pairs, 1.0)
     return SemihardTripletTerms(
@@ -431,6 +432,7 @@ def triplet_batch_hard_loss(labels, embeddings, margin=1.0, soft_margin=False, d
     >>> round(float(triplet_batch_hard_loss([0, 0, 1], [[0., 0.], [3., 4.], [0., 1.]])), 4)
     3.3787
     """
+    check_margin(margin)
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
     same = same_label_mask(labels)
     positive = tf.linalg.set_diag(same, tf.zeros_like(same[:, 0]))
@@ -463,7 +465,7 @@ def triplet_batch_all_loss(labels, embeddings, margin=1.0, distance="L2"):
     3.3787
     """
     labels, dtype, pdist = _prepare(labels, embeddings, distance)
-    margin = tf.cast(margin, tf.float32)
+    margin = tf.cast(check_margin(margin), tf.float32)
     same = same_label_mask(labels)
     negative = tf.logical_not(same)
     positive = tf.linalg.set_diag(same, tf.zeros_like(same[:, 0]))
@@ -487,6 +489,7 @@ class _TripletLoss(keras.losses.Loss):
 
     def __init__(self, margin=1.0, distance="L2", name=None, **kwargs):
         check_distance(distance)
+        check_margin(margin)
         super().__init__(name=name, **kwargs)
         self.margin = margin
         self.distance = distance

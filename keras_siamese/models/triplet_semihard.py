@@ -7,6 +7,7 @@ import keras
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.layers import L2Normalize, Pooling, Projection, token_inputs
 from keras_siamese.losses import semihard_triplet_terms
+from keras_siamese.losses.distances import check_distance, check_margin
 from keras_siamese.models.global_batch import gather_global_batch, replica_share
 from keras_siamese.models.text_task import TextTask
 
@@ -61,6 +62,8 @@ class TripletSemiHard(TextTask):
     """
 
     def __init__(self, *args, margin=1.0, distance="L2", **kwargs):
+        check_margin(margin)
+        check_distance(distance)
         super().__init__(*args, **kwargs)
         self.margin = margin
         self.distance = distance
