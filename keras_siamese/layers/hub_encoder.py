@@ -1,12 +1,15 @@
 """TF Hub-format text SavedModels (BERT/ALBERT encoders and their preprocessors) as Keras layers."""
 
+import functools
 import os
+import warnings
 
 import keras
 import tensorflow as tf
 from keras_hub.models import AlbertTokenizer, BertTokenizer
 
 from keras_siamese.layers.preprocessor import PADDING_MASK, TOKEN_IDS, Preprocessor, TextPreprocessor
+from keras_siamese.layers.text_encoder import token_features_spec
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 ENCODER_OUTPUTS = ("pooled_output", "sequence_output")
@@ -108,16 +111,7 @@ class HubEncoder(keras.layers.Layer):
         }
 
     def compute_output_spec(self, inputs, training=False):
-        if isinstance(inputs, dict):
-            batch, length = inputs[TOKEN_IDS].shape
-        else:
-            batch = inputs.shape[0]
-            length = None if self.preprocessor.dynamic_length else self.sequence_length
-        return {
-            "sequence_output": keras.KerasTensor((batch, length, self.hidden_dim), "float32"),
-            "pooled_output": keras.KerasTensor((batch, self.hidden_dim), "float32"),
-            "padding_mask": keras.KerasTensor((batch, length), "bool"),
-        }
+        return token_features_spec(inputs, self.preprocessor, self.hidden_dim, "float32")
 
     def get_config(self):
         config = super().get_config()
@@ -172,14 +166,31 @@ class HubPreprocessor(Preprocessor):
 
 
 def _require_unsafe_deserialization(class_name, handle):
-    """Refuses to load a SavedModel named in a config unless Keras' safe mode is off, as TFSMLayer does."""
-    from keras.src.saving import serialization_lib  # Keras has no public getter of its safe mode
+    """Refuses to load a SavedModel named in a config unless Keras' safe mode is off
+    (`load_model(..., safe_mode=False)` or `keras.config.enable_unsafe_deserialization()`),
+    as Keras' own TFSMLayer does.
 
-    if serialization_lib.in_safe_mode() is not False:
+    Keras has no public getter of its safe mode; what the mode means, publicly, is that
+    Python lambdas are not deserialised, so Keras is asked to deserialise one.
+    """
+    try:
+        keras.saving.deserialize_keras_object(_probe_lambda_config())
+    except ValueError:
         raise ValueError(
             f"Loading a {class_name} loads the SavedModel at {handle!r}, graph code from outside "
             "this file, which Keras disallows in safe mode. If you trust it, load with safe_mode=False."
-        )
+        ) from None
+
+
+@functools.cache
+def _probe_lambda_config():
+    """A serialised do-nothing lambda (Keras warns when it serialises one: not news here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras.saving.serialize_keras_object(_PROBE_LAMBDA)
+
+
+_PROBE_LAMBDA = lambda: None  # noqa: E731  Keras serialises lambdas only by their source
 
 
 def _load_saved_model(handle):

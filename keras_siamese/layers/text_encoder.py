@@ -146,17 +146,7 @@ class TextEncoder(keras.layers.Layer):
         }
 
     def compute_output_spec(self, inputs, training=None):
-        if isinstance(inputs, dict):
-            batch, length = inputs[TOKEN_IDS].shape
-        else:
-            batch = inputs.shape[0]
-            length = None if self.preprocessor.dynamic_length else self.sequence_length
-        dtype = self.backbone.compute_dtype
-        return {
-            "sequence_output": keras.KerasTensor((batch, length, self.hidden_dim), dtype),
-            "pooled_output": keras.KerasTensor((batch, self.hidden_dim), dtype),
-            "padding_mask": keras.KerasTensor((batch, length), "bool"),
-        }
+        return token_features_spec(inputs, self.preprocessor, self.hidden_dim, self.backbone.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -180,3 +170,18 @@ class TextEncoder(keras.layers.Layer):
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
         return cls(**config)
+
+
+def token_features_spec(inputs, preprocessor, hidden_dim, dtype):
+    """The output spec of an encoder called on `preprocessor`'s tokens or on strings:
+    `sequence_output`, `pooled_output` and `padding_mask` KerasTensors."""
+    if isinstance(inputs, dict):
+        batch, length = inputs[TOKEN_IDS].shape
+    else:
+        batch = inputs.shape[0]
+        length = None if preprocessor.dynamic_length else preprocessor.sequence_length
+    return {
+        "sequence_output": keras.KerasTensor((batch, length, hidden_dim), dtype),
+        "pooled_output": keras.KerasTensor((batch, hidden_dim), dtype),
+        "padding_mask": keras.KerasTensor((batch, length), "bool"),
+    }
