@@ -122,7 +122,7 @@ def train(config=None, texts=None, labels=None):
     checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
     backup_dir = os.path.join(config.output_dir, "backup")
     os.makedirs(checkpoint_dir, exist_ok=True)
-    if os.path.exists(os.path.join(backup_dir, "latest.weights.h5")):
+    if os.path.isdir(backup_dir) and os.listdir(backup_dir):  # BackupAndRestore removes it when done
         print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
     started = time.perf_counter()
     history = model.fit(
