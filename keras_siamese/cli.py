@@ -91,12 +91,17 @@ def _add_train_command(commands):
     def run(config, corpus):
         from keras_siamese.training import train
 
+        from keras_siamese.artifacts import UnreadableFileError
+
         texts, labels, _ = corpus
         try:
             train(config, texts, labels)
         except FloatingPointError as error:  # diverged: the user's settings, not a bug
             print(f"keras-siamese train: {error}", file=sys.stderr)
             return 1
+        except UnreadableFileError as error:  # a damaged backup in the output directory
+            print(f"keras-siamese train: error: {error}", file=sys.stderr)
+            return 2
         return 0
 
     _settings_command(
@@ -150,7 +155,8 @@ def _add_export_command(commands):
         help="export a .keras checkpoint as a TF Serving version directory (atomic, op-checked)",
         description="Write OUT/<version>/: a SavedModel with serving_default (text -> embedding), "
         "metadata in assets.extra and, with --warmup-texts, TF Serving warmup records. "
-        "Exit status 0 on success, 1 if the export was refused or failed.",
+        "Exit status 0 on success, 1 if the export was refused or failed, 2 if the arguments or "
+        "the model file are bad.",
     )
     parser.add_argument("--model", required=True, help="a .keras file (model.save / ModelCheckpoint); required")
     parser.add_argument("--out", required=True, help="the model's base path, e.g. serving/NAME; required")
@@ -163,26 +169,34 @@ def _add_export_command(commands):
                         "(default: text)")
 
     def run(args):
-        import keras
-
-        import keras_siamese.models  # noqa: F401  registers the layers and models for loading
         from keras_siamese.export import export_saved_model
+        from keras_siamese.models import load_model
 
+        try:  # what the user gave: one argparse line, exit status 2
+            if args.version is not None and not 0 <= args.version < 2**63:
+                raise ValueError(f"--version must be a non-negative integer that fits TF Serving's int64, "
+                                 f"got {args.version}")
+            warmup_texts = read_lines(args.warmup_texts) if args.warmup_texts else None
+            model = load_model(args.model)
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
         try:
-            warmup_texts = None
-            if args.warmup_texts:
-                with open(args.warmup_texts, encoding="utf-8") as file:
-                    warmup_texts = [line.rstrip("\n") for line in file]
-            model = keras.saving.load_model(args.model)
             path = export_saved_model(model, args.out, args.version, warmup_texts=warmup_texts,
                                       signatures=tuple(args.signatures.split(",")))
-        except (OSError, ValueError) as error:  # UnsupportedOpsError is a ValueError
+        except (OSError, ValueError) as error:  # refused (UnsupportedOpsError is a ValueError) or failed
             print(f"export failed: {error}", file=sys.stderr)
             return 1
         print(path)
         return 0
 
     parser.set_defaults(run=run)
+
+
+def read_lines(path):
+    """The lines of a UTF-8 text file (`-`: stdin), without their line ends."""
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with stream:
+        return [line.rstrip("\n") for line in stream]
 
 
 def _add_check_serving_command(commands):

@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 
+from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.data import ResumeSampling, class_balanced_batches, train_test_split_by_label
 from keras_siamese.evaluation import retrieval_metrics
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
@@ -103,6 +104,15 @@ def train(config=None, texts=None, labels=None):
     model = build_model(config, train_texts)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
+    batches = class_balanced_batches(  # checks the batch shape against the corpus first
+        train_texts,
+        train_labels,
+        classes_per_batch=config.classes_per_batch,
+        samples_per_class=config.samples_per_class,
+        seed=config.seed,
+        batches_per_epoch=config.steps_per_epoch,
+    )
+
     def evaluate():
         corpus = model.predict(np.array(train_texts, dtype=object), batch_size=256, verbose=0)
         queries = model.predict(np.array(test_texts, dtype=object), batch_size=256, verbose=0)
@@ -111,32 +121,29 @@ def train(config=None, texts=None, labels=None):
     before = evaluate()
     _print_metrics("Before training", before)
 
-    batches = class_balanced_batches(
-        train_texts,
-        train_labels,
-        classes_per_batch=config.classes_per_batch,
-        samples_per_class=config.samples_per_class,
-        seed=config.seed,
-        batches_per_epoch=config.steps_per_epoch,
-    )
     checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
     backup_dir = os.path.join(config.output_dir, "backup")
     os.makedirs(checkpoint_dir, exist_ok=True)
     if os.path.isdir(backup_dir) and os.listdir(backup_dir):  # BackupAndRestore removes it when done
         print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
     started = time.perf_counter()
-    history = model.fit(
-        batches,
-        epochs=config.epochs,
-        shuffle=False,  # the batches are shuffled by their sampler
-        callbacks=[
-            # A rerun on the same output_dir continues an interrupted training exactly.
-            keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
-            ResumeSampling(batches),
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
-        ],
-    )
+    try:
+        history = model.fit(
+            batches,
+            epochs=config.epochs,
+            shuffle=False,  # the batches are shuffled by their sampler
+            callbacks=[
+                # A rerun on the same output_dir continues an interrupted training exactly.
+                keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
+                ResumeSampling(batches),
+                keras.callbacks.TerminateOnNaN(),
+                keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
+            ],
+        )
+    except UnreadableFileError as error:  # only the backup is read back during fit
+        raise UnreadableFileError(
+            error.path, error.kind, f"{error.reason}; delete {backup_dir} to start the training afresh"
+        ) from error
     training_seconds = time.perf_counter() - started
     if not all(math.isfinite(loss) for loss in history.history["loss"]):
         raise FloatingPointError(

@@ -50,24 +50,28 @@ def test_export_from_a_checkpoint_gives_a_version_that_check_serving_passes(chec
     assert "serving check passed" in script.stdout
 
 
-def test_export_failures_exit_with_status_1_and_a_message(checkpoint, tmp_path, capsys):
+def test_a_refused_export_exits_1_and_bad_files_exit_2_with_one_line(checkpoint, tmp_path, capsys):
     _, path = checkpoint
     out = tmp_path / "m"
     os.makedirs(out / "1")
     assert main(["export", "--model", path, "--out", str(out), "--version", "1"]) == 1
     assert "Version 1 already exists" in capsys.readouterr().err
-    assert main(["export", "--model", str(tmp_path / "missing.keras"), "--out", str(out)]) == 1
-    assert "export failed" in capsys.readouterr().err
-    assert main(["export", "--model", path, "--out", str(out), "--version", "2",
-                 "--warmup-texts", str(tmp_path / "no-such-file.txt")]) == 1
-    assert "no-such-file.txt" in capsys.readouterr().err
+    for arguments, words in [
+        (["--model", str(tmp_path / "missing.keras")], "missing.keras: no such file"),
+        (["--model", path, "--version", "2", "--warmup-texts", str(tmp_path / "no-such-file.txt")],
+         "no-such-file.txt"),
+    ]:
+        with pytest.raises(SystemExit) as exit:
+            main(["export", "--out", str(out), *arguments])
+        error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert exit.value.code == 2 and len(error_lines) == 1 and words in error_lines[0]
     assert sorted(os.listdir(out)) == ["1"]
 
 
-def test_check_serving_of_a_directory_without_a_saved_model_exits_1(tmp_path, capsys):
-    assert main(["check-serving", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "serving check failed" in err and "no saved_model.pb" in err
+def test_check_serving_of_a_directory_without_a_saved_model_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["check-serving", str(tmp_path)])
+    assert exit.value.code == 2 and "no saved_model.pb" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_with_status_2(capsys):

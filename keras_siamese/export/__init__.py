@@ -19,6 +19,8 @@ from keras_siamese.export.saved_model import export_saved_model, next_version
 from keras_siamese.export.serving_check import (
     ServingCheckError,
     ServingCheckReport,
+    ServingLoad,
+    ServingLoadReport,
     build_serving_check,
     check_serving,
 )
@@ -27,6 +29,8 @@ from keras_siamese.export.warmup import write_warmup_requests
 __all__ = [
     "ServingCheckError",
     "ServingCheckReport",
+    "ServingLoad",
+    "ServingLoadReport",
     "UnsupportedOpsError",
     "build_serving_check",
     "check_serving",

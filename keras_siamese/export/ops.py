@@ -14,6 +14,8 @@ import os
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from keras_siamese.artifacts import reading
+
 # TF Serving's default tag set.
 SERVE_TAG = "serve"
 
@@ -119,7 +121,7 @@ def _meta_graph(saved_model_dir, tags):
     path = os.path.join(os.fspath(saved_model_dir), "saved_model.pb")
     if not os.path.isfile(path):
         raise ValueError(f"{saved_model_dir} is not a SavedModel directory (no saved_model.pb).")
-    with open(path, "rb") as file:
+    with reading(path, "SavedModel graph (saved_model.pb)"), open(path, "rb") as file:
         saved_model = saved_model_pb2.SavedModel.FromString(file.read())
     for meta_graph in saved_model.meta_graphs:
         if set(meta_graph.meta_info_def.tags) == set(tags):

@@ -115,6 +115,8 @@ def _export_archive(model, signatures):
     preprocessor = getattr(model, "preprocessor", None)
     archive = keras.export.ExportArchive()
     if "text" in signatures:
+        if preprocessor is None:
+            _check_takes_texts(model)
         # Tracks the tokenizer's resources too; a token-only export leaves them out (no TF Text
         # op) and gets the variables its endpoint reads tracked by add_endpoint.
         archive.track(model)
@@ -150,6 +152,18 @@ def _token_input_names(model, preprocessor):
             f"{getattr(model, 'name', model)!r} takes strings."
         )
     return sorted(inputs)
+
+
+def _check_takes_texts(model):
+    """A model without a preprocessor serves the text signature only if it takes one string tensor."""
+    inputs = getattr(model, "inputs", None) or []  # a subclassed model may declare none: it is traced
+    if inputs and (len(inputs) != 1 or inputs[0].dtype != "string"):
+        described = ", ".join(f"{tensor.dtype} {tuple(tensor.shape)}" for tensor in inputs)
+        raise ValueError(
+            f"The text signature feeds a [batch] string tensor, but {getattr(model, 'name', model)!r} "
+            f"takes {described} and has no preprocessor to make its inputs from texts; export a model "
+            "that takes strings, or a token model with a preprocessor (TripletSemiHard.from_encoder)."
+        )
 
 
 def _signature_names(signatures):

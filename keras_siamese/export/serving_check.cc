@@ -7,8 +7,13 @@
 //   2. tensorflow::LoadSavedModel(..., {"serve"}, &bundle);
 //   3. replay assets.extra/tf_serving_warmup_requests (TFRecord of
 //      tensorflow.serving.PredictionLog, predict_log records, at most 1000);
-//   4. run the signature on the texts, `--batch-size` texts per request.
+//   4. run the signature on the texts, `--batch-size` texts per request;
+//   5. with `--load-plan`, the load stage: each planned request once alone
+//      (the reference), then `--load-threads` threads that each send every
+//      planned request, all at once through the one session, as concurrent
+//      clients do; each answer is compared with its reference.
 // Texts file: records of a little-endian uint32 byte length, then the bytes.
+// Load plan: records of a uint32 count, then that many uint32 text indices.
 // Embeddings file: the chosen float output of every request, concatenated
 // along the batch axis, float32 in native byte order, row-major.
 // stdout: one JSON object (the report); "ok": false with "stage" and "error"
@@ -16,6 +21,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -24,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -73,6 +80,8 @@ std::string Json(std::string_view text) {
 }
 
 std::string Json(double value) {
+  if (std::isnan(value)) return "NaN";  // as Python's json module reads them
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%.9g", value);
   return buffer;
@@ -292,12 +301,118 @@ std::vector<std::string> ReadTexts(const std::string& path) {
   return texts;
 }
 
+std::vector<std::vector<uint32_t>> ReadLoadPlan(const std::string& path, size_t text_count) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw CheckError{"input", "cannot open load plan " + path};
+  auto read = [&](uint32_t* value) {
+    unsigned char bytes[4];
+    if (!file.read(reinterpret_cast<char*>(bytes), 4)) return false;
+    *value = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | static_cast<uint32_t>(bytes[3]) << 24;
+    return true;
+  };
+  std::vector<std::vector<uint32_t>> plan;
+  uint32_t count;
+  while (read(&count)) {
+    std::vector<uint32_t> request(count);
+    for (auto& index : request) {
+      if (!read(&index) || index >= text_count) {
+        throw CheckError{"input", "load plan " + path + " is truncated or names a missing text"};
+      }
+    }
+    plan.push_back(std::move(request));
+  }
+  return plan;
+}
+
+tensorflow::Tensor TextBatch(const std::vector<std::string>& texts,
+                             const std::vector<uint32_t>& indices) {
+  tensorflow::Tensor batch(tensorflow::DT_STRING,
+                           tensorflow::TensorShape({static_cast<int64_t>(indices.size())}));
+  auto flat = batch.flat<tensorflow::tstring>();
+  for (size_t i = 0; i < indices.size(); ++i) flat(i) = texts[indices[i]];
+  return batch;
+}
+
+struct LoadResult {
+  double seconds = 0;
+  double max_difference = 0;  // from the one-at-a-time answer, over every value
+  double min_norm = INFINITY, max_norm = 0;
+  int64_t non_finite = 0;  // NaN or infinite values answered under load
+};
+
+// The load stage (step 5). Every answer must have its reference's shape.
+LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string& signature,
+                   const std::string& input, const std::string& output,
+                   const std::vector<std::string>& texts,
+                   const std::vector<std::vector<uint32_t>>& plan, int threads) {
+  std::vector<PredictRequest> requests;
+  std::vector<tensorflow::Tensor> references;
+  for (const auto& indices : plan) {
+    requests.push_back({signature, {{input, TextBatch(texts, indices)}}, {output}});
+    references.push_back(Predict(bundle, requests.back(), "load")[0]);
+  }
+  std::vector<LoadResult> results(threads);
+  std::vector<std::string> errors(threads);
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int t = 0; t < threads; ++t) {
+    clients.emplace_back([&, t] {
+      LoadResult& result = results[t];
+      try {
+        for (size_t n = 0; n < requests.size(); ++n) {
+          size_t r = (n + t * requests.size() / threads) % requests.size();  // staggered starts
+          tensorflow::Tensor answer = Predict(bundle, requests[r], "load")[0];
+          const tensorflow::Tensor& reference = references[r];
+          if (answer.shape() != reference.shape() || answer.dims() != 2) {
+            throw CheckError{"load", "request " + std::to_string(r) + " answered shape " +
+                                         answer.shape().DebugString() + " under load, " +
+                                         reference.shape().DebugString() + " alone"};
+          }
+          auto got = answer.matrix<float>();
+          auto want = reference.matrix<float>();
+          for (int64_t i = 0; i < answer.dim_size(0); ++i) {
+            double squares = 0;
+            for (int64_t j = 0; j < answer.dim_size(1); ++j) {
+              if (!std::isfinite(got(i, j))) {
+                ++result.non_finite;
+                continue;
+              }
+              squares += static_cast<double>(got(i, j)) * got(i, j);
+              double difference = std::fabs(static_cast<double>(got(i, j)) - want(i, j));
+              if (std::isnan(difference)) difference = INFINITY;  // the reference was not finite
+              result.max_difference = std::max(result.max_difference, difference);
+            }
+            result.min_norm = std::min(result.min_norm, std::sqrt(squares));
+            result.max_norm = std::max(result.max_norm, std::sqrt(squares));
+          }
+        }
+      } catch (const CheckError& error) {
+        errors[t] = error.message;
+      }
+    });
+  }
+  for (auto& client : clients) client.join();
+  for (int t = 0; t < threads; ++t) {
+    if (!errors[t].empty()) throw CheckError{"load", "client " + std::to_string(t) + ": " + errors[t]};
+  }
+  LoadResult total;
+  total.seconds = Seconds(start);
+  for (const auto& result : results) {
+    total.max_difference = std::max(total.max_difference, result.max_difference);
+    total.non_finite += result.non_finite;
+    total.min_norm = std::min(total.min_norm, result.min_norm);
+    total.max_norm = std::max(total.max_norm, result.max_norm);
+  }
+  return total;
+}
+
 struct Options {
-  std::string model_dir, texts_path, embeddings_path;
+  std::string model_dir, texts_path, embeddings_path, load_plan_path;
   std::string signature_name = "serving_default";
   std::string output_name;  // empty: the signature's only output
   std::vector<std::string> op_libraries;
   int batch_size = 1;
+  int load_threads = 8;
   bool warmup = true;
 };
 
@@ -315,16 +430,18 @@ Options ParseOptions(int argc, char** argv) {
     else if (flag == "--signature") options.signature_name = value();
     else if (flag == "--output") options.output_name = value();
     else if (flag == "--batch-size") options.batch_size = std::stoi(value());
+    else if (flag == "--load-plan") options.load_plan_path = value();
+    else if (flag == "--load-threads") options.load_threads = std::stoi(value());
     else if (flag == "--no-warmup") options.warmup = false;
     else if (!flag.empty() && flag[0] != '-' && options.model_dir.empty()) options.model_dir = flag;
     else throw std::invalid_argument("unknown argument " + flag);
   }
   if (options.model_dir.empty() || options.texts_path.empty() ||
-      options.embeddings_path.empty() || options.batch_size < 1) {
+      options.embeddings_path.empty() || options.batch_size < 1 || options.load_threads < 1) {
     throw std::invalid_argument(
         "usage: serving_check MODEL_DIR --texts FILE --embeddings FILE "
         "[--op-library SO]... [--signature NAME] [--output NAME] [--batch-size N] "
-        "[--no-warmup]");
+        "[--load-plan FILE] [--load-threads N] [--no-warmup]");
   }
   return options;
 }
@@ -410,10 +527,10 @@ std::string Check(const Options& options) {
   int64_t rows = 0, columns = -1;
   for (size_t first = 0; first < texts.size(); first += options.batch_size) {
     size_t count = std::min<size_t>(options.batch_size, texts.size() - first);
-    tensorflow::Tensor batch(tensorflow::DT_STRING, tensorflow::TensorShape({(int64_t)count}));
-    auto flat = batch.flat<tensorflow::tstring>();
-    for (size_t i = 0; i < count; ++i) flat(i) = texts[first + i];
-    PredictRequest request{options.signature_name, {{inputs.begin()->first, batch}}, {output_name}};
+    std::vector<uint32_t> indices(count);
+    for (size_t i = 0; i < count; ++i) indices[i] = first + i;
+    PredictRequest request{options.signature_name,
+                           {{inputs.begin()->first, TextBatch(texts, indices)}}, {output_name}};
     start = std::chrono::steady_clock::now();
     std::vector<tensorflow::Tensor> result = Predict(bundle, request, "run");
     latencies.push_back(Seconds(start));
@@ -432,6 +549,20 @@ std::string Check(const Options& options) {
   embeddings.close();
   if (!embeddings) throw CheckError{"run", "could not write " + options.embeddings_path};
 
+  std::string load_json = "null";
+  if (!options.load_plan_path.empty()) {
+    const auto plan = ReadLoadPlan(options.load_plan_path, texts.size());
+    LoadResult load = RunLoad(bundle, options.signature_name, inputs.begin()->first, output_name,
+                              texts, plan, options.load_threads);
+    load_json = "{\"threads\": " + std::to_string(options.load_threads) +
+                ", \"requests_per_thread\": " + std::to_string(plan.size()) +
+                ", \"seconds\": " + Json(load.seconds) +
+                ", \"max_difference\": " + Json(load.max_difference) +
+                ", \"min_norm\": " + Json(load.min_norm) +
+                ", \"max_norm\": " + Json(load.max_norm) +
+                ", \"non_finite_values\": " + std::to_string(load.non_finite) + "}";
+  }
+
   return std::string("{\"ok\": true") +
          ", \"model_dir\": " + Json(options.model_dir) +
          ", \"op_libraries\": " + JsonList(options.op_libraries, [](const std::string& s) { return Json(s); }) +
@@ -446,7 +577,7 @@ std::string Check(const Options& options) {
          ", \"columns\": " + std::to_string(std::max<int64_t>(columns, 0)) +
          ", \"batch_size\": " + std::to_string(options.batch_size) +
          ", \"latencies_seconds\": " + JsonList(latencies, [](double s) { return Json(s); }) +
-         "}";
+         ", \"load\": " + load_json + "}";
 }
 
 }  // namespace

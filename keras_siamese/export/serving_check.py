@@ -6,7 +6,10 @@ TF Serving is C++: it registers TF Text's ops, loads a version directory with
 `check_serving` does the same with a small C++ program (`serving_check.cc`),
 compiled once against the `libtensorflow_cc` and headers shipped in the
 tensorflow wheel and cached per TensorFlow version and source hash, then runs
-the signature on a batch of strings and reports what it saw.
+the signature on a batch of strings and reports what it saw. With a
+`ServingLoad`, it then sends the same mixed requests from several threads at
+once through the one loaded model and compares every answer with the answer
+the request got alone.
 """
 
 import argparse
@@ -47,6 +50,55 @@ class ServingCheckError(RuntimeError):
         super().__init__(message)
 
 
+@dataclasses.dataclass(frozen=True)
+class ServingLoad:
+    """The load stage of `check_serving`: concurrent clients against one loaded version.
+
+    `requests` requests of random batch sizes from 1 to `max_batch_size` texts,
+    drawn (seeded by `seed`) from the texts given to `check_serving`, are first
+    answered one at a time; then `threads` threads each send all of them, at
+    once, through the same session, as TF Serving's concurrent clients do.
+    Every answer under load must be within `tolerance` of its one-at-a-time
+    answer and finite.
+
+    Example:
+    >>> check_serving("serving/wordnet/1", texts, load=ServingLoad(threads=8))  # doctest: +SKIP
+    """
+
+    threads: int = 8
+    requests: int = 1000
+    max_batch_size: int = 64
+    tolerance: float = 1e-5
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("threads", "requests", "max_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ServingLoad.{name} must be a positive integer, got {value!r}.")
+        if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
+            raise ValueError(f"ServingLoad.tolerance must be a number >= 0, got {self.tolerance!r}.")
+
+    def plan(self, text_count):
+        """The requests, each an array of indices into the texts."""
+        rng = np.random.default_rng(self.seed)
+        sizes = rng.integers(1, self.max_batch_size + 1, self.requests)
+        return [rng.integers(0, text_count, size) for size in sizes]
+
+
+@dataclasses.dataclass
+class ServingLoadReport:
+    """What the load stage saw: time under load, the largest difference, the norms."""
+
+    threads: int
+    requests_per_thread: int
+    seconds: float
+    max_difference: float
+    min_norm: float
+    max_norm: float
+    non_finite_values: int
+
+
 @dataclasses.dataclass
 class ServingCheckReport:
     """What the C++ loader saw; `embeddings` holds the signature's output row by row."""
@@ -62,6 +114,7 @@ class ServingCheckReport:
     batch_size: int
     latencies_seconds: list
     embeddings: np.ndarray
+    load: ServingLoadReport = None
 
     def summary(self):
         """A short human-readable report.
@@ -94,6 +147,13 @@ class ServingCheckReport:
             f"   {self.output}: {self.embeddings.shape[0]} x {self.embeddings.shape[1]} float32, "
             f"norms {norms.min():.6f} to {norms.max():.6f}"
         )
+        if self.load:
+            load = self.load
+            lines.append(
+                f"   load: {load.threads} threads x {load.requests_per_thread} requests at once in "
+                f"{load.seconds:.1f} s; largest difference from one at a time {load.max_difference:.2g}, "
+                f"norms {load.min_norm:.6f} to {load.max_norm:.6f}"
+            )
         return "\n".join(lines)
 
 
@@ -106,6 +166,7 @@ def check_serving(
     output_name=None,
     warmup=True,
     check_ops=True,
+    load=None,
     cache_dir=None,
     timeout=None,
 ):
@@ -121,6 +182,8 @@ def check_serving(
         warmup: replay `assets.extra/tf_serving_warmup_requests` first.
         check_ops: refuse ops TF Serving does not link before loading
             (`keras_siamese.export.ops.check_serving_ops`).
+        load: a `ServingLoad` to run after the texts: the same loaded model
+            under concurrent requests drawn from `texts`.
         cache_dir: where the compiled checker is kept (see `build_serving_check`).
         timeout: seconds after which the check is abandoned.
 
@@ -128,7 +191,8 @@ def check_serving(
         A `ServingCheckReport`.
 
     Raises:
-        ServingCheckError: loading, warmup or the request failed in C++.
+        ServingCheckError: loading, warmup, the request or the load failed in C++,
+            or an answer under load differed from the same request alone.
         UnsupportedOpsError: the graph uses ops TF Serving does not link.
 
     Example:
@@ -149,6 +213,8 @@ def check_serving(
     batch_size = len(encoded) if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if load is not None and not isinstance(load, ServingLoad):
+        raise ValueError(f"load must be a ServingLoad or None, got {load!r}.")
     if check_ops:
         check_serving_ops(saved_model_dir)
     binary = build_serving_check(cache_dir)
@@ -164,6 +230,12 @@ def check_serving(
         command += [argument for library in libraries for argument in ("--op-library", library)]
         command += ["--output", output_name] if output_name else []
         command += [] if warmup else ["--no-warmup"]
+        if load:
+            plan_path = os.path.join(work, "load_plan.bin")
+            with open(plan_path, "wb") as file:
+                for indices in load.plan(len(encoded)):
+                    file.write(struct.pack(f"<I{len(indices)}I", len(indices), *indices))
+            command += ["--load-plan", plan_path, "--load-threads", str(load.threads)]
         environment = dict(os.environ)
         environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
@@ -175,6 +247,13 @@ def check_serving(
             ) from error
         report = _parse_report(result, saved_model_dir)
         embeddings = np.fromfile(embeddings_path, dtype=np.float32)
+    load_report = ServingLoadReport(**report["load"]) if load else None
+    if load_report and (load_report.non_finite_values or load_report.max_difference > load.tolerance):
+        raise ServingCheckError(
+            f"serving check of {saved_model_dir} failed under load: {load_report.non_finite_values} "
+            f"non-finite values, answers up to {load_report.max_difference:.3g} away from the same "
+            f"request alone (tolerance {load.tolerance:g})", "load",
+        )
     return ServingCheckReport(
         model_dir=report["model_dir"],
         signature=report["signature"],
@@ -187,6 +266,7 @@ def check_serving(
         batch_size=report["batch_size"],
         latencies_seconds=report["latencies_seconds"],
         embeddings=embeddings.reshape(report["rows"], report["columns"]),
+        load=load_report,
     )
 
 
@@ -269,24 +349,35 @@ def add_arguments(parser):
                         help="the string signature to run (default: serving_default)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warmup replay (default: replay the version's warmup file)")
+    parser.add_argument("--load-threads", type=int, default=0,
+                        help="then send --load-requests mixed requests from this many threads at once "
+                        "and compare each answer with the same request alone (default: 0, no load)")
+    parser.add_argument("--load-requests", type=int, default=ServingLoad.requests,
+                        help=f"requests per thread, batches of 1 to {ServingLoad.max_batch_size} of the "
+                        f"texts (default: {ServingLoad.requests})")
+    parser.set_defaults(usage_error=parser.error)
     return parser
 
 
 def run(args):
-    """Runs the check for parsed `args`; prints the report; returns the exit status."""
+    """Runs the check for parsed `args`; prints the report; returns the exit status.
+
+    0: passed; 1: the model failed the check; 2 (one argparse line): the
+    arguments, the texts file or the version directory cannot be used.
+    """
+    from keras_siamese.cli import read_lines
     from keras_siamese.export.ops import UnsupportedOpsError
 
-    texts = DEFAULT_TEXTS
-    if args.texts:
-        stream = sys.stdin if args.texts == "-" else open(args.texts, encoding="utf-8")
-        with stream:
-            texts = [line.rstrip("\n") for line in stream]
     try:
+        texts = read_lines(args.texts) if args.texts else DEFAULT_TEXTS
+        load = ServingLoad(args.load_threads, args.load_requests) if args.load_threads else None
         report = check_serving(args.path, texts, batch_size=args.batch_size,
-                               signature_name=args.signature, warmup=not args.no_warmup)
-    except (ServingCheckError, UnsupportedOpsError, ValueError) as error:
+                               signature_name=args.signature, warmup=not args.no_warmup, load=load)
+    except (ServingCheckError, UnsupportedOpsError) as error:
         print(f"serving check failed: {error}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as error:
+        args.usage_error(str(error))
     print(report.summary())
     return 0
 

@@ -1,8 +1,9 @@
-"""Keras models for metric learning: texts in at the edges (TextTask), the semi-hard triplet model
-and the siamese pair model."""
+"""Keras models for metric learning: texts in at the edges (TextTask), the semi-hard triplet model,
+the siamese pair model, and `load_model` for the files they save."""
 
+from keras_siamese.models.loading import load_model
 from keras_siamese.models.pairs import pair_model
 from keras_siamese.models.text_task import TextTask
 from keras_siamese.models.triplet_semihard import TripletSemiHard
 
-__all__ = ["TextTask", "TripletSemiHard", "pair_model"]
+__all__ = ["TextTask", "TripletSemiHard", "load_model", "pair_model"]

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_siamese import inference
+from keras_siamese.artifacts import reading
 from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
 from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_size
@@ -93,6 +94,12 @@ class TextTask(keras.Model):
         for index, variable in enumerate(self.random_state()):
             if f"{_RANDOM_STATE}{index}" in keys:  # files saved before they were kept have none
                 variable.assign(np.asarray(store[f"{_RANDOM_STATE}{index}"]))
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """Keras' `load_weights`; an empty, truncated or corrupt file is an `UnreadableFileError`
+        naming it (so is a `BackupAndRestore` backup that a full disk cut short)."""
+        with reading(filepath, "Keras weights file"):
+            return super().load_weights(filepath, *args, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, **kwargs):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle)

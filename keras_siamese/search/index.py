@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from keras_siamese.artifacts import UnreadableFileError, check_zip_archive, reading
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.search.exact import (
     check_embeddings,
@@ -17,6 +18,7 @@ from keras_siamese.search.exact import (
 
 BACKENDS = ("exact", "faiss", "faiss-ivf", "auto")
 _FORMAT_VERSION = 1
+_INDEX_FILE = "index file (EmbeddingIndex.save)"
 
 
 def faiss_available():
@@ -152,7 +154,10 @@ class EmbeddingIndex:
         Example:
         >>> EmbeddingIndex.load("index.npz").search(queries, k=5)  # doctest: +SKIP
         """
-        with np.load(path, allow_pickle=False) as data:
+        check_zip_archive(path, _INDEX_FILE)
+        with reading(path, _INDEX_FILE), np.load(path, allow_pickle=False) as data:
+            if "config" not in data or "embeddings" not in data:
+                raise UnreadableFileError(path, _INDEX_FILE, "it has no embeddings and config arrays")
             config = json.loads(str(data["config"]))
             if config.get("format_version") != _FORMAT_VERSION:
                 raise ValueError(f"{path} is not a keras_siamese index of format {_FORMAT_VERSION}.")

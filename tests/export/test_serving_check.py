@@ -15,6 +15,7 @@ from keras_siamese.export import export_saved_model
 from keras_siamese.export.ops import UnsupportedOpsError
 from keras_siamese.export.serving_check import (
     ServingCheckError,
+    ServingLoad,
     build_serving_check,
     check_serving,
     main,
@@ -98,6 +99,25 @@ def test_warmup_record_that_does_not_fit_the_signature_fails_the_check(exported,
     assert check_serving(copy, warmup=False).warmup_records == 0
 
 
+def test_damaged_artefacts_name_the_file_and_what_is_wrong(exported, tmp_path, capsys):
+    _, version_dir = exported
+    copy = tmp_path / "1"
+    subprocess.run(["cp", "-r", version_dir, str(copy)], check=True)
+    warmup = copy / "assets.extra" / "tf_serving_warmup_requests"
+    warmup.write_bytes(warmup.read_bytes()[:-7])
+    with pytest.raises(ServingCheckError, match="failed at warmup: .*tf_serving_warmup_requests: .*truncated"):
+        check_serving(copy)
+    assert main([str(copy)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    graph = copy / "saved_model.pb"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    with pytest.raises(SystemExit) as exit:
+        main([str(copy)])
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code == 2 and len([line for line in error_lines if "error:" in line]) == 1
+    assert "saved_model.pb is not a readable SavedModel graph (saved_model.pb): Error parsing" in error_lines[-1]
+
+
 def test_command_line_report_and_exit_status(exported, tmp_path, capsys):
     _, version_dir = exported
     texts_file = tmp_path / "texts.txt"
@@ -105,8 +125,9 @@ def test_command_line_report_and_exit_status(exported, tmp_path, capsys):
     assert main([version_dir, "--texts", str(texts_file), "--batch-size", "1"]) == 0
     out = capsys.readouterr().out
     assert "3 text(s) in 3 request(s)" in out and "embedding: 3 x 8 float32" in out
-    assert main([str(tmp_path / "missing"), "--no-warmup"]) == 1
-    assert "no saved_model.pb" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main([str(tmp_path / "missing"), "--no-warmup"])
+    assert exit.value.code == 2 and "no saved_model.pb" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -150,13 +171,27 @@ def _mixed_texts(count, seed=0):
 
 
 @pytest.mark.slow
-def test_a_thousand_mixed_requests_give_unit_embeddings(exported):
+def test_eight_clients_at_once_get_what_one_request_alone_gets(exported):
     _, version_dir = exported
     texts = _mixed_texts(1000)
-    report = check_serving(version_dir, texts, batch_size=1)
+    load = ServingLoad(threads=8, requests=1000, max_batch_size=64)
+    report = check_serving(version_dir, texts, batch_size=1, load=load)
+    # One text per request, in the C++ loader, is what Python TensorFlow computes.
     assert report.embeddings.shape == (1000, 8) and len(report.latencies_seconds) == 1000
-    np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(report.embeddings, python_reference(version_dir, texts), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
+    # 8 threads x 1,000 requests of 1 to 64 of the mixed texts, all through one session.
+    assert (report.load.threads, report.load.requests_per_thread) == (8, 1000)
+    assert report.load.non_finite_values == 0 and report.load.max_difference <= 1e-5
+    assert abs(report.load.min_norm - 1) <= 1e-5 and abs(report.load.max_norm - 1) <= 1e-5
+    assert "8 threads x 1000 requests at once" in report.summary()
+
+
+def test_load_plan_covers_batch_sizes_one_to_the_maximum():
+    plan = ServingLoad(requests=500, max_batch_size=64).plan(text_count=7)
+    sizes = {len(request) for request in plan}
+    assert len(plan) == 500 and min(sizes) == 1 and max(sizes) == 64
+    assert all(0 <= index < 7 for request in plan for index in request)
 
 
 EXPORT_FOREVER = """
