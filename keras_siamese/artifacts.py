@@ -8,6 +8,7 @@ zipfile or protobuf traceback.
 """
 
 import contextlib
+import json
 import os
 import zipfile
 
@@ -35,8 +36,8 @@ def reading(path, kind):
 
     A missing file stays a `FileNotFoundError` (a permission problem a
     `PermissionError`: both say what is wrong). Inside the block, an `OSError`
-    (h5py's truncated or foreign files), a `zipfile.BadZipFile`, an `EOFError`
-    or a protobuf `DecodeError` becomes an `UnreadableFileError` whose reason is
+    (h5py's truncated or foreign files), a `zipfile.BadZipFile`, an `EOFError`,
+    a JSON or UTF-8 decoding error or a protobuf `DecodeError` becomes an `UnreadableFileError` whose reason is
     the library's own first line.
 
     Example:
@@ -54,7 +55,7 @@ def reading(path, kind):
         yield path
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, DecodeError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, DecodeError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UnreadableFileError(path, kind, f"{reason} (truncated or corrupt?)") from error
 

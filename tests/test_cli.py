@@ -64,12 +64,23 @@ def test_train_and_compare_share_the_data_and_encoder_flags():
         (["compare", "--variants", "frozen,finetuned"], "variants must be a non-empty subset"),
         (["compare", "--hidden-units", "64,wide"], "expected comma-separated int values, got '64,wide'"),
         (["export", "--model", "m.keras"], "the following arguments are required: --out"),
+        (["export", "--model", "m.keras", "--out", "o"], "m.keras: no such file"),
+        (["export", "--model", "empty.keras", "--out", "o"], "empty.keras is not a readable .keras model file"),
+        (["export", "--model", "corpus.txt", "--out", "o"], "corpus.txt is not a readable .keras model file"),
+        (["export", "--model", "empty.keras", "--out", "o", "--version", "-3"], "--version must be a non-negative"),
+        (["export", "--model", "empty.keras", "--out", "o", "--warmup-texts", "none.txt"], "none.txt"),
+        (["check-serving", "."], "is not a SavedModel directory (no saved_model.pb)"),
+        (["check-serving", ".", "--texts", "none.txt"], "No such file or directory: 'none.txt'"),
+        (["check-serving", ".", "--load-threads", "-2"], "ServingLoad.threads must be a positive integer"),
+        (["check-serving", "graph"], "saved_model.pb is not a readable SavedModel graph"),
     ],
 )
 def test_bad_values_are_one_argparse_error_line(arguments, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    if "corpus.txt" in arguments:
-        (tmp_path / "corpus.txt").write_text("a text\n")
+    (tmp_path / "corpus.txt").write_text("a text\n")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "graph").mkdir()
+    (tmp_path / "graph" / "saved_model.pb").write_bytes(b"\x0a\xff\xff")
     with pytest.raises(SystemExit) as exit_info:
         main(arguments)
     assert exit_info.value.code == 2

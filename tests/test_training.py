@@ -75,6 +75,15 @@ def test_the_main_job_killed_mid_training_resumes_when_rerun_and_exports_once(tm
     assert backup.exists(), "the first run made no backup before it was killed"
     assert not (output_dir / "serving").exists()
 
+    intact = backup.read_bytes()
+    backup.write_bytes(intact[: len(intact) // 2])  # as a full disk would have cut it short
+    damaged = subprocess.run(command, capture_output=True, text=True)
+    error_lines = [line for line in damaged.stderr.splitlines() if line.startswith("keras-siamese train: error:")]
+    assert damaged.returncode == 2 and len(error_lines) == 1, damaged.stderr
+    assert "latest.weights.h5 is not a readable Keras weights file" in error_lines[0]
+    assert f"delete {output_dir / 'backup'} to start the training afresh" in error_lines[0]
+    backup.write_bytes(intact)
+
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert "Resuming the interrupted training from its backup" in finished.stdout

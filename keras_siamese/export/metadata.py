@@ -9,6 +9,7 @@ keras_siamese and TensorFlow versions wrote them.
 import json
 import os
 
+from keras_siamese.artifacts import reading
 from keras_siamese.atomic import atomic_file_path
 
 METADATA_FILE = os.path.join("assets.extra", "keras_siamese.json")
@@ -79,7 +80,7 @@ def read_metadata(version_dir):
     path = os.path.join(os.fspath(version_dir), METADATA_FILE)
     if not os.path.isfile(path):
         raise ValueError(f"{version_dir} has no {METADATA_FILE}; it was not exported with metadata.")
-    with open(path, encoding="utf-8") as file:
+    with reading(path, f"metadata file ({METADATA_FILE})"), open(path, encoding="utf-8") as file:
         return json.load(file)
 
 
