@@ -132,10 +132,18 @@ class ClassBalancedSampler:
             raise ValueError("lengths and bucket_boundaries must be given together.")
         lengths = np.asarray(lengths)
         boundaries = np.asarray(bucket_boundaries)
-        if lengths.shape != ids.shape or lengths.dtype.kind not in "iuf":
-            raise ValueError(f"lengths must be {len(ids)} numbers, one per text.")
-        if boundaries.ndim != 1 or boundaries.size == 0 or np.any(np.diff(boundaries) <= 0):
-            raise ValueError("bucket_boundaries must be a non-empty increasing 1-D sequence.")
+        if lengths.shape != ids.shape or lengths.dtype.kind not in "iuf" or not np.all(np.isfinite(lengths)):
+            raise ValueError(f"lengths must be {len(ids)} finite numbers, one per text.")
+        if (
+            boundaries.ndim != 1
+            or boundaries.size == 0
+            or boundaries.dtype.kind not in "iuf"
+            or not np.all(np.isfinite(boundaries))
+            or np.any(np.diff(boundaries) <= 0)
+        ):
+            raise ValueError(
+                f"bucket_boundaries must be a non-empty increasing 1-D sequence of numbers, got {bucket_boundaries!r}."
+            )
         buckets = np.digitize(lengths, boundaries)
         groups, pending = [], np.empty(0, np.int64)
         for bucket in np.unique(buckets):
@@ -260,6 +268,8 @@ def class_balanced_batches(
 
 def _slice_of_global_batch(batch_size, input_context):
     """`(first row, rows)` of this input pipeline's slice of a global batch."""
+    if not isinstance(input_context, tf.distribute.InputContext):
+        raise ValueError(f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}.")
     pipelines = input_context.num_input_pipelines
     if batch_size % pipelines:
         raise ValueError(

@@ -81,7 +81,10 @@ def check_texts(texts, num_labels):
     """
     if isinstance(texts, (str, bytes)):
         raise ValueError("texts must be a sequence of strings, not a single string.")
-    texts = list(texts.tolist() if isinstance(texts, np.ndarray) else texts)
+    try:
+        texts = list(texts.tolist() if isinstance(texts, np.ndarray) else texts)
+    except TypeError:
+        raise ValueError(f"texts must be a sequence of strings, got {type(texts).__name__}.") from None
     if not texts:
         raise ValueError("texts is empty: the corpus needs at least one text.")
     if len(texts) != num_labels:

@@ -7,6 +7,7 @@ labels sorted by value).
 
 import csv
 import json
+import numbers
 import os
 
 import numpy as np
@@ -71,6 +72,8 @@ def load_huffpost(path, min_words=10):
     >>> names, len(texts)
     (['SPORTS'], 1)
     """
+    if isinstance(min_words, bool) or not isinstance(min_words, numbers.Integral) or min_words < 0:
+        raise ValueError(f"min_words must be a non-negative integer, got {min_words!r}.")
     texts, raw_labels = [], []
     for line_number, record in _json_records(path):
         headline = _field(record, "headline", path, line_number, (str,))
@@ -83,6 +86,8 @@ def load_huffpost(path, min_words=10):
 
 
 def _check_file(path):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ValueError(f"path must be a file path, got {type(path).__name__}.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such corpus file: {path}")
 

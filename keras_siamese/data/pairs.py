@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_siamese.data.balanced import ClassBalancedSampler
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.labels import check_corpus
-from keras_siamese.data.sampling import check_seed, group_by_class
+from keras_siamese.data.sampling import check_count, check_seed, group_by_class
 from keras_siamese.data.triplets import TripletSampler
 
 
@@ -105,7 +105,7 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
 
     Args:
         texts, labels: the corpus.
-        batch_size: pairs per batch; at most the number of labels with >= 2 distinct texts.
+        batch_size: pairs per batch: at least 2 and at most the number of labels with >= 2 distinct texts.
         seed: non-negative integer.
         batches_per_epoch: defaults to (usable texts) // (2 * batch_size).
 
@@ -117,10 +117,11 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
     """
     texts, ids, _ = check_corpus(texts, labels)
     seed = check_seed(seed)
+    batch_size = check_count(batch_size, "batch_size", 2)
     kept = _unambiguous_distinct(texts, ids)
     _, members = group_by_class(ids[kept])
     usable = sum(len(m) >= 2 for m in members)
-    if isinstance(batch_size, numbers.Integral) and batch_size > usable:
+    if batch_size > usable:
         raise ValueError(
             f"anchor_positive_batches puts each label once in a batch: batch_size={batch_size} "
             f"exceeds the {usable} labels with >= 2 distinct texts."

@@ -12,6 +12,8 @@ def epoch_rng(seed, epoch):
     >>> int(epoch_rng(0, 1).integers(100)) == int(epoch_rng(0, 1).integers(100))
     True
     """
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}.")
     return np.random.default_rng([seed, epoch])
 
 

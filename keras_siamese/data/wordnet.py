@@ -10,6 +10,7 @@ from the Debian files with `python -m keras_siamese.data.wordnet --write-sample`
 import argparse
 import collections
 import gzip
+import numbers
 import os
 import pathlib
 
@@ -109,6 +110,8 @@ def load_wordnet_glosses(source="auto", text="gloss", min_class_size=2):
     """
     if text not in ("gloss", "definition"):
         raise ValueError(f"text must be 'gloss' or 'definition', got {text!r}.")
+    if isinstance(min_class_size, bool) or not isinstance(min_class_size, numbers.Integral) or min_class_size < 1:
+        raise ValueError(f"min_class_size must be a positive integer, got {min_class_size!r}.")
     synsets = _read_source(source)
     sizes = collections.Counter(lexname for _, lexname, _ in synsets)
     kept_names = [name for name in WORDNET_LEXNAMES if sizes[name] >= min_class_size]
@@ -129,6 +132,11 @@ def _read_source(source):
         return read_wordnet_synsets(SYSTEM_WORDNET_DIR)
     if source == "bundled":
         return _read_sample(BUNDLED_SAMPLE)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(
+            f"source must be 'auto', 'bundled', 'system', a WordNet directory or a sample file; "
+            f"got {source!r}."
+        )
     if os.path.isdir(source):
         return read_wordnet_synsets(source)
     if os.path.isfile(source):

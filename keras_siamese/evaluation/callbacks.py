@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from keras_siamese import inference
-from keras_siamese.evaluation.retrieval import retrieval_metrics
+from keras_siamese.evaluation.retrieval import _check_ks, retrieval_metrics
 
 
 class RetrievalEvaluation(keras.callbacks.Callback):
@@ -56,11 +56,15 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         super().__init__()
         if (corpus is None) != (corpus_labels is None):
             raise ValueError("Give corpus and corpus_labels together, or neither.")
+        if embed_fn is not None and not callable(embed_fn):
+            raise ValueError(f"embed_fn must be callable, got {type(embed_fn).__name__}.")
         self.queries = queries
-        self.query_labels = np.asarray(query_labels)
+        self.query_labels = _check_labels(query_labels, queries, "query_labels", "queries")
         self.corpus = corpus
-        self.corpus_labels = None if corpus_labels is None else np.asarray(corpus_labels)
-        self.ks = ks
+        self.corpus_labels = None
+        if corpus_labels is not None:
+            self.corpus_labels = _check_labels(corpus_labels, corpus, "corpus_labels", "corpus items")
+        self.ks = _check_ks(ks)
         self.prefix = prefix
         self.embed_fn = embed_fn
         self.batch_size = batch_size
@@ -94,3 +98,14 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         if inference.is_texts(inputs):
             return inference.encode(self.model, list(inputs), batch_size=self.batch_size)
         return self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
+
+
+def _check_labels(labels, inputs, name, inputs_name):
+    """`labels` as a 1-D array, one per item of `inputs` where their number is known (texts, arrays)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one label per item, got shape {labels.shape}.")
+    known = inference.is_texts(inputs) or (isinstance(inputs, np.ndarray) and inputs.ndim >= 1)
+    if known and len(inputs) != len(labels):
+        raise ValueError(f"{name} has {len(labels)} labels for {len(inputs)} {inputs_name}.")
+    return labels

@@ -52,6 +52,7 @@ def knn_scores(
     >>> knn_scores([[1.0, -0.1], [0.1, 1.0]], corpus, [0, 1, 1], k=2).tolist()
     [[0.5, 0.5], [0.0, 1.0]]
     """
+    _check_num_classes(num_classes)
     ids = _check_class_ids(corpus_labels, "corpus_labels", num_classes)
     num_classes = int(ids.max()) + 1 if num_classes is None else num_classes
     scores, _ = _vote(query_embeddings, corpus_embeddings, ids, num_classes, k, weighting, normalize, batch_size)
@@ -131,6 +132,7 @@ def classification_report(y_true, y_pred, num_classes=None):
     {'accuracy': 0.6666666666666666, 'macro_f1': 0.6666666666666666, \
 'weighted_f1': 0.6666666666666666, 'micro_auc': 0.8888888888888888, 'macro_auc': 1.0}
     """
+    _check_num_classes(num_classes)
     y_pred_array = np.asarray(y_pred)
     scores = None
     if y_pred_array.ndim == 2:
@@ -175,8 +177,22 @@ def roc_auc(is_positive, scores):
     >>> roc_auc([True, False, True], [0.9, 0.5, 0.5])
     0.75
     """
-    is_positive = np.asarray(is_positive, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
+    is_positive = np.asarray(is_positive)
+    try:
+        scores = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"scores must be numbers, got {type(scores).__name__}.") from None
+    if is_positive.ndim != 1 or scores.shape != is_positive.shape:
+        raise ValueError(
+            f"is_positive and scores must be 1-D of the same length, got shapes {is_positive.shape} "
+            f"and {scores.shape}."
+        )
+    if is_positive.dtype != bool:
+        if is_positive.dtype.kind not in "iuf" or not np.all((is_positive == 0) | (is_positive == 1)):
+            raise ValueError("is_positive must hold booleans or 0/1 values.")
+        is_positive = is_positive.astype(bool)
+    if np.any(np.isnan(scores)):
+        raise ValueError("scores contain NaN values.")
     num_positive = int(is_positive.sum())
     num_negative = len(is_positive) - num_positive
     if num_positive == 0 or num_negative == 0:
@@ -214,6 +230,13 @@ def _vote(query_embeddings, corpus_embeddings, class_ids, num_classes, k, weight
     for position in reversed(range(k)):
         first_vote[rows[:, 0], neighbour_classes[:, position]] = position
     return scores.astype(np.float32), first_vote
+
+
+def _check_num_classes(num_classes):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
+    ):
+        raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}.")
 
 
 def _check_class_ids(values, name, num_classes):

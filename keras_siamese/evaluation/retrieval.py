@@ -147,7 +147,10 @@ def _average_precision_at_r(scores, relevant, num_relevant):
 
 
 def _check_ks(ks):
-    ks = (ks,) if isinstance(ks, numbers.Integral) else tuple(ks)
+    try:
+        ks = (ks,) if isinstance(ks, (numbers.Number, str, bytes)) else tuple(ks)
+    except TypeError:
+        ks = (ks,)  # not a sequence: reported below as a bad cut-off
     if not ks:
         raise ValueError("ks is empty; give at least one cut-off such as (1, 5).")
     for k in ks:

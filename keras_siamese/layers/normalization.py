@@ -1,5 +1,8 @@
 """L2 normalisation as a serialisable layer."""
 
+import math
+import numbers
+
 import keras
 from keras import ops
 
@@ -24,7 +27,11 @@ class L2Normalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
-        self.axis = axis
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise ValueError(f"axis must be an integer, got {axis!r}.")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < math.inf:
+            raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}.")
+        self.axis = int(axis)
         self.epsilon = epsilon
 
     def call(self, inputs):

@@ -1,5 +1,7 @@
 """One vector per text from an encoder's features."""
 
+import collections.abc
+
 import keras
 from keras import ops
 
@@ -40,6 +42,7 @@ class Pooling(keras.layers.Layer):
         self.mode = mode
 
     def call(self, features):
+        self._check_features(features)
         if self.mode == "pooled":
             return ops.cast(features["pooled_output"], self.compute_dtype)
         sequence = ops.cast(features["sequence_output"], "float32")
@@ -55,6 +58,22 @@ class Pooling(keras.layers.Layer):
                 counts = ops.sqrt(counts)
             pooled = ops.sum(sequence * mask, axis=1) / counts
         return ops.cast(pooled, self.compute_dtype)
+
+    def _check_features(self, features):
+        """Raises `ValueError` unless `features` is a dict holding what this mode reads."""
+        needed = {"pooled": ["pooled_output"], "cls": ["sequence_output"]}.get(
+            self.mode, ["sequence_output", "padding_mask"]
+        )
+        if not isinstance(features, collections.abc.Mapping) or any(name not in features for name in needed):
+            given = sorted(features) if isinstance(features, collections.abc.Mapping) else type(features).__name__
+            raise ValueError(
+                f"Pooling({self.mode!r}) takes the encoder's features, a dict with {needed}; got {given}."
+            )
+        if "sequence_output" in needed and len(features["sequence_output"].shape) != 3:
+            raise ValueError(
+                "sequence_output must be [batch, length, hidden], got shape "
+                f"{tuple(features['sequence_output'].shape)}."
+            )
 
     def compute_output_shape(self, features_shape):
         if self.mode == "pooled":

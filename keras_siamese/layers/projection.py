@@ -1,5 +1,7 @@
 """The Siamese ALBERT study's projection head."""
 
+import numbers
+
 import keras
 
 
@@ -30,8 +32,16 @@ class Projection(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.output_units = output_units
-        self.hidden_units = tuple(hidden_units)
+        if not _is_positive_integer(output_units):
+            raise ValueError(f"output_units must be a positive integer, got {output_units!r}.")
+        if isinstance(hidden_units, (str, bytes)) or not hasattr(hidden_units, "__iter__") or not all(
+            _is_positive_integer(units) for units in hidden_units
+        ):
+            raise ValueError(f"hidden_units must be a sequence of positive integers such as (64,), got {hidden_units!r}.")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+        self.output_units = int(output_units)
+        self.hidden_units = tuple(int(units) for units in hidden_units)
         self.activation = activation
         self.dropout = dropout
         self.hidden_layers = []
@@ -77,3 +87,7 @@ class Projection(keras.layers.Layer):
             }
         )
         return config
+
+
+def _is_positive_integer(value):
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1

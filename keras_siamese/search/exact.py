@@ -6,6 +6,8 @@ checking an embedding matrix, L2 normalisation and a chunked
 scores at a time.
 """
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 
@@ -52,12 +54,23 @@ def check_same_dimension(queries, corpus):
 def l2_normalize(embeddings, epsilon=1e-12):
     """Scales each row to unit L2 norm in float32; an all-zero row stays zero.
 
+    Raises `ValueError` unless `embeddings` is a 2-D numeric array of finite values.
+
     Example:
     >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    x = np.asarray(embeddings, dtype=np.float32)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}.")
+    try:
+        x = np.asarray(embeddings, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"embeddings must be a numeric array, got {type(embeddings).__name__}.") from None
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D [count, dimension], got shape {x.shape}.")
     squared_norm = np.sum(np.square(x), axis=1, keepdims=True)
+    if not np.all(np.isfinite(squared_norm)):
+        raise ValueError("embeddings contain NaN or infinite values, or values too large to square in float32.")
     return x / np.sqrt(np.maximum(squared_norm, epsilon))
 
 
@@ -110,8 +123,14 @@ def exact_top_k(queries, corpus, k, batch_size=None):
     >>> indices.tolist()
     [[0], [1]]
     """
-    if not 1 <= k <= len(corpus):
-        raise ValueError(f"k must be in [1, {len(corpus)}] (the corpus size), got {k}.")
+    queries, corpus = np.asarray(queries), np.asarray(corpus)
+    if queries.ndim != 2 or corpus.ndim != 2:
+        raise ValueError(
+            f"queries and corpus must be 2-D [count, dimension], got shapes {queries.shape} and {corpus.shape}."
+        )
+    check_same_dimension(queries, corpus)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= len(corpus):
+        raise ValueError(f"k must be in [1, {len(corpus)}] (the corpus size), got {k!r}.")
     all_scores, all_indices = [], []
     for _, scores in similarity_chunks(queries, corpus, batch_size):
         top = tf.math.top_k(scores, k=k, sorted=True)

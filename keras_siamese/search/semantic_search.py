@@ -1,11 +1,13 @@
 """Text in, most similar corpus entries out: an encoder in front of an `EmbeddingIndex`."""
 
 import dataclasses
+import numbers
 
 import keras
 import numpy as np
 
 from keras_siamese import inference
+from keras_siamese.search.exact import check_embeddings
 from keras_siamese.search.index import EmbeddingIndex
 
 
@@ -42,8 +44,9 @@ class SemanticSearch:
     """
 
     def __init__(self, encoder, index, batch_size=256):
-        if not callable(encoder):
-            raise ValueError(f"encoder must be callable, got {type(encoder).__name__}.")
+        _check_encoder(encoder, batch_size)
+        if not isinstance(index, EmbeddingIndex):
+            raise ValueError(f"index must be an EmbeddingIndex, got {type(index).__name__}.")
         self.encoder = encoder
         self.index = index
         self.batch_size = batch_size
@@ -51,21 +54,14 @@ class SemanticSearch:
     @classmethod
     def from_texts(cls, encoder, texts, ids=None, labels=None, batch_size=256, **index_kwargs):
         """Embeds `texts` with `encoder` and indexes them (`index_kwargs` go to `EmbeddingIndex`)."""
+        _check_encoder(encoder, batch_size)
         texts = _check_texts(texts)
-        search = cls(encoder, index=None, batch_size=batch_size)
-        search.index = EmbeddingIndex(search.encode(texts), ids=ids, texts=texts, labels=labels, **index_kwargs)
-        return search
+        embeddings = _encode(encoder, texts, batch_size)
+        return cls(encoder, EmbeddingIndex(embeddings, ids=ids, texts=texts, labels=labels, **index_kwargs), batch_size)
 
     def encode(self, texts):
         """Embeddings of `texts` as a float32 `[n, d]` numpy array."""
-        texts = _check_texts(texts)
-        if isinstance(self.encoder, keras.layers.Layer) or hasattr(self.encoder, "structured_input_signature"):
-            return inference.encode(self.encoder, texts, batch_size=self.batch_size)
-        parts = [
-            _to_numpy(self.encoder(texts[start : start + self.batch_size]))
-            for start in range(0, len(texts), self.batch_size)
-        ]
-        return np.concatenate(parts).astype(np.float32)
+        return _encode(self.encoder, _check_texts(texts), self.batch_size)
 
     def search(self, texts, k=10):
         """The `k` best hits for each text (`k` is cut to the index size).
@@ -89,6 +85,31 @@ class SemanticSearch:
         index = self.index
         return SearchHit(position, score, column(index.ids), column(index.texts), column(index.labels))
 
+
+def _check_encoder(encoder, batch_size):
+    if not callable(encoder):
+        raise ValueError(f"encoder must be callable, got {type(encoder).__name__}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+
+def _encode(encoder, texts, batch_size):
+    """`encoder`'s embeddings of the checked `texts`, float32 `[n, d]`."""
+    if isinstance(encoder, keras.layers.Layer) or hasattr(encoder, "structured_input_signature"):
+        return inference.encode(encoder, texts, batch_size=batch_size)
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        part = _to_numpy(encoder(batch))
+        if part.ndim != 2 or len(part) != len(batch):
+            raise ValueError(
+                "The encoder must return one embedding per text, shape [texts, dimension]: "
+                f"for {len(batch)} texts it returned shape {part.shape}."
+            )
+        parts.append(part)
+    return check_embeddings(np.concatenate(parts), "the encoder's embeddings")
+
+
 def _to_numpy(outputs):
     if isinstance(outputs, dict):
         if len(outputs) == 1:
@@ -103,7 +124,10 @@ def _to_numpy(outputs):
 def _check_texts(texts):
     if isinstance(texts, (str, bytes)):
         raise ValueError("texts must be a sequence of strings, not a single string.")
-    texts = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+    try:
+        texts = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+    except TypeError:
+        raise ValueError(f"texts must be a sequence of strings, got {type(texts).__name__}.") from None
     if not texts:
         raise ValueError("texts is empty.")
     if not all(isinstance(text, (str, bytes)) for text in texts):
