@@ -17,6 +17,7 @@ Run(epochs=2)
 
 import argparse
 import dataclasses
+import math
 
 
 def setting(default, help, choices=None):
@@ -42,6 +43,20 @@ def check_integers(settings, names, minimum=1):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise ValueError(f"{name} must be {wanted}, got {value!r}.")
+
+
+def check_fraction(settings, name):
+    """Raises `ValueError` unless the named field of `settings` is a number strictly between 0 and 1."""
+    value = getattr(settings, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}.")
+
+
+def check_positive_number(settings, name):
+    """Raises `ValueError` unless the named field of `settings` is a finite number > 0."""
+    value = getattr(settings, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}.")
 
 
 def add_setting_arguments(parser, settings):

@@ -15,7 +15,8 @@ from keras_siamese.evaluation import retrieval_metrics
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.models import TripletSemiHard
-from keras_siamese.settings import check_integers, setting
+from keras_siamese.losses.distances import check_margin
+from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 from keras_siamese.sources import CorpusSource, EncoderSource
 
 WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
@@ -61,12 +62,12 @@ class TrainingConfig:
         self.encoder_source.check()
         check_integers(self, ("output_units", "epochs", "steps_per_epoch", "backup_steps"))
         check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
-        if not (math.isfinite(self.margin) and self.margin >= 0):
-            raise ValueError(f"margin must be a finite number >= 0, got {self.margin!r}.")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a finite positive number, got {self.learning_rate!r}.")
+        check_integers(self, ("seed",), minimum=0)
+        check_fraction(self, "test_fraction")
+        check_positive_number(self, "learning_rate")
+        check_margin(self.margin)
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if not self.model_name or os.sep in self.model_name:
             raise ValueError(f"model_name must be a non-empty name without {os.sep!r}, got {self.model_name!r}.")
 

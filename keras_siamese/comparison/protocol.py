@@ -30,8 +30,9 @@ from keras_siamese.evaluation import classification_report, knn_classify, knn_sc
 from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder, token_inputs
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.layers.preprocessor import preprocess_batches
+from keras_siamese.losses.distances import check_margin
 from keras_siamese.models import TripletSemiHard
-from keras_siamese.settings import check_integers, setting
+from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 
 VARIANTS = ("frozen", "trained", "siamese")
 
@@ -80,16 +81,13 @@ class ComparisonConfig:
         check_integers(
             self, ("epochs", "steps_per_epoch", "head_epochs", "head_units", "knn_k", "output_units", "eval_batch_size")
         )
-        for name in ("learning_rate", "head_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        check_positive_number(self, "learning_rate")
+        check_positive_number(self, "head_learning_rate")
         check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         if not all(isinstance(units, int) and units >= 1 for units in self.hidden_units):
             raise ValueError(f"hidden_units must be positive integers, got {self.hidden_units!r}.")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
-        if not self.margin > 0:
-            raise ValueError(f"margin must be positive, got {self.margin!r}.")
+        check_fraction(self, "test_fraction")
+        check_margin(self.margin)
         check_integers(self, ("monitor_size",), minimum=0)
 
 

@@ -142,7 +142,8 @@ class ClassBalancedSampler:
             or np.any(np.diff(boundaries) <= 0)
         ):
             raise ValueError(
-                f"bucket_boundaries must be a non-empty increasing 1-D sequence of numbers, got {bucket_boundaries!r}."
+                "bucket_boundaries must be a non-empty increasing 1-D sequence of numbers, "
+                f"got {bucket_boundaries!r}."
             )
         buckets = np.digitize(lengths, boundaries)
         groups, pending = [], np.empty(0, np.int64)
@@ -269,7 +270,9 @@ def class_balanced_batches(
 def _slice_of_global_batch(batch_size, input_context):
     """`(first row, rows)` of this input pipeline's slice of a global batch."""
     if not isinstance(input_context, tf.distribute.InputContext):
-        raise ValueError(f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}.")
+        raise ValueError(
+            f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}."
+        )
     pipelines = input_context.num_input_pipelines
     if batch_size % pipelines:
         raise ValueError(

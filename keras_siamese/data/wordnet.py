@@ -110,7 +110,11 @@ def load_wordnet_glosses(source="auto", text="gloss", min_class_size=2):
     """
     if text not in ("gloss", "definition"):
         raise ValueError(f"text must be 'gloss' or 'definition', got {text!r}.")
-    if isinstance(min_class_size, bool) or not isinstance(min_class_size, numbers.Integral) or min_class_size < 1:
+    if (
+        isinstance(min_class_size, bool)
+        or not isinstance(min_class_size, numbers.Integral)
+        or min_class_size < 1
+    ):
         raise ValueError(f"min_class_size must be a positive integer, got {min_class_size!r}.")
     synsets = _read_source(source)
     sizes = collections.Counter(lexname for _, lexname, _ in synsets)

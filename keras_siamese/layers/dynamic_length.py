@@ -1,5 +1,7 @@
 """Dynamic sequence length: trim a packed batch to its longest text, rounded up to a bucket."""
 
+import numbers
+
 import tensorflow as tf
 
 
@@ -27,11 +29,18 @@ def check_length_buckets(length_buckets, sequence_length):
     """
     if length_buckets is None:
         return default_length_buckets(sequence_length)
-    buckets = sorted(set(int(length) for length in length_buckets))
+    wanted = f"length_buckets must be a list of integer lengths, got {length_buckets!r}."
+    if isinstance(length_buckets, (str, bytes)) or not hasattr(length_buckets, "__iter__"):
+        raise ValueError(wanted)
+    given = list(length_buckets)
+    if not all(isinstance(length, numbers.Integral) and not isinstance(length, bool) for length in given):
+        raise ValueError(wanted)
+    given = [int(length) for length in given]
+    buckets = sorted(set(given))
     if not buckets or buckets[0] < 1 or buckets[-1] > sequence_length:
         raise ValueError(
             "length_buckets must be positive lengths no larger than "
-            f"sequence_length={sequence_length}, got {list(length_buckets)}."
+            f"sequence_length={sequence_length}, got {given}."
         )
     if buckets[-1] != sequence_length:
         buckets.append(sequence_length)

@@ -64,16 +64,16 @@ class Pooling(keras.layers.Layer):
         needed = {"pooled": ["pooled_output"], "cls": ["sequence_output"]}.get(
             self.mode, ["sequence_output", "padding_mask"]
         )
-        if not isinstance(features, collections.abc.Mapping) or any(name not in features for name in needed):
-            given = sorted(features) if isinstance(features, collections.abc.Mapping) else type(features).__name__
+        is_dict = isinstance(features, collections.abc.Mapping)
+        if not is_dict or any(name not in features for name in needed):
+            given = sorted(features) if is_dict else type(features).__name__
             raise ValueError(
                 f"Pooling({self.mode!r}) takes the encoder's features, a dict with {needed}; got {given}."
             )
-        if "sequence_output" in needed and len(features["sequence_output"].shape) != 3:
-            raise ValueError(
-                "sequence_output must be [batch, length, hidden], got shape "
-                f"{tuple(features['sequence_output'].shape)}."
-            )
+        shape = features[needed[0]].shape
+        rank = None if getattr(shape, "rank", 0) is None else len(shape)  # None: unknown rank
+        if needed[0] == "sequence_output" and rank not in (None, 3):
+            raise ValueError(f"sequence_output must be [batch, length, hidden], got shape {tuple(shape)}.")
 
     def compute_output_shape(self, features_shape):
         if self.mode == "pooled":

@@ -34,14 +34,16 @@ class Projection(keras.layers.Layer):
         super().__init__(**kwargs)
         if not _is_positive_integer(output_units):
             raise ValueError(f"output_units must be a positive integer, got {output_units!r}.")
-        if isinstance(hidden_units, (str, bytes)) or not hasattr(hidden_units, "__iter__") or not all(
-            _is_positive_integer(units) for units in hidden_units
-        ):
-            raise ValueError(f"hidden_units must be a sequence of positive integers such as (64,), got {hidden_units!r}.")
+        iterable = hasattr(hidden_units, "__iter__") and not isinstance(hidden_units, (str, bytes))
+        hidden = tuple(hidden_units) if iterable else None
+        if hidden is None or not all(_is_positive_integer(units) for units in hidden):
+            raise ValueError(
+                f"hidden_units must be a sequence of positive integers such as (64,), got {hidden_units!r}."
+            )
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
         self.output_units = int(output_units)
-        self.hidden_units = tuple(int(units) for units in hidden_units)
+        self.hidden_units = tuple(int(units) for units in hidden)
         self.activation = activation
         self.dropout = dropout
         self.hidden_layers = []

@@ -70,7 +70,9 @@ def l2_normalize(embeddings, epsilon=1e-12):
         raise ValueError(f"embeddings must be 2-D [count, dimension], got shape {x.shape}.")
     squared_norm = np.sum(np.square(x), axis=1, keepdims=True)
     if not np.all(np.isfinite(squared_norm)):
-        raise ValueError("embeddings contain NaN or infinite values, or values too large to square in float32.")
+        raise ValueError(
+            "embeddings contain NaN or infinite values, or values too large to square in float32."
+        )
     return x / np.sqrt(np.maximum(squared_norm, epsilon))
 
 
@@ -126,7 +128,8 @@ def exact_top_k(queries, corpus, k, batch_size=None):
     queries, corpus = np.asarray(queries), np.asarray(corpus)
     if queries.ndim != 2 or corpus.ndim != 2:
         raise ValueError(
-            f"queries and corpus must be 2-D [count, dimension], got shapes {queries.shape} and {corpus.shape}."
+            "queries and corpus must be 2-D [count, dimension], "
+            f"got shapes {queries.shape} and {corpus.shape}."
         )
     check_same_dimension(queries, corpus)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= len(corpus):

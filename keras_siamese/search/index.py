@@ -12,6 +12,7 @@ from keras_siamese.atomic import atomic_file_path
 from keras_siamese.search.exact import (
     check_embeddings,
     check_same_dimension,
+    chunk_rows,
     exact_top_k,
     l2_normalize,
 )
@@ -86,9 +87,9 @@ class EmbeddingIndex:
         if backend.startswith("faiss") and not faiss_available():
             raise ValueError(f"backend {backend!r} needs faiss: pip install faiss-cpu.")
         self.backend = backend
-        self.nlist = _default_nlist(size) if nlist is None else nlist
-        self.nprobe = nprobe
-        self.batch_size = batch_size
+        self.nlist = _default_nlist(size) if nlist is None else _check_positive(nlist, "nlist")
+        self.nprobe = _check_positive(nprobe, "nprobe")
+        self.batch_size = None if batch_size is None else chunk_rows(size, batch_size)
         self._faiss_index = self._build_faiss() if backend.startswith("faiss") else None
 
     def __len__(self):
@@ -192,6 +193,12 @@ class EmbeddingIndex:
 
 def _default_nlist(size):
     return max(1, min(int(4 * math.sqrt(size)), size // 39))
+
+
+def _check_positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 def _check_column(values, name, size):

@@ -57,7 +57,8 @@ class SemanticSearch:
         _check_encoder(encoder, batch_size)
         texts = _check_texts(texts)
         embeddings = _encode(encoder, texts, batch_size)
-        return cls(encoder, EmbeddingIndex(embeddings, ids=ids, texts=texts, labels=labels, **index_kwargs), batch_size)
+        index = EmbeddingIndex(embeddings, ids=ids, texts=texts, labels=labels, **index_kwargs)
+        return cls(encoder, index, batch_size)
 
     def encode(self, texts):
         """Embeddings of `texts` as a float32 `[n, d]` numpy array."""
