@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_siamese.checks import check_integer
+
 _TRACED = weakref.WeakKeyDictionary()
 
 
@@ -41,8 +43,7 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     >>> encode(model, ["a small dog", "a large cat"]).shape  # doctest: +SKIP
     (2, 64)
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_integer(batch_size, "batch_size")
     texts = [text.encode("utf-8") if isinstance(text, str) else text for text in texts]
     if not all(isinstance(text, bytes) for text in texts):
         raise ValueError("encode takes a sequence of str or bytes texts.")

@@ -19,6 +19,8 @@ import argparse
 import dataclasses
 import math
 
+from keras_siamese.checks import check_integer, is_number
+
 
 def setting(default, help, choices=None):
     """A dataclass field with the help text (and choices) of its command-line flag.
@@ -39,23 +41,20 @@ def check_integers(settings, names, minimum=1):
     ValueError: epochs must be a positive integer, got 0.
     """
     for name in names:
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise ValueError(f"{name} must be {wanted}, got {value!r}.")
+        check_integer(getattr(settings, name), name, minimum)
 
 
 def check_fraction(settings, name):
     """Raises `ValueError` unless the named field of `settings` is a number strictly between 0 and 1."""
     value = getattr(settings, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+    if not is_number(value) or not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1), got {value!r}.")
 
 
 def check_positive_number(settings, name):
     """Raises `ValueError` unless the named field of `settings` is a finite number > 0."""
     value = getattr(settings, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+    if not is_number(value) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}.")
 
 

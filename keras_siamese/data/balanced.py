@@ -5,9 +5,8 @@ import tensorflow as tf
 
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.labels import check_corpus, encode_labels
+from keras_siamese.checks import check_integer
 from keras_siamese.data.sampling import (
-    check_count,
-    check_seed,
     cycled_permutation,
     epoch_rng,
     group_by_class,
@@ -71,9 +70,9 @@ class ClassBalancedSampler:
         bucket_boundaries=None,
     ):
         ids, _ = encode_labels(labels)
-        self.classes_per_batch = check_count(classes_per_batch, "classes_per_batch", 2)
-        self.samples_per_class = check_count(samples_per_class, "samples_per_class", 2)
-        self.seed = check_seed(seed)
+        self.classes_per_batch = check_integer(classes_per_batch, "classes_per_batch", minimum=2)
+        self.samples_per_class = check_integer(samples_per_class, "samples_per_class", minimum=2)
+        self.seed = check_integer(seed, "seed", minimum=0)
         groups = [_usable_classes(ids, np.arange(len(ids)))]
         qualifying = len(groups[0])
         if qualifying < 2:
@@ -92,7 +91,7 @@ class ClassBalancedSampler:
         batch_size = self.classes_per_batch * self.samples_per_class
         if batches_per_epoch is None:
             batches_per_epoch = max(1, int(usable.sum()) // batch_size)
-        self.batches_per_epoch = check_count(batches_per_epoch, "batches_per_epoch", 1)
+        self.batches_per_epoch = check_integer(batches_per_epoch, "batches_per_epoch")
         self._group_batches = _share(self.batches_per_epoch, usable)
 
     @property

@@ -7,10 +7,11 @@ labels sorted by value).
 
 import csv
 import json
-import numbers
 import os
 
 import numpy as np
+
+from keras_siamese.checks import check_integer
 
 
 def load_jsonl(path, text_field, label_field):
@@ -72,8 +73,7 @@ def load_huffpost(path, min_words=10):
     >>> names, len(texts)
     (['SPORTS'], 1)
     """
-    if isinstance(min_words, bool) or not isinstance(min_words, numbers.Integral) or min_words < 0:
-        raise ValueError(f"min_words must be a non-negative integer, got {min_words!r}.")
+    check_integer(min_words, "min_words", minimum=0)
     texts, raw_labels = [], []
     for line_number, record in _json_records(path):
         headline = _field(record, "headline", path, line_number, (str,))

@@ -5,10 +5,11 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from keras_siamese.checks import check_integer
 from keras_siamese.data.balanced import ClassBalancedSampler
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.labels import check_corpus
-from keras_siamese.data.sampling import check_count, check_seed, group_by_class
+from keras_siamese.data.sampling import group_by_class
 from keras_siamese.data.triplets import TripletSampler
 
 
@@ -41,7 +42,7 @@ class PairSampler:
             or not 0.0 <= positive_fraction <= 1.0
         ):
             raise ValueError(f"positive_fraction must be a number in [0, 1], got {positive_fraction!r}.")
-        self.seed = check_seed(seed)
+        self.seed = check_integer(seed, "seed", minimum=0)
         self._triplets = TripletSampler(labels, batch_size, seed, batches_per_epoch)
         self.batch_size = self._triplets.batch_size
         self.batches_per_epoch = self._triplets.batches_per_epoch
@@ -116,8 +117,8 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
     [0, 1]
     """
     texts, ids, _ = check_corpus(texts, labels)
-    seed = check_seed(seed)
-    batch_size = check_count(batch_size, "batch_size", 2)
+    seed = check_integer(seed, "seed", minimum=0)
+    batch_size = check_integer(batch_size, "batch_size", minimum=2)
     kept = _unambiguous_distinct(texts, ids)
     _, members = group_by_class(ids[kept])
     usable = sum(len(m) >= 2 for m in members)

@@ -1,8 +1,8 @@
 """Random index helpers shared by the batch generators: per-epoch generators, cycled draws."""
 
-import numbers
-
 import numpy as np
+
+from keras_siamese.checks import check_integer
 
 
 def epoch_rng(seed, epoch):
@@ -12,23 +12,7 @@ def epoch_rng(seed, epoch):
     >>> int(epoch_rng(0, 1).integers(100)) == int(epoch_rng(0, 1).integers(100))
     True
     """
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-        raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}.")
-    return np.random.default_rng([seed, epoch])
-
-
-def check_seed(seed):
-    """Returns `seed` if it is a non-negative integer, else raises a ValueError."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
-
-
-def check_count(value, name, minimum):
-    """Returns `value` if it is an integer >= `minimum`, else raises a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return np.random.default_rng([seed, check_integer(epoch, "epoch", minimum=0)])
 
 
 def cycled_permutation(rng, pool, count, block=1):

@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from keras_siamese.data.labels import check_corpus
-from keras_siamese.data.sampling import check_seed, group_by_class
+from keras_siamese.checks import check_integer
+from keras_siamese.data.sampling import group_by_class
 
 
 def train_test_split_by_label(texts, labels, test_fraction=0.2, seed=0):
@@ -38,7 +39,7 @@ def train_test_split_by_label(texts, labels, test_fraction=0.2, seed=0):
     ):
         raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}.")
     texts, ids, _ = check_corpus(texts, labels)
-    rng = np.random.default_rng(check_seed(seed))
+    rng = np.random.default_rng(check_integer(seed, "seed", minimum=0))
     is_test = np.zeros(len(ids), bool)
     for members in group_by_class(ids)[1]:
         if len(members) >= 2:

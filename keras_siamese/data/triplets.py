@@ -5,9 +5,8 @@ import tensorflow as tf
 
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.labels import check_corpus, encode_labels
+from keras_siamese.checks import check_integer
 from keras_siamese.data.sampling import (
-    check_count,
-    check_seed,
     cycled_permutation,
     epoch_rng,
     group_by_class,
@@ -36,8 +35,8 @@ class TripletSampler:
 
     def __init__(self, labels, batch_size, seed=0, batches_per_epoch=None):
         ids, _ = encode_labels(labels)
-        self.batch_size = check_count(batch_size, "batch_size", 1)
-        self.seed = check_seed(seed)
+        self.batch_size = check_integer(batch_size, "batch_size")
+        self.seed = check_integer(seed, "seed", minimum=0)
         classes, members = group_by_class(ids)
         if len(classes) < 2:
             raise ValueError("triplets need at least 2 classes, found 1.")
@@ -54,7 +53,7 @@ class TripletSampler:
             raise ValueError("triplets need a class with at least 2 texts, found none.")
         if batches_per_epoch is None:
             batches_per_epoch = max(1, len(self._anchors) // self.batch_size)
-        self.batches_per_epoch = check_count(batches_per_epoch, "batches_per_epoch", 1)
+        self.batches_per_epoch = check_integer(batches_per_epoch, "batches_per_epoch")
 
     def epoch_indices(self, epoch):
         """Epoch `epoch`'s triplets: int64 `[batches_per_epoch, batch_size, 3]` positions."""

@@ -1,9 +1,8 @@
 """Classification from embeddings (k nearest neighbours) and its report: accuracy, F1, ROC AUC."""
 
-import numbers
-
 import numpy as np
 
+from keras_siamese.checks import is_integer
 from keras_siamese.data import encode_labels
 from keras_siamese.search.exact import (
     check_embeddings,
@@ -212,7 +211,7 @@ def _vote(query_embeddings, corpus_embeddings, class_ids, num_classes, k, weight
         raise ValueError(f"corpus_labels has {len(class_ids)} labels for {len(corpus)} corpus embeddings.")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= len(corpus):
+    if not is_integer(k) or not 1 <= k <= len(corpus):
         raise ValueError(f"k must be an integer in [1, {len(corpus)}] (the corpus size), got {k!r}.")
     if normalize:
         queries, corpus = l2_normalize(queries), l2_normalize(corpus)
@@ -233,9 +232,7 @@ def _vote(query_embeddings, corpus_embeddings, class_ids, num_classes, k, weight
 
 
 def _check_num_classes(num_classes):
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
-    ):
+    if num_classes is not None and not (is_integer(num_classes) and num_classes >= 1):
         raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}.")
 
 

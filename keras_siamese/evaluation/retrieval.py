@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from keras_siamese.checks import is_integer
 from keras_siamese.data import encode_labels
 from keras_siamese.search.exact import (
     check_embeddings,
@@ -154,7 +155,7 @@ def _check_ks(ks):
     if not ks:
         raise ValueError("ks is empty; give at least one cut-off such as (1, 5).")
     for k in ks:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        if not is_integer(k) or k < 1:
             raise ValueError(f"ks must be positive integers, got {k!r}.")
     return tuple(int(k) for k in ks)
 

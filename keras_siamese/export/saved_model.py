@@ -8,6 +8,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_siamese.checks import is_integer
 from keras_siamese.atomic import PARTIAL_MARK, fsync_path, fsync_tree, remove_abandoned_partials
 from keras_siamese.export.metadata import describe_model, write_metadata
 from keras_siamese.export.ops import check_serving_ops
@@ -184,7 +185,7 @@ def _check_signatures(signatures):
 
 
 def _check_version(version):
-    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
+    if not is_integer(version) or not 0 <= version < 2**63:
         raise ValueError(f"version must be a non-negative integer that fits TF Serving's int64, got {version!r}.")
     return version
 

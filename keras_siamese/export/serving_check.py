@@ -26,6 +26,7 @@ import tempfile
 
 import numpy as np
 
+from keras_siamese.checks import check_integer, is_number
 from keras_siamese.export.requests import as_bytes
 
 SOURCE_NAME = "serving_check.cc"
@@ -73,10 +74,8 @@ class ServingLoad:
 
     def __post_init__(self):
         for name in ("threads", "requests", "max_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ServingLoad.{name} must be a positive integer, got {value!r}.")
-        if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
+            check_integer(getattr(self, name), f"ServingLoad.{name}")
+        if not (is_number(self.tolerance) and self.tolerance >= 0):
             raise ValueError(f"ServingLoad.tolerance must be a number >= 0, got {self.tolerance!r}.")
 
     def plan(self, text_count):
@@ -210,9 +209,7 @@ def check_serving(
     encoded = [as_bytes(text) for text in texts]
     if not encoded:
         raise ValueError("texts is empty; give at least one string to run.")
-    batch_size = len(encoded) if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = len(encoded) if batch_size is None else check_integer(batch_size, "batch_size")
     if load is not None and not isinstance(load, ServingLoad):
         raise ValueError(f"load must be a ServingLoad or None, got {load!r}.")
     if check_ops:

@@ -8,6 +8,7 @@ real requests do not pay for graph optimisation and lazy initialisation.
 
 import os
 
+from keras_siamese.checks import is_integer
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.export.requests import INPUT_NAME, SIGNATURE_NAME, grpc_predict_request
 
@@ -47,9 +48,7 @@ def write_warmup_requests(
         raise ValueError("sample_texts must be a non-empty list of strings.")
     sample_texts = list(sample_texts)
     batch_sizes = sorted({1, len(sample_texts)}) if batch_sizes is None else list(batch_sizes)
-    if not batch_sizes or any(
-        isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in batch_sizes
-    ):
+    if not batch_sizes or not all(is_integer(size) and size >= 1 for size in batch_sizes):
         raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes!r}.")
     if len(batch_sizes) > MAX_WARMUP_RECORDS:
         raise ValueError(f"TF Serving replays at most {MAX_WARMUP_RECORDS} warmup requests, "

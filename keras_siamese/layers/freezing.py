@@ -1,5 +1,7 @@
 """Freezing a keras-hub transformer backbone: all of it, or its embeddings plus the lowest N layers."""
 
+from keras_siamese.checks import is_integer
+
 FREEZE_ALL = "all"
 
 
@@ -31,9 +33,7 @@ def freeze_backbone(backbone, frozen_layers=FREEZE_ALL):
         backbone.trainable = False
         return
     depth = transformer_layers_by_depth(backbone)
-    if isinstance(frozen_layers, bool) or not isinstance(frozen_layers, int) or not (
-        0 <= frozen_layers <= len(depth)
-    ):
+    if not is_integer(frozen_layers) or not 0 <= frozen_layers <= len(depth):
         raise ValueError(
             f"frozen_layers must be 'all' or an integer from 0 to {len(depth)} "
             f"(the backbone's depth), got {frozen_layers!r}."

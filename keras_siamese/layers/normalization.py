@@ -1,10 +1,11 @@
 """L2 normalisation as a serialisable layer."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from keras_siamese.checks import is_integer, is_number
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -27,9 +28,9 @@ class L2Normalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        if not is_integer(axis):
             raise ValueError(f"axis must be an integer, got {axis!r}.")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < math.inf:
+        if not is_number(epsilon) or not 0 < epsilon < math.inf:
             raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}.")
         self.axis = int(axis)
         self.epsilon = epsilon

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from keras_hub.layers import StartEndPacker
 
+from keras_siamese.checks import is_integer
 from keras_siamese.layers.dynamic_length import check_length_buckets, trim_to_bucket
 
 TOKEN_IDS = "token_ids"
@@ -31,7 +32,7 @@ class Preprocessor(keras.layers.Layer):
 
     def __init__(self, sequence_length=128, dynamic_length=True, length_buckets=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 3:
+        if not is_integer(sequence_length) or sequence_length < 3:
             raise ValueError(
                 "sequence_length must be an integer leaving room for [CLS], [SEP] and at least "
                 f"one token, got {sequence_length!r}."

@@ -4,6 +4,8 @@ import numbers
 
 import keras
 
+from keras_siamese.checks import is_number
+
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
 class Projection(keras.layers.Layer):
@@ -40,7 +42,7 @@ class Projection(keras.layers.Layer):
             raise ValueError(
                 f"hidden_units must be a sequence of positive integers such as (64,), got {hidden_units!r}."
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        if not is_number(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
         self.output_units = int(output_units)
         self.hidden_units = tuple(int(units) for units in hidden)

@@ -10,14 +10,16 @@ of one chunk, for the price of a second forward pass.
 
 import tensorflow as tf
 
+from keras_siamese.checks import is_integer
+
 
 def check_mini_batch_size(mini_batch_size):
     """`None` or a positive integer; anything else is a ValueError."""
     if mini_batch_size is None:
         return None
-    if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
+    if not is_integer(mini_batch_size) or mini_batch_size < 1:
         raise ValueError(f"mini_batch_size must be a positive integer or None, got {mini_batch_size!r}.")
-    return mini_batch_size
+    return int(mini_batch_size)
 
 
 def cached_call(call, inputs, mini_batch_size, random_state):

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_siamese.checks import check_integer
 from keras_siamese.layers.preprocessor import text_input_prefix, token_inputs
 from keras_siamese.models.text_task import TextTask
 
@@ -37,8 +38,7 @@ def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=
     >>> pairs([np.array([1.0]), np.array([3.0])]).numpy().tolist()
     [[[1.0, 2.0], [3.0, 6.0]]]
     """
-    if isinstance(num_texts, bool) or not isinstance(num_texts, int) or num_texts < 2:
-        raise ValueError(f"num_texts must be an integer >= 2, got {num_texts!r}.")
+    check_integer(num_texts, "num_texts", minimum=2)
     preprocessor = getattr(embedding_model, "preprocessor", None)
     if preprocessor is not None:
         texts = [token_inputs(text_input_prefix(index)) for index in range(num_texts)]

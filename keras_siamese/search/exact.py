@@ -6,10 +6,10 @@ checking an embedding matrix, L2 normalisation and a chunked
 scores at a time.
 """
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
+
+from keras_siamese.checks import is_integer, is_number
 
 # Scores held at once: chunk_rows * corpus_size <= this many float32 (64 MiB).
 _SCORES_PER_CHUNK = 2**24
@@ -60,7 +60,7 @@ def l2_normalize(embeddings, epsilon=1e-12):
     >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
+    if not is_number(epsilon) or not 0 < epsilon < np.inf:
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}.")
     try:
         x = np.asarray(embeddings, dtype=np.float32)
@@ -80,7 +80,7 @@ def chunk_rows(corpus_size, batch_size=None):
     """Query rows per chunk: `batch_size`, or as many as fit 2**24 scores against the corpus."""
     if batch_size is None:
         return max(1, _SCORES_PER_CHUNK // corpus_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
     return int(batch_size)
 
@@ -132,7 +132,7 @@ def exact_top_k(queries, corpus, k, batch_size=None):
             f"got shapes {queries.shape} and {corpus.shape}."
         )
     check_same_dimension(queries, corpus)
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= len(corpus):
+    if not is_integer(k) or not 1 <= k <= len(corpus):
         raise ValueError(f"k must be in [1, {len(corpus)}] (the corpus size), got {k!r}.")
     all_scores, all_indices = [], []
     for _, scores in similarity_chunks(queries, corpus, batch_size):

@@ -3,10 +3,10 @@
 import importlib.util
 import json
 import math
-import numbers
 
 import numpy as np
 
+from keras_siamese.checks import check_integer
 from keras_siamese.artifacts import UnreadableFileError, check_zip_archive, reading
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.search.exact import (
@@ -87,8 +87,8 @@ class EmbeddingIndex:
         if backend.startswith("faiss") and not faiss_available():
             raise ValueError(f"backend {backend!r} needs faiss: pip install faiss-cpu.")
         self.backend = backend
-        self.nlist = _default_nlist(size) if nlist is None else _check_positive(nlist, "nlist")
-        self.nprobe = _check_positive(nprobe, "nprobe")
+        self.nlist = _default_nlist(size) if nlist is None else check_integer(nlist, "nlist")
+        self.nprobe = check_integer(nprobe, "nprobe")
         self.batch_size = None if batch_size is None else chunk_rows(size, batch_size)
         self._faiss_index = self._build_faiss() if backend.startswith("faiss") else None
 
@@ -117,9 +117,7 @@ class EmbeddingIndex:
         """
         queries = check_embeddings(query_embeddings, "query_embeddings")
         check_same_dimension(queries, self.embeddings)
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}.")
-        k = min(int(k), len(self))
+        k = min(check_integer(k, "k"), len(self))
         if self.normalize:
             queries = l2_normalize(queries)
         if self._faiss_index is None:
@@ -193,12 +191,6 @@ class EmbeddingIndex:
 
 def _default_nlist(size):
     return max(1, min(int(4 * math.sqrt(size)), size // 39))
-
-
-def _check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def _check_column(values, name, size):

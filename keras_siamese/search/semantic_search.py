@@ -1,11 +1,11 @@
 """Text in, most similar corpus entries out: an encoder in front of an `EmbeddingIndex`."""
 
 import dataclasses
-import numbers
 
 import keras
 import numpy as np
 
+from keras_siamese.checks import check_integer
 from keras_siamese import inference
 from keras_siamese.search.exact import check_embeddings
 from keras_siamese.search.index import EmbeddingIndex
@@ -90,8 +90,7 @@ class SemanticSearch:
 def _check_encoder(encoder, batch_size):
     if not callable(encoder):
         raise ValueError(f"encoder must be callable, got {type(encoder).__name__}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_integer(batch_size, "batch_size")
 
 
 def _encode(encoder, texts, batch_size):
