@@ -1,7 +1,6 @@
 import numpy as np
-import pytest
 
-from keras_siamese.data.sampling import check_count, cycled_permutation, group_by_class
+from keras_siamese.data.sampling import cycled_permutation, group_by_class
 
 
 def test_cycled_permutation_uses_each_item_before_repeating_and_never_inside_a_block():
@@ -19,8 +18,3 @@ def test_group_by_class():
     assert classes.tolist() == [1, 3]
     assert [m.tolist() for m in members] == [[1, 4], [0, 2, 3]]
 
-
-@pytest.mark.parametrize("value", [1, 2.0, True, "3"])
-def test_check_count(value):
-    with pytest.raises(ValueError, match="size must be an integer >= 2"):
-        check_count(value, "size", 2)
