@@ -14,8 +14,8 @@ from keras_siamese.data import ResumeSampling, class_balanced_batches, train_tes
 from keras_siamese.evaluation import retrieval_metrics
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
-from keras_siamese.models import TripletSemiHard
 from keras_siamese.losses.distances import check_margin
+from keras_siamese.models import TripletSemiHard
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 from keras_siamese.sources import CorpusSource, EncoderSource
 

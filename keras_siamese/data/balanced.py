@@ -3,9 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_siamese.checks import check_integer
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.labels import check_corpus, encode_labels
-from keras_siamese.checks import check_integer
 from keras_siamese.data.sampling import (
     cycled_permutation,
     epoch_rng,

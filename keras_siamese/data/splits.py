@@ -4,8 +4,8 @@ import numbers
 
 import numpy as np
 
-from keras_siamese.data.labels import check_corpus
 from keras_siamese.checks import check_integer
+from keras_siamese.data.labels import check_corpus
 from keras_siamese.data.sampling import group_by_class
 
 

@@ -8,8 +8,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_siamese.checks import is_integer
 from keras_siamese.atomic import PARTIAL_MARK, fsync_path, fsync_tree, remove_abandoned_partials
+from keras_siamese.checks import is_integer
 from keras_siamese.export.metadata import describe_model, write_metadata
 from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME

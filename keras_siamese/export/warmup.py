@@ -8,8 +8,8 @@ real requests do not pay for graph optimisation and lazy initialisation.
 
 import os
 
-from keras_siamese.checks import is_integer
 from keras_siamese.atomic import atomic_file_path
+from keras_siamese.checks import is_integer
 from keras_siamese.export.requests import INPUT_NAME, SIGNATURE_NAME, grpc_predict_request
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from keras_siamese.checks import check_integer
 from keras_siamese.artifacts import UnreadableFileError, check_zip_archive, reading
 from keras_siamese.atomic import atomic_file_path
+from keras_siamese.checks import check_integer
 from keras_siamese.search.exact import (
     check_embeddings,
     check_same_dimension,

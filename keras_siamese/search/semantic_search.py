@@ -5,8 +5,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_siamese.checks import check_integer
 from keras_siamese import inference
+from keras_siamese.checks import check_integer
 from keras_siamese.search.exact import check_embeddings
 from keras_siamese.search.index import EmbeddingIndex
 
