@@ -170,6 +170,7 @@ def _add_export_command(commands):
 
     def run(args):
         from keras_siamese.export import export_saved_model
+        from keras_siamese.export.serving_check import read_lines
         from keras_siamese.models import load_model
 
         try:  # what the user gave: one argparse line, exit status 2
@@ -190,13 +191,6 @@ def _add_export_command(commands):
         return 0
 
     parser.set_defaults(run=run)
-
-
-def read_lines(path):
-    """The lines of a UTF-8 text file (`-`: stdin), without their line ends."""
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    with stream:
-        return [line.rstrip("\n") for line in stream]
 
 
 def _add_check_serving_command(commands):

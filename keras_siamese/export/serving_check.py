@@ -362,7 +362,6 @@ def run(args):
     0: passed; 1: the model failed the check; 2 (one argparse line): the
     arguments, the texts file or the version directory cannot be used.
     """
-    from keras_siamese.cli import read_lines
     from keras_siamese.export.ops import UnsupportedOpsError
 
     try:
@@ -377,6 +376,13 @@ def run(args):
         args.usage_error(str(error))
     print(report.summary())
     return 0
+
+
+def read_lines(path):
+    """The lines of a UTF-8 text file (`-`: stdin), without their line ends (a `--texts` file)."""
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with stream:
+        return [line.rstrip("\n") for line in stream]
 
 
 def _parse_report(result, saved_model_dir):
