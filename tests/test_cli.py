@@ -70,7 +70,8 @@ def test_train_and_compare_share_the_data_and_encoder_flags():
         (["export", "--model", "empty.keras", "--out", "o", "--version", "-3"], "--version must be a non-negative"),
         (["export", "--model", "empty.keras", "--out", "o", "--warmup-texts", "none.txt"], "none.txt"),
         (["check-serving", "."], "is not a SavedModel directory (no saved_model.pb)"),
-        (["check-serving", ".", "--texts", "none.txt"], "No such file or directory: 'none.txt'"),
+        (["check-serving", ".", "--texts", "none.txt"], "none.txt: no such file"),
+        (["check-serving", ".", "--texts", "latin1.txt"], "latin1.txt is not a readable texts file (UTF-8"),
         (["check-serving", ".", "--load-threads", "-2"], "ServingLoad.threads must be a positive integer"),
         (["check-serving", "graph"], "saved_model.pb is not a readable SavedModel graph"),
     ],
@@ -79,6 +80,7 @@ def test_bad_values_are_one_argparse_error_line(arguments, message, capsys, tmp_
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus.txt").write_text("a text\n")
     (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
     (tmp_path / "graph").mkdir()
     (tmp_path / "graph" / "saved_model.pb").write_bytes(b"\x0a\xff\xff")
     with pytest.raises(SystemExit) as exit_info:

@@ -26,6 +26,7 @@ import tempfile
 
 import numpy as np
 
+from keras_siamese.artifacts import reading
 from keras_siamese.checks import check_integer, is_number
 from keras_siamese.export.requests import as_bytes
 
@@ -380,9 +381,10 @@ def run(args):
 
 def read_lines(path):
     """The lines of a UTF-8 text file (`-`: stdin), without their line ends (a `--texts` file)."""
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    with stream:
-        return [line.rstrip("\n") for line in stream]
+    if path == "-":
+        return [line.rstrip("\n") for line in sys.stdin]
+    with reading(path, "texts file (UTF-8, one text per line)"), open(path, encoding="utf-8") as file:
+        return [line.rstrip("\n") for line in file]
 
 
 def _parse_report(result, saved_model_dir):
