@@ -30,12 +30,17 @@ class UnreadableFileError(ValueError):
         super().__init__(f"{self.path} is not a readable {kind}: {reason}.")
 
 
+def is_local_path(path):
+    """Whether `path` names a local file (not a `gs://`, `hdfs://`, ... URL that Keras or TF reads)."""
+    return isinstance(path, (str, os.PathLike)) and "://" not in os.fspath(path)
+
+
 @contextlib.contextmanager
 def reading(path, kind):
     """Checks that `path` is a non-empty file, then turns read failures into `UnreadableFileError`.
 
     A missing file stays a `FileNotFoundError` (a permission problem a
-    `PermissionError`: both say what is wrong). Inside the block, an `OSError`
+    `PermissionError`: both say what is wrong); a URL is not checked beforehand. Inside the block, an `OSError`
     (h5py's truncated or foreign files), a `zipfile.BadZipFile`, an `EOFError`,
     a JSON or UTF-8 decoding error or a protobuf `DecodeError` becomes an `UnreadableFileError` whose reason is
     the library's own first line.
@@ -46,11 +51,11 @@ def reading(path, kind):
     """
     from google.protobuf.message import DecodeError
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file.")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise UnreadableFileError(path, kind, "it is empty (0 bytes)")
+    if is_local_path(path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{os.fspath(path)}: no such file.")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise UnreadableFileError(path, kind, "it is empty (0 bytes)")
     try:
         yield path
     except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -60,10 +65,12 @@ def reading(path, kind):
         raise UnreadableFileError(path, kind, f"{reason} (truncated or corrupt?)") from error
 
 
-def check_zip_archive(path, kind):
-    """Raises `UnreadableFileError` unless `path` is a complete zip archive (.keras, .npz)."""
-    with reading(path, kind):
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-        if damaged is not None:
-            raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
+def check_zip_archive(path):
+    """Raises `zipfile.BadZipFile` unless `path` is a complete zip archive (.keras, .npz);
+    inside `reading`, that is an `UnreadableFileError`. A URL is left to its reader."""
+    if not is_local_path(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        damaged = archive.testzip()
+    if damaged is not None:
+        raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")

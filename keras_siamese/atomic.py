@@ -36,8 +36,7 @@ def atomic_file_path(path):
         fsync_path(directory)
         remove_abandoned_partials(directory)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp) if os.path.isfile(tmp) else shutil.rmtree(tmp)
+        _remove(tmp)
 
 
 def remove_abandoned_partials(directory):
@@ -52,8 +51,16 @@ def remove_abandoned_partials(directory):
             continue
         pid = name.rsplit(PARTIAL_MARK, 1)[1].split("-", 1)[0]
         if pid.isdigit() and not _is_running(int(pid)):
-            partial = os.path.join(directory, name)
-            shutil.rmtree(partial, ignore_errors=True) if os.path.isdir(partial) else os.remove(partial)
+            _remove(os.path.join(directory, name))
+
+
+def _remove(path):
+    """Removes a file or directory tree; one that another cleaner removed first is fine."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _is_running(pid):

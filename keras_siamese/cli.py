@@ -170,13 +170,13 @@ def _add_export_command(commands):
 
     def run(args):
         from keras_siamese.export import export_saved_model
+        from keras_siamese.export.saved_model import check_version
         from keras_siamese.export.serving_check import read_lines
         from keras_siamese.models import load_model
 
         try:  # what the user gave: one argparse line, exit status 2
-            if args.version is not None and not 0 <= args.version < 2**63:
-                raise ValueError(f"--version must be a non-negative integer that fits TF Serving's int64, "
-                                 f"got {args.version}")
+            if args.version is not None:
+                check_version(args.version, "--version")
             warmup_texts = read_lines(args.warmup_texts) if args.warmup_texts else None
             model = load_model(args.model)
         except (OSError, ValueError) as error:

@@ -260,9 +260,7 @@ def class_balanced_batches(
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
-        transform=lambda batches: batches.map(
-            gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        ).prefetch(tf.data.AUTOTUNE),
+        gather=gather,
     )
 
 

@@ -36,7 +36,7 @@ class EpochPosition:
             yield from itertools.islice(batches_for_epoch(epoch + 1), offset)
 
 
-def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, transform=None):
+def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, gather=None):
     """Builds a dataset that yields `batches_for_epoch(e)` on its e-th pass (e = 0, 1, ...).
 
     Keras iterates a finite dataset afresh at each epoch of `model.fit`, so the first
@@ -51,7 +51,8 @@ def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, transf
             `batches_per_epoch` batches, each matching `output_signature`.
         batches_per_epoch: number of batches that function returns.
         output_signature: nested `tf.TensorSpec` of one batch.
-        transform: optional function applied to the dataset of batches (a `map`, ...).
+        gather: optional function mapped over the batches in parallel, in order
+            (indices -> the batch's tensors); the result is prefetched.
 
     Example:
     >>> import numpy as np
@@ -64,8 +65,9 @@ def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, transf
         lambda: position.next_pass(batches_for_epoch), output_signature=output_signature
     )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch))
-    if transform is not None:
-        dataset = transform(dataset)
+    if gather is not None:
+        dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.epoch_position = position
     return dataset
 
@@ -106,8 +108,10 @@ class ResumeSampling(keras.callbacks.Callback):
         self.position = position
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.position.seek(int(self.model.optimizer.iterations))
+        steps_done = int(self.model.optimizer.iterations)
+        self.position.seek(steps_done)
+        self._steps_left = self.params["epochs"] * self.position.batches_per_epoch - steps_done
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) >= self.params["epochs"] * self.position.batches_per_epoch:
+        if batch + 1 >= self._steps_left:  # `batch` counts this epoch's steps from 0
             self.model.stop_training = True

@@ -88,7 +88,7 @@ def pair_batches(texts, labels, batch_size=32, positive_fraction=0.5, seed=0, ba
             tf.TensorSpec([sampler.batch_size, 2], tf.int64),
             tf.TensorSpec([sampler.batch_size], tf.float32),
         ),
-        transform=lambda batches: batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
+        gather=gather,
     )
 
 
@@ -142,7 +142,7 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
-        transform=lambda batches: batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
+        gather=gather,
     )
 
 

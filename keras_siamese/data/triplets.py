@@ -101,5 +101,5 @@ def triplet_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size, 3], tf.int64),
-        transform=lambda batches: batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
+        gather=gather,
     )

@@ -10,11 +10,12 @@ from the Debian files with `python -m keras_siamese.data.wordnet --write-sample`
 import argparse
 import collections
 import gzip
-import numbers
 import os
 import pathlib
 
 import numpy as np
+
+from keras_siamese.checks import check_integer
 
 # Lexicographer file names by number (lexnames(5WN)).
 WORDNET_LEXNAMES = (
@@ -110,12 +111,7 @@ def load_wordnet_glosses(source="auto", text="gloss", min_class_size=2):
     """
     if text not in ("gloss", "definition"):
         raise ValueError(f"text must be 'gloss' or 'definition', got {text!r}.")
-    if (
-        isinstance(min_class_size, bool)
-        or not isinstance(min_class_size, numbers.Integral)
-        or min_class_size < 1
-    ):
-        raise ValueError(f"min_class_size must be a positive integer, got {min_class_size!r}.")
+    check_integer(min_class_size, "min_class_size")
     synsets = _read_source(source)
     sizes = collections.Counter(lexname for _, lexname, _ in synsets)
     kept_names = [name for name in WORDNET_LEXNAMES if sizes[name] >= min_class_size]

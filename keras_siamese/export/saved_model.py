@@ -73,7 +73,7 @@ def export_saved_model(
     """
     signatures = _check_signatures(signatures)
     if version is not None:
-        _check_version(version)
+        check_version(version)
     if warmup_texts is not None and "text" not in signatures:
         raise ValueError("warmup_texts needs the text signature; add 'text' to signatures.")
     archive = _export_archive(model, signatures)
@@ -184,9 +184,10 @@ def _check_signatures(signatures):
     return signatures
 
 
-def _check_version(version):
+def check_version(version, name="version"):
+    """Raises `ValueError` unless `version` is an integer TF Serving can serve (0 to 2**63 - 1)."""
     if not is_integer(version) or not 0 <= version < 2**63:
-        raise ValueError(f"version must be a non-negative integer that fits TF Serving's int64, got {version!r}.")
+        raise ValueError(f"{name} must be a non-negative integer that fits TF Serving's int64, got {version!r}.")
     return version
 
 

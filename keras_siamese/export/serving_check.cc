@@ -285,14 +285,20 @@ std::vector<tensorflow::Tensor> Predict(const tensorflow::SavedModelBundle& bund
   return results;
 }
 
+// Reads a little-endian uint32; false at the end of `file` (gcount says how many bytes came).
+bool ReadUint32(std::istream& file, uint32_t* value) {
+  unsigned char bytes[4];
+  if (!file.read(reinterpret_cast<char*>(bytes), 4)) return false;
+  *value = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | static_cast<uint32_t>(bytes[3]) << 24;
+  return true;
+}
+
 std::vector<std::string> ReadTexts(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw CheckError{"input", "cannot open texts file " + path};
   std::vector<std::string> texts;
-  unsigned char header[4];
-  while (file.read(reinterpret_cast<char*>(header), 4)) {
-    uint32_t size = header[0] | header[1] << 8 | header[2] << 16 |
-                    static_cast<uint32_t>(header[3]) << 24;
+  uint32_t size;
+  while (ReadUint32(file, &size)) {
     std::string text(size, '\0');
     if (size && !file.read(text.data(), size)) break;
     texts.push_back(std::move(text));
@@ -304,18 +310,12 @@ std::vector<std::string> ReadTexts(const std::string& path) {
 std::vector<std::vector<uint32_t>> ReadLoadPlan(const std::string& path, size_t text_count) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw CheckError{"input", "cannot open load plan " + path};
-  auto read = [&](uint32_t* value) {
-    unsigned char bytes[4];
-    if (!file.read(reinterpret_cast<char*>(bytes), 4)) return false;
-    *value = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | static_cast<uint32_t>(bytes[3]) << 24;
-    return true;
-  };
   std::vector<std::vector<uint32_t>> plan;
   uint32_t count;
-  while (read(&count)) {
+  while (ReadUint32(file, &count)) {
     std::vector<uint32_t> request(count);
     for (auto& index : request) {
-      if (!read(&index) || index >= text_count) {
+      if (!ReadUint32(file, &index) || index >= text_count) {
         throw CheckError{"input", "load plan " + path + " is truncated or names a missing text"};
       }
     }
@@ -382,8 +382,9 @@ LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string
               if (std::isnan(difference)) difference = INFINITY;  // the reference was not finite
               result.max_difference = std::max(result.max_difference, difference);
             }
-            result.min_norm = std::min(result.min_norm, std::sqrt(squares));
-            result.max_norm = std::max(result.max_norm, std::sqrt(squares));
+            const double norm = std::sqrt(squares);
+            result.min_norm = std::min(result.min_norm, norm);
+            result.max_norm = std::max(result.max_norm, norm);
           }
         }
       } catch (const CheckError& error) {

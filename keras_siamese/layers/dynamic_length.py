@@ -1,8 +1,8 @@
 """Dynamic sequence length: trim a packed batch to its longest text, rounded up to a bucket."""
 
-import numbers
-
 import tensorflow as tf
+
+from keras_siamese.checks import is_integer
 
 
 def default_length_buckets(sequence_length):
@@ -33,7 +33,7 @@ def check_length_buckets(length_buckets, sequence_length):
     if isinstance(length_buckets, (str, bytes)) or not hasattr(length_buckets, "__iter__"):
         raise ValueError(wanted)
     given = list(length_buckets)
-    if not all(isinstance(length, numbers.Integral) and not isinstance(length, bool) for length in given):
+    if not all(is_integer(length) for length in given):
         raise ValueError(wanted)
     given = [int(length) for length in given]
     buckets = sorted(set(given))

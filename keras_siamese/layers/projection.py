@@ -1,10 +1,8 @@
 """The Siamese ALBERT study's projection head."""
 
-import numbers
-
 import keras
 
-from keras_siamese.checks import is_number
+from keras_siamese.checks import check_integer, is_integer, is_number
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -34,11 +32,10 @@ class Projection(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not _is_positive_integer(output_units):
-            raise ValueError(f"output_units must be a positive integer, got {output_units!r}.")
+        check_integer(output_units, "output_units")
         iterable = hasattr(hidden_units, "__iter__") and not isinstance(hidden_units, (str, bytes))
         hidden = tuple(hidden_units) if iterable else None
-        if hidden is None or not all(_is_positive_integer(units) for units in hidden):
+        if hidden is None or not all(is_integer(units) and units >= 1 for units in hidden):
             raise ValueError(
                 f"hidden_units must be a sequence of positive integers such as (64,), got {hidden_units!r}."
             )
@@ -91,7 +88,3 @@ class Projection(keras.layers.Layer):
             }
         )
         return config
-
-
-def _is_positive_integer(value):
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1

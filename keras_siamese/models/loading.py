@@ -22,6 +22,6 @@ def load_model(path, **kwargs):
     import keras_siamese.layers  # noqa: F401  registers the layers a file may name
     import keras_siamese.models  # noqa: F401  and the models
 
-    check_zip_archive(path, KERAS_FILE)
     with reading(path, KERAS_FILE):
+        check_zip_archive(path)
         return keras.saving.load_model(path, **kwargs)

@@ -1,11 +1,14 @@
 """A Keras model on tokens that takes texts: its preprocessor runs in the data pipeline, as in keras-hub's Task."""
 
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_siamese import inference
-from keras_siamese.artifacts import reading
+from keras_siamese.artifacts import is_local_path, reading
+from keras_siamese.atomic import atomic_file_path
 from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
 from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_size
@@ -95,6 +98,14 @@ class TextTask(keras.Model):
             if f"{_RANDOM_STATE}{index}" in keys:  # files saved before they were kept have none
                 variable.assign(np.asarray(store[f"{_RANDOM_STATE}{index}"]))
 
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Keras' `save`; a local file is written atomically (a crash leaves the previous one)."""
+        _save_atomically(super().save, filepath, overwrite, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Keras' `save_weights`, atomic like `save` (so `ModelCheckpoint` and `BackupAndRestore`)."""
+        _save_atomically(super().save_weights, filepath, overwrite, **kwargs)
+
     def load_weights(self, filepath, *args, **kwargs):
         """Keras' `load_weights`; an empty, truncated or corrupt file is an `UnreadableFileError`
         naming it (so is a `BackupAndRestore` backup that a full disk cut short)."""
@@ -163,6 +174,14 @@ class TextTask(keras.Model):
                 {"preprocessor_of": owners[0]} if owners else keras.layers.serialize(self.preprocessor)
             )
         return config
+
+
+def _save_atomically(save, filepath, overwrite, **kwargs):
+    """Runs Keras' `save(path, ...)` on a partial beside a local `filepath`, then renames it into place."""
+    if not is_local_path(filepath) or (not overwrite and os.path.exists(filepath)):
+        return save(filepath, overwrite=overwrite, **kwargs)
+    with atomic_file_path(filepath) as partial_path:
+        save(partial_path, overwrite=True, **kwargs)
 
 
 def _is_text_columns(x):

@@ -1,10 +1,7 @@
 """A Keras model whose default loss is online semi-hard triplet mining."""
 
-import os
-
 import keras
 
-from keras_siamese.atomic import atomic_file_path
 from keras_siamese.layers import L2Normalize, Pooling, Projection, token_inputs
 from keras_siamese.losses import semihard_triplet_terms
 from keras_siamese.losses.distances import check_distance, check_margin
@@ -123,18 +120,6 @@ class TripletSemiHard(TextTask):
         mining = (self.active_triplets_tracker, self.positive_distance_tracker, self.negative_distance_tracker)
         return [metric for metric in metrics if all(metric is not tracker for tracker in mining)]
 
-    def save(self, filepath, overwrite=True, **kwargs):
-        if not _is_local_path(filepath) or (not overwrite and os.path.exists(filepath)):
-            return super().save(filepath, overwrite=overwrite, **kwargs)
-        with atomic_file_path(filepath) as partial_path:
-            super().save(partial_path, overwrite=True, **kwargs)
-
-    def save_weights(self, filepath, overwrite=True, **kwargs):
-        if not _is_local_path(filepath) or (not overwrite and os.path.exists(filepath)):
-            return super().save_weights(filepath, overwrite=overwrite, **kwargs)
-        with atomic_file_path(filepath) as partial_path:
-            super().save_weights(partial_path, overwrite=True, **kwargs)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.loss is not None:
             return super().compute_loss(x, y, y_pred, sample_weight, training)
@@ -159,7 +144,3 @@ class TripletSemiHard(TextTask):
         if isinstance(self.distance, str):
             config["distance"] = self.distance
         return config
-
-
-def _is_local_path(filepath):
-    return isinstance(filepath, (str, os.PathLike)) and "://" not in os.fspath(filepath)

@@ -153,22 +153,24 @@ class EmbeddingIndex:
         Example:
         >>> EmbeddingIndex.load("index.npz").search(queries, k=5)  # doctest: +SKIP
         """
-        check_zip_archive(path, _INDEX_FILE)
-        with reading(path, _INDEX_FILE), np.load(path, allow_pickle=False) as data:
-            if "config" not in data or "embeddings" not in data:
-                raise UnreadableFileError(path, _INDEX_FILE, "it has no embeddings and config arrays")
-            config = json.loads(str(data["config"]))
-            if config.get("format_version") != _FORMAT_VERSION:
-                raise ValueError(f"{path} is not a keras_siamese index of format {_FORMAT_VERSION}.")
-            columns = {name: data[name].tolist() if name in data else None for name in ("ids", "texts", "labels")}
-            index = cls(
-                data["embeddings"],
-                **columns,
-                normalize=False,  # stored already normalised; re-normalising would move the last bits
-                backend=backend or config["backend"],
-                nlist=config["nlist"],
-                nprobe=config["nprobe"],
-            )
+        with reading(path, _INDEX_FILE):
+            check_zip_archive(path)
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        if "config" not in arrays or "embeddings" not in arrays:
+            raise UnreadableFileError(path, _INDEX_FILE, "it has no embeddings and config arrays")
+        config = json.loads(str(arrays["config"]))
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path} is not a keras_siamese index of format {_FORMAT_VERSION}.")
+        columns = {name: arrays[name].tolist() if name in arrays else None for name in ("ids", "texts", "labels")}
+        index = cls(
+            arrays["embeddings"],
+            **columns,
+            normalize=False,  # stored already normalised; re-normalising would move the last bits
+            backend=backend or config["backend"],
+            nlist=config["nlist"],
+            nprobe=config["nprobe"],
+        )
         index.normalize = config["normalize"]  # queries are normalised as before
         return index
 
