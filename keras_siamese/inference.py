@@ -11,11 +11,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_siamese.checks import check_integer
+from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 
 _TRACED = weakref.WeakKeyDictionary()
 
 
-def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, preprocessor=None):
+def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, preprocessor=None, truncate_dim=None):
     """Embeds `texts` with `model`, returning float32 `[len(texts), dim]` in the order given
     (`[0, dim]` for no texts).
 
@@ -38,18 +39,24 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
         output_key: the output to return when `model` returns a dict with
             several entries (default: `"embedding"`).
         preprocessor: strings -> model inputs; default `model.preprocessor`.
+        truncate_dim: return the first `truncate_dim` dimensions of each
+            embedding, L2-normalised again (a model trained with
+            `keras_siamese.losses.MatryoshkaLoss`); None returns them all.
 
     Example:
     >>> encode(model, ["a small dog", "a large cat"]).shape  # doctest: +SKIP
     (2, 64)
     """
     check_integer(batch_size, "batch_size")
+    if truncate_dim is not None:
+        check_truncate_dim(truncate_dim, _embedding_size(model))
     texts = [text.encode("utf-8") if isinstance(text, str) else text for text in texts]
     if not all(isinstance(text, bytes) for text in texts):
         raise ValueError("encode takes a sequence of str or bytes texts.")
     preprocessor = preprocessor if preprocessor is not None else getattr(model, "preprocessor", None)
     if not texts:
         empty = _select(_traced(model, preprocessor)(tf.constant([b""], tf.string)), output_key)
+        empty = empty if truncate_dim is None else _truncated(empty, truncate_dim)
         return np.zeros((0,) + empty.shape[1:], empty.dtype)
     if sort_by_length:
         count_tokens = getattr(preprocessor, "token_lengths", None)  # keras-hub's preprocessors: bytes
@@ -64,7 +71,7 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     ])
     result = np.empty_like(outputs)
     result[order] = outputs
-    return result
+    return result if truncate_dim is None else _truncated(result, truncate_dim)
 
 
 def is_texts(x):
@@ -98,6 +105,17 @@ def _traced(model, preprocessor):
             lambda texts: model(prepare(texts), training=False), reduce_retracing=True
         )
     return traced[id(preprocessor)]
+
+
+def _embedding_size(model):
+    """The last dimension of a Keras model's (first) output, None where it is not known."""
+    outputs = getattr(model, "outputs", None) if isinstance(model, keras.Model) else None
+    return outputs[0].shape[-1] if outputs else None
+
+
+def _truncated(embeddings, dim):
+    check_truncate_dim(dim, embeddings.shape[-1])
+    return truncate_embeddings(embeddings, dim).numpy()
 
 
 def _select(outputs, output_key):

@@ -22,12 +22,13 @@ import math
 from keras_siamese.checks import check_integer, is_number
 
 
-def setting(default, help, choices=None):
+def setting(default, help, choices=None, type=None):
     """A dataclass field with the help text (and choices) of its command-line flag.
 
-    Dataclass defaults (tuples, nested settings) are copied per instance.
+    Dataclass defaults (tuples, nested settings) are copied per instance. A
+    `None` default ("chosen for you", explained in `help`) names the flag's `type`.
     """
-    metadata = {"help": help, "choices": choices}
+    metadata = {"help": help, "choices": choices, "type": type}
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -80,8 +81,9 @@ def add_setting_arguments(parser, settings):
             parser.add_argument(flag, type=_comma_list(value), default=value, metavar="A,B,...",
                                 help=f"{help}; comma-separated (default: {shown})")
         else:
-            parser.add_argument(flag, type=type(value), default=value, choices=choices,
-                                help=f"{help} (default: {value})")
+            shown = "auto" if value is None else value
+            parser.add_argument(flag, type=field.metadata.get("type") or type(value), default=value,
+                                choices=choices, help=f"{help} (default: {shown})")
 
 
 def settings_from_arguments(settings, args):

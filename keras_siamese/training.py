@@ -1,5 +1,7 @@
-"""The main job: train a Siamese ALBERT on labelled texts, evaluate, checkpoint, export."""
+"""The main job: fine-tune (or train from scratch) an encoder on labelled texts, measured against
+the untrained encoder every epoch; checkpoint, export the best epoch."""
 
+import csv
 import dataclasses
 import json
 import math
@@ -10,17 +12,24 @@ import keras
 import numpy as np
 
 from keras_siamese.artifacts import UnreadableFileError
+from keras_siamese.atomic import atomic_file_path
+from keras_siamese.checks import is_number
 from keras_siamese.data import ResumeSampling, class_balanced_batches, train_test_split_by_label
-from keras_siamese.evaluation import retrieval_metrics
+from keras_siamese.evaluation import RetrievalEvaluation
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
 from keras_siamese.models import TripletSemiHard
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
-from keras_siamese.sources import CorpusSource, EncoderSource
+from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
 WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
 SERVING_CHECK_TEXTS = 64
+
+
+PRETRAINED_LEARNING_RATE = 1e-4
+FROM_SCRATCH_LEARNING_RATE = 1e-3
+FROM_SCRATCH_OUTPUT_UNITS = 64
 
 
 @dataclasses.dataclass
@@ -28,13 +37,17 @@ class TrainingConfig:
     """Settings of `train`; the defaults finish in minutes on a 2-core CPU.
 
     The defaults train a small ALBERT from scratch on the WordNet glosses that
-    ship with the package, the 45 lexicographer files as labels. They differ
-    from the study's pretrained recipe (pooled output, margin 1.0) where a
-    randomly initialised encoder needs it: mean pooling and margin 0.5 train
-    steadily from scratch, where the random tanh pooler and margin 1.0 barely
-    move held-out retrieval in the same steps, and learning rates of 2e-3
-    and above collapse the embeddings. A pretrained encoder (`encoder_source`)
-    wants a learning rate near 1e-4 or below.
+    ship with the package, the 45 lexicographer files as labels. Settings left
+    as None are chosen by the encoder's kind (benchmarks/README.md, fine-tuning
+    quality, has the measurements):
+    - a pretrained encoder (`encoder_source`) keeps its geometry: no
+      projection head (tokens -> encoder -> pooling -> L2), AdamW at 1e-4;
+    - the from-scratch ALBERT gets the study's Dense(64, relu) -> Dense(64)
+      head and 1e-3 (2e-3 and above collapse its embeddings).
+    Both warm the learning rate up linearly over `warmup_fraction` of the
+    steps, then decay it (cosine) to 0. Mean pooling and margin 0.5 train
+    steadily from scratch and on MiniLM, where the random tanh pooler and
+    margin 1.0 barely move held-out retrieval in the same steps.
 
     Example:
     >>> config = TrainingConfig(epochs=1, corpus=CorpusSource("news.jsonl", label_field="topic"))
@@ -45,26 +58,60 @@ class TrainingConfig:
     encoder_source: EncoderSource = setting(EncoderSource(sequence_length=48), "encoder")
     output_dir: str = setting("runs/wordnet", "checkpoints, summary.json and serving/ go here")
     model_name: str = setting("wordnet", "the TF Serving model name: the export goes to OUTPUT_DIR/serving/NAME/<version>")
-    test_fraction: float = setting(0.1, "fraction of each class held out to measure retrieval before and after")
+    test_fraction: float = setting(0.1, "fraction of each class held out to measure retrieval, every epoch")
     pooling: str = setting("mean", "how token states become one vector per text", POOLING_MODES)
-    output_units: int = setting(64, "embedding size (Dense(units, relu) -> Dense(units) -> L2 normalise)")
-    margin: float = setting(0.5, "triplet margin of the semi-hard loss")
+    output_units: int = setting(
+        None,
+        "size of a projection head Dense(units, relu) -> Dense(units) before L2 normalisation, 0 for none "
+        f"(auto: {FROM_SCRATCH_OUTPUT_UNITS} for {FROM_CORPUS}, none for a pretrained encoder)",
+        type=int,
+    )
+    margin: float = setting(0.5, "triplet margin of the semi-hard loss (embeddings are unit vectors: distances in [0, 2])")
     classes_per_batch: int = setting(16, "classes in each training batch (P)")
     samples_per_class: int = setting(4, "texts of each class in a batch (K)")
-    learning_rate: float = setting(1e-3, "Adam's learning rate (1e-3 suits the from-scratch ALBERT)")
-    epochs: int = setting(4, "training epochs; a .keras checkpoint is kept after each")
+    learning_rate: float = setting(
+        None,
+        f"AdamW's peak learning rate (auto: {FROM_SCRATCH_LEARNING_RATE:g} for {FROM_CORPUS}, "
+        f"{PRETRAINED_LEARNING_RATE:g} for a pretrained encoder)",
+        type=float,
+    )
+    weight_decay: float = setting(0.01, "AdamW's decoupled weight decay (0: plain Adam)")
+    warmup_fraction: float = setting(0.1, "fraction of the steps over which the learning rate rises linearly from 0")
+    epochs: int = setting(4, "training epochs; held-out retrieval is measured and a .keras checkpoint kept after each")
     steps_per_epoch: int = setting(250, "batches per epoch")
     backup_steps: int = setting(50, "steps between the backups in OUTPUT_DIR/backup that a rerun resumes from")
     seed: int = setting(0, "seed of the split, the batches and the initial weights")
 
+    @property
+    def pretrained(self):
+        """Whether the encoder comes with trained weights (anything but the from-scratch ALBERT)."""
+        return self.encoder_source.encoder != FROM_CORPUS
+
+    def resolved(self):
+        """A copy with every None setting chosen for the encoder's kind."""
+        return dataclasses.replace(
+            self,
+            output_units=(0 if self.pretrained else FROM_SCRATCH_OUTPUT_UNITS)
+            if self.output_units is None else self.output_units,
+            learning_rate=(PRETRAINED_LEARNING_RATE if self.pretrained else FROM_SCRATCH_LEARNING_RATE)
+            if self.learning_rate is None else self.learning_rate,
+        )
+
     def check(self):
         """Raises `ValueError` for settings that cannot run."""
         self.encoder_source.check()
-        check_integers(self, ("output_units", "epochs", "steps_per_epoch", "backup_steps"))
+        check_integers(self, ("epochs", "steps_per_epoch", "backup_steps"))
         check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         check_integers(self, ("seed",), minimum=0)
+        if self.output_units is not None:
+            check_integers(self, ("output_units",), minimum=0)
         check_fraction(self, "test_fraction")
-        check_positive_number(self, "learning_rate")
+        if self.learning_rate is not None:
+            check_positive_number(self, "learning_rate")
+        if not is_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
+        if not is_number(self.warmup_fraction) or not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}.")
         check_margin(self.margin)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
@@ -75,23 +122,26 @@ class TrainingConfig:
 def train(config=None, texts=None, labels=None):
     """Runs the main job and returns a summary dict.
 
-    Trains `TripletSemiHard` with class-balanced batches, prints held-out
-    retrieval quality (hit@1, recall@5 of held-out texts against training
-    texts, by label) before and after training, keeps a `.keras` checkpoint
-    per epoch, exports the SavedModel for TF Serving (with warmup records
-    from held-out texts), loads it with TF Serving's C++ loader when a C++
-    compiler is there (`keras_siamese.export.check_serving`) and prints how to
-    serve and query it. Pass `texts` and `labels` to train on your own data instead
-    of the configured corpus. Training backs itself up every `backup_steps` steps in
-    `output_dir/backup`; rerun on the same `output_dir` after a crash or a kill
-    and it resumes where the last backup left it, ending with the weights of an
-    uninterrupted run.
+    Trains `TripletSemiHard` with class-balanced batches and measures held-out
+    retrieval (hit@1, recall@5 of held-out texts against training texts, by
+    label) for the untrained encoder's own embedding (its pooling + L2, no
+    trained layer: the baseline to beat) and after every epoch. It keeps a
+    `.keras` checkpoint per epoch, exports the best epoch as a SavedModel for
+    TF Serving (with warmup records from held-out texts), says plainly when no
+    epoch beat the untrained encoder, loads the export with TF Serving's C++
+    loader when a C++ compiler is there (`keras_siamese.export.check_serving`)
+    and prints how to serve and query it. Pass `texts` and `labels` to train
+    on your own data instead of the configured corpus. Training backs itself
+    up every `backup_steps` steps in `output_dir/backup`; rerun on the same
+    `output_dir` after a crash or a kill and it resumes where the last backup
+    left it, ending with the weights of an uninterrupted run.
 
     Example:
     >>> summary = train(TrainingConfig(epochs=1, steps_per_epoch=20))  # doctest: +SKIP
     """
     config = config or TrainingConfig()
     config.check()
+    config = config.resolved()
     keras.utils.set_random_seed(config.seed)
     if texts is None:
         texts, labels, _ = config.corpus.load()
@@ -102,9 +152,6 @@ def train(config=None, texts=None, labels=None):
         f"Corpus {config.corpus.data}: {len(train_texts)} training and {len(test_texts)} held-out "
         f"texts, {len(set(np.asarray(train_labels).tolist()))} classes."
     )
-    model = build_model(config, train_texts)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-
     batches = class_balanced_batches(  # checks the batch shape against the corpus first
         train_texts,
         train_labels,
@@ -113,20 +160,25 @@ def train(config=None, texts=None, labels=None):
         seed=config.seed,
         batches_per_epoch=config.steps_per_epoch,
     )
+    encoder = config.encoder_source.build(train_texts)
+    model = build_model(config, encoder)
+    model.compile(optimizer=build_optimizer(config))
 
-    def evaluate():
-        corpus = model.predict(np.array(train_texts, dtype=object), batch_size=256, verbose=0)
-        queries = model.predict(np.array(test_texts, dtype=object), batch_size=256, verbose=0)
-        return retrieval_metrics(queries, test_labels, corpus, train_labels, ks=(1, 5))
-
-    before = evaluate()
-    _print_metrics("Before training", before)
+    # The baseline is measured here, before training changes the encoder both models share.
+    held_out = RetrievalEvaluation(
+        test_texts, test_labels, train_texts, train_labels, ks=(1, 5), verbose=1,
+        baseline=encoder_embedding(encoder, config.pooling),
+    )
+    baseline = _unprefixed(held_out.baseline_metrics)
+    _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", baseline)
 
     checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
     backup_dir = os.path.join(config.output_dir, "backup")
     os.makedirs(checkpoint_dir, exist_ok=True)
-    if os.path.isdir(backup_dir) and os.listdir(backup_dir):  # BackupAndRestore removes it when done
+    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
+    if resuming:
         print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
+    epochs_log = os.path.join(checkpoint_dir, "epochs.csv")
     started = time.perf_counter()
     try:
         history = model.fit(
@@ -138,8 +190,11 @@ def train(config=None, texts=None, labels=None):
                 keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
                 ResumeSampling(batches),
                 keras.callbacks.TerminateOnNaN(),
+                held_out,
+                keras.callbacks.CSVLogger(epochs_log, append=resuming),
                 keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
             ],
+            verbose=2,
         )
     except UnreadableFileError as error:  # only the backup is read back during fit
         raise UnreadableFileError(
@@ -152,46 +207,115 @@ def train(config=None, texts=None, labels=None):
             "Lower --learning-rate or check the data."
         )
 
-    after = evaluate()
-    _print_metrics("After training", after)
+    epochs = _epoch_metrics(epochs_log)
+    best_epoch = max(epochs, key=lambda epoch: (epochs[epoch]["hit@1"], epochs[epoch]["recall@5"], -epoch))
+    best = epochs[best_epoch]
+    best_checkpoint = os.path.join(checkpoint_dir, f"epoch{best_epoch:02d}.keras")
+    beat_encoder = best["hit@1"] > baseline["hit@1"]
+    _print_metrics(f"Best epoch ({best_epoch} of {config.epochs})", best)
+    if beat_encoder:
+        print(f"  {100 * (best['hit@1'] - baseline['hit@1']):+.1f} points hit@1 over the untrained encoder.")
+    else:
+        print(
+            f"No epoch beat the untrained encoder (hit@1 {baseline['hit@1']:.3f}): the export below is "
+            "worse than the encoder as it is. Try a lower --learning-rate, no projection head "
+            "(--output-units 0) or more data."
+        )
     print(f"Checkpoints: {os.path.abspath(checkpoint_dir)}/epoch01.keras ... epoch{config.epochs:02d}.keras")
 
+    model.load_weights(best_checkpoint)
     version_dir = export_saved_model(
         model,
         os.path.join(config.output_dir, "serving", config.model_name),
         warmup_texts=test_texts[:WARMUP_TEXTS],
     )
+    print(f"Exported epoch {best_epoch} (the best held-out hit@1).")
     summary = {
-        "before": before,
-        "after": after,
+        "untrained_encoder": baseline,
+        "epochs": {str(epoch): metrics for epoch, metrics in epochs.items()},
+        "best_epoch": best_epoch,
+        "best": best,
+        "beat_untrained_encoder": beat_encoder,
+        "settings": {"output_units": config.output_units, "learning_rate": config.learning_rate},
         "training_seconds": training_seconds,
         "final_loss": float(history.history["loss"][-1]),
         "checkpoint_dir": os.path.abspath(checkpoint_dir),
+        "best_checkpoint": os.path.abspath(best_checkpoint),
         "saved_model": os.path.abspath(version_dir),
         "serving_check": _check_serving(version_dir, test_texts[:SERVING_CHECK_TEXTS]),
     }
-    with open(os.path.join(config.output_dir, "summary.json"), "w") as f:
+    with atomic_file_path(os.path.join(config.output_dir, "summary.json")) as path, open(path, "w") as f:
         json.dump(summary, f, indent=2)
     _print_serving_help(config.model_name, os.path.abspath(version_dir))
     return summary
 
 
-def build_model(config, texts):
-    """The main job's untrained model: `config`'s encoder (a random ALBERT has its vocabulary
-    trained on `texts`), pooling, projection and L2 normalisation.
+def build_model(config, encoder):
+    """The main job's untrained model: `encoder`, `config`'s pooling, its projection head if
+    `config.output_units` (resolved) asks for one, and L2 normalisation.
 
     Example:
-    >>> model = build_model(TrainingConfig(), texts)  # doctest: +SKIP
+    >>> model = build_model(TrainingConfig().resolved(), encoder)  # doctest: +SKIP
     >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
     (1, 64)
     """
+    units = config.output_units or None
     return TripletSemiHard.from_encoder(
-        config.encoder_source.build(texts),
+        encoder,
         pooling=config.pooling,
-        hidden_units=(config.output_units,),
-        output_units=config.output_units,
+        output_units=units,
+        hidden_units=(units,) if units else (),
         margin=config.margin,
     )
+
+
+def build_optimizer(config):
+    """AdamW (or Adam without weight decay) on a linear-warmup, cosine-decay schedule over the
+    whole training (`config` resolved).
+
+    Example:
+    >>> build_optimizer(TrainingConfig().resolved()).weight_decay
+    0.01
+    """
+    steps = config.epochs * config.steps_per_epoch
+    warmup_steps = int(config.warmup_fraction * steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
+        decay_steps=max(steps - warmup_steps, 1),
+        warmup_target=config.learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+    if config.weight_decay == 0:
+        return keras.optimizers.Adam(schedule)
+    return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+
+
+def encoder_embedding(encoder, pooling):
+    """The encoder's own embedding: tokens -> `encoder` -> `Pooling(pooling)` -> `L2Normalize`,
+    nothing trained added. Shares `encoder`'s weights: measure it before training them.
+
+    Example:
+    >>> encoder_embedding(encoder, "mean").predict(["a small dog"]).shape  # doctest: +SKIP
+    (1, 384)
+    """
+    return TripletSemiHard.from_encoder(encoder, pooling=pooling)
+
+
+def _unprefixed(metrics):
+    return {name.removeprefix("val_"): value for name, value in metrics.items()}
+
+
+def _epoch_metrics(path):
+    """{epoch number (1-based): {"hit@1", "recall@5", "loss"}} from the CSVLogger file (a resumed
+    run appends: the last row of an epoch counts)."""
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {
+        int(row["epoch"]) + 1: {
+            "hit@1": float(row["val_hit@1"]), "recall@5": float(row["val_recall@5"]), "loss": float(row["loss"])
+        }
+        for row in rows
+    }
 
 
 def _check_serving(version_dir, texts):

@@ -22,6 +22,13 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     query out of its own ranking. Works with any model whose `predict` maps
     its inputs (texts, features) to embeddings.
 
+    `baseline` is what training must beat: the untrained encoder's own
+    embedding (`TripletSemiHard.from_encoder(encoder, pooling)` built before
+    `fit`: its pooling + L2, nothing trained added; not a model with a random
+    head). It is measured once, when the callback is created (so before
+    training changes the weights it shares with the trained model), kept in
+    `baseline_metrics`, and printed beside every epoch's metrics.
+
     Args:
         queries: model inputs of the query items (e.g. an array of strings).
         query_labels: one label per query.
@@ -33,9 +40,11 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             `model.predict(inputs, batch_size=batch_size, verbose=0)`.
         batch_size: batch size of the default `embed_fn`.
         verbose: 1 prints the metrics after each epoch.
+        baseline: optional model (or `embed_fn`-style callable) to measure once, at creation.
 
     Example:
-    >>> evaluation = RetrievalEvaluation(val_texts, val_labels)  # doctest: +SKIP
+    >>> untrained = TripletSemiHard.from_encoder(encoder)  # doctest: +SKIP
+    >>> evaluation = RetrievalEvaluation(val_texts, val_labels, baseline=untrained, verbose=1)  # doctest: +SKIP
     >>> checkpoint = keras.callbacks.ModelCheckpoint(
     ...     "best.keras", monitor="val_hit@1", mode="max", save_best_only=True)  # doctest: +SKIP
     >>> model.fit(batches, epochs=5, callbacks=[evaluation, checkpoint])  # doctest: +SKIP
@@ -52,6 +61,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         embed_fn=None,
         batch_size=256,
         verbose=0,
+        baseline=None,
     ):
         super().__init__()
         if (corpus is None) != (corpus_labels is None):
@@ -69,18 +79,31 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.embed_fn = embed_fn
         self.batch_size = batch_size
         self.verbose = verbose
+        self.baseline_metrics = None if baseline is None else self.evaluate(baseline)
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = self.evaluate()
         if logs is not None:
             logs.update(metrics)
         if self.verbose:
-            shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-            print(f"Epoch {epoch + 1}: {shown}")
+            print(f"Epoch {epoch + 1}: {self.describe(metrics)}")
 
-    def evaluate(self):
-        """Embeds the data with the current model; returns `{prefix + metric name: value}`."""
-        query_embeddings = self._embed(self.queries)
+    def describe(self, metrics):
+        """One line of `metrics` (as `evaluate` returns them), each beside the baseline's."""
+        shown = []
+        for name, value in metrics.items():
+            if self.baseline_metrics is None:
+                shown.append(f"{name} {value:.4f}")
+            else:
+                base = self.baseline_metrics[name]
+                shown.append(f"{name} {value:.4f} (untrained encoder {base:.4f})")
+        return ", ".join(shown)
+
+    def evaluate(self, model=None):
+        """Embeds the data with `model` (default: the model being trained); returns
+        `{prefix + metric name: value}`."""
+        embed = self._embedder(model)
+        query_embeddings = embed(self.queries)
         if self.corpus is None:
             metrics = retrieval_metrics(
                 query_embeddings, self.query_labels, query_embeddings, self.query_labels,
@@ -88,16 +111,25 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             )
         else:
             metrics = retrieval_metrics(
-                query_embeddings, self.query_labels, self._embed(self.corpus), self.corpus_labels, ks=self.ks
+                query_embeddings, self.query_labels, embed(self.corpus), self.corpus_labels, ks=self.ks
             )
         return {self.prefix + name: value for name, value in metrics.items()}
 
-    def _embed(self, inputs):
-        if self.embed_fn is not None:
-            return keras.ops.convert_to_numpy(self.embed_fn(inputs))
-        if inference.is_texts(inputs):
-            return inference.encode(self.model, list(inputs), batch_size=self.batch_size)
-        return self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
+    def _embedder(self, model):
+        """inputs -> embeddings of `model`: a Keras model, or a callable as `embed_fn` (default:
+        `embed_fn`, else the model being trained)."""
+        if model is None and self.embed_fn is not None:
+            return lambda inputs: keras.ops.convert_to_numpy(self.embed_fn(inputs))
+        model = self.model if model is None else model
+        if not isinstance(model, keras.layers.Layer) and callable(model):
+            return lambda inputs: keras.ops.convert_to_numpy(model(inputs))
+
+        def embed(inputs):
+            if inference.is_texts(inputs):
+                return inference.encode(model, list(inputs), batch_size=self.batch_size)
+            return model.predict(inputs, batch_size=self.batch_size, verbose=0)
+
+        return embed
 
 
 def _check_labels(labels, inputs, name, inputs_name):

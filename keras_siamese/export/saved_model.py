@@ -14,13 +14,15 @@ from keras_siamese.export.metadata import describe_model, write_metadata
 from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from keras_siamese.export.warmup import write_warmup_requests
+from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 
 TOKEN_SIGNATURE_NAME = "tokens"
 SIGNATURE_KINDS = ("text", "tokens")
 
 
 def export_saved_model(
-    model, base_dir, version=None, *, warmup_texts=None, warmup_batch_sizes=None, signatures=("text",)
+    model, base_dir, version=None, *, warmup_texts=None, warmup_batch_sizes=None, signatures=("text",),
+    truncate_dim=None,
 ):
     """Exports `model` (strings -> embeddings) as `base_dir/<version>/` for TF Serving.
 
@@ -61,6 +63,11 @@ def export_saved_model(
             `keras_siamese.export.warmup.write_warmup_requests`).
         signatures: which of `"text"` and `"tokens"` to export. The token
             signature needs a token-level model with a preprocessor.
+        truncate_dim: serve the first `truncate_dim` dimensions of each
+            embedding, L2-normalised again (`[batch, truncate_dim]`; a model
+            trained with `keras_siamese.losses.MatryoshkaLoss`), equal to
+            `keras_siamese.inference.encode(model, texts, truncate_dim=...)`.
+            The metadata's `embedding_size` is then `truncate_dim`.
 
     Returns:
         The path of the new version directory.
@@ -72,11 +79,15 @@ def export_saved_model(
     ...     text=tf.constant(["a small dog"]))["embedding"]  # doctest: +SKIP
     """
     signatures = _check_signatures(signatures)
+    description = describe_model(model)
+    if truncate_dim is not None:
+        check_truncate_dim(truncate_dim, description["embedding_size"])
+        description = {**description, "embedding_size": truncate_dim, "truncated_from": description["embedding_size"]}
     if version is not None:
         check_version(version)
     if warmup_texts is not None and "text" not in signatures:
         raise ValueError("warmup_texts needs the text signature; add 'text' to signatures.")
-    archive = _export_archive(model, signatures)
+    archive = _export_archive(model, signatures, truncate_dim)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     remove_abandoned_partials(base_dir)
@@ -93,7 +104,7 @@ def export_saved_model(
     try:
         archive.write_out(partial_dir, verbose=False)
         check_serving_ops(partial_dir)
-        write_metadata(partial_dir, {**describe_model(model), "signatures": _signature_names(signatures)})
+        write_metadata(partial_dir, {**description, "signatures": _signature_names(signatures)})
         if warmup_texts is not None:
             write_warmup_requests(partial_dir, warmup_texts, warmup_batch_sizes)
         fsync_tree(partial_dir)
@@ -111,9 +122,14 @@ def next_version(base_dir):
     return max(versions, default=0) + 1
 
 
-def _export_archive(model, signatures):
+def _export_archive(model, signatures, truncate_dim):
     """The text signature runs the model's preprocessor, then the model; the token signature the model."""
     preprocessor = getattr(model, "preprocessor", None)
+
+    def embed(inputs):
+        embedding = model(inputs, training=False)
+        return tf.cast(embedding, tf.float32) if truncate_dim is None else truncate_embeddings(embedding, truncate_dim)
+
     archive = keras.export.ExportArchive()
     if "text" in signatures:
         if preprocessor is None:
@@ -125,7 +141,7 @@ def _export_archive(model, signatures):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
         def serve(text):
             inputs = text if preprocessor is None else preprocessor(text)
-            return {OUTPUT_NAME: tf.cast(model(inputs, training=False), tf.float32)}
+            return {OUTPUT_NAME: embed(inputs)}
 
         archive.add_endpoint(SIGNATURE_NAME, serve)
     if "tokens" in signatures:
@@ -134,8 +150,7 @@ def _export_archive(model, signatures):
 
         @tf.function(input_signature=specs)
         def serve_tokens(*tokens):
-            embedding = model(dict(zip(names, tokens)), training=False)
-            return {OUTPUT_NAME: tf.cast(embedding, tf.float32)}
+            return {OUTPUT_NAME: embed(dict(zip(names, tokens)))}
 
         for name, kind in _signature_names(signatures).items():
             if kind == "tokens":

@@ -10,6 +10,7 @@ from keras_siamese import inference
 from keras_siamese.artifacts import is_local_path, reading
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.layers.preprocessor import preprocess_batches
+from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
 from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_size
 
@@ -120,17 +121,22 @@ class TextTask(keras.Model):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle=False)
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
-    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+    def predict(self, x, batch_size=None, verbose="auto", truncate_dim=None, **kwargs):
+        """Keras' `predict`, texts in; `truncate_dim=d` returns the first d dimensions of each
+        embedding, L2-normalised again (a `keras_siamese.losses.MatryoshkaLoss` model)."""
+        if truncate_dim is not None:
+            check_truncate_dim(truncate_dim, self.outputs[0].shape[-1])
         if x is None:
             raise ValueError(
                 f"{type(self).__name__}.predict takes texts (a list, numpy array or tf.string) or a dataset, got None."
             )
         if self.preprocessor is not None and (inference.is_texts(x) or _is_empty(x)):
-            return inference.encode(self, list(_as_array(x)), batch_size=batch_size or 64)
+            return inference.encode(self, list(_as_array(x)), batch_size=batch_size or 64, truncate_dim=truncate_dim)
         if self.preprocessor is not None and _is_text_columns(x):
             x = tf.data.Dataset.from_tensor_slices(tuple(_as_array(column) for column in x)).batch(batch_size or 64)
             x = x.map(lambda *texts: (texts,))  # one tuple of inputs, not (x, y)
-        return super().predict(self._preprocessed(x), batch_size=batch_size, verbose=verbose, **kwargs)
+        outputs = super().predict(self._preprocessed(x), batch_size=batch_size, verbose=verbose, **kwargs)
+        return outputs if truncate_dim is None else truncate_embeddings(outputs, truncate_dim).numpy()
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss over the global batch (all replicas' rows under tf.distribute).

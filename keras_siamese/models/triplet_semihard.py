@@ -13,9 +13,9 @@ from keras_siamese.models.text_task import TextTask
 class TripletSemiHard(TextTask):
     """An embedding model that trains with in-batch semi-hard triplet mining.
 
-    `TripletSemiHard.from_encoder(encoder)` builds the recipe on tokens:
-    `encoder` -> `Pooling` -> `Projection` -> `L2Normalize`, with the
-    encoder's `preprocessor`. As a `TextTask` it takes texts in `fit`,
+    `TripletSemiHard.from_encoder(encoder)` builds it on tokens:
+    `encoder` -> `Pooling` -> (an optional `Projection`) -> `L2Normalize`,
+    with the encoder's `preprocessor`. As a `TextTask` it takes texts in `fit`,
     `evaluate` and `predict`: the preprocessor is mapped over the `tf.data`
     pipeline (so the train step runs no string op), and `predict` on a list
     of texts embeds them in batches of similar length, in the caller's
@@ -55,7 +55,7 @@ class TripletSemiHard(TextTask):
     >>> model.compile(optimizer=keras.optimizers.Adam(1e-4))  # doctest: +SKIP
     >>> model.fit(class_balanced_batches(texts, labels), epochs=2)  # doctest: +SKIP
     >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
-    (1, 64)
+    (1, 384)
     """
 
     def __init__(self, *args, margin=1.0, distance="L2", **kwargs):
@@ -72,28 +72,44 @@ class TripletSemiHard(TextTask):
     def from_encoder(
         cls,
         encoder,
-        pooling="pooled",
-        hidden_units=(64,),
-        output_units=64,
+        pooling="mean",
+        output_units=None,
+        hidden_units=(),
         margin=1.0,
         distance="L2",
         **kwargs,
     ):
-        """The Siamese ALBERT recipe around an encoder, on tokens, with the encoder's preprocessor.
+        """An embedding model around `encoder`, on tokens, with the encoder's preprocessor.
 
-        tokens -> `encoder` -> `Pooling(pooling)` ->
-        `Projection(output_units, hidden_units)` -> `L2Normalize`. The
-        defaults are the study's: pooled output, Dense(64, relu), Dense(64).
-        Other pooling modes freeze the encoder's unused pooler. `encoder` is
-        a `TextEncoder`, `AlbertEncoder` or `HubEncoder` (anything taking its
-        `preprocessor`'s tokens).
+        By default tokens -> `encoder` -> `Pooling(pooling)` -> `L2Normalize`:
+        nothing random between a pretrained encoder and its embedding, so the
+        model starts at the encoder's own quality and training can only move
+        it from there (a random head starts far below it; benchmarks/README.md,
+        fine-tuning quality). `output_units` adds
+        `Projection(output_units, hidden_units)` before the normalisation:
+        the Siamese ALBERT study's head is `output_units=64,
+        hidden_units=(64,)` (with `pooling="pooled"`), which suits an encoder
+        trained from scratch; for smaller embeddings of a pretrained encoder
+        train with `keras_siamese.losses.MatryoshkaLoss` and truncate instead.
+        Mean pooling is the default: the pooling sentence encoders such as
+        MiniLM were trained with, and the one that trained steadily from
+        scratch. Pooling modes other than `"pooled"` freeze the encoder's
+        unused pooler. `encoder` is a `TextEncoder`, `AlbertEncoder` or
+        `HubEncoder` (anything taking its `preprocessor`'s tokens).
+
+        Example:
+        >>> model = TripletSemiHard.from_encoder(encoder)  # doctest: +SKIP
+        >>> study = TripletSemiHard.from_encoder(encoder, "pooled", output_units=64, hidden_units=(64,))  # doctest: +SKIP
         """
         if pooling != "pooled" and hasattr(encoder, "pooler_trainable"):
             encoder.pooler_trainable = False
         inputs = token_inputs()
-        pooled = Pooling(pooling, name="pooling")(encoder(inputs))
-        projected = Projection(output_units, hidden_units, name="projection")(pooled)
-        embedding = L2Normalize(name="embedding")(projected)
+        embedding = Pooling(pooling, name="pooling")(encoder(inputs))
+        if output_units is not None:
+            embedding = Projection(output_units, hidden_units, name="projection")(embedding)
+        elif tuple(hidden_units):
+            raise ValueError(f"hidden_units={hidden_units!r} needs output_units (the projection's output size).")
+        embedding = L2Normalize(name="embedding")(embedding)
         return cls(
             inputs=inputs, outputs=embedding, preprocessor=encoder.preprocessor, margin=margin,
             distance=distance, **kwargs,
