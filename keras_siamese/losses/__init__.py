@@ -1,7 +1,8 @@
 """Metric-learning losses: triplet (semi-hard, batch-hard, batch-all), contrastive,
-multiple-negatives ranking and cosine-similarity regression."""
+multiple-negatives ranking, cosine-similarity regression, and Matryoshka training of any of them."""
 
 from keras_siamese.losses.distances import pairwise_distance
+from keras_siamese.losses.matryoshka import MatryoshkaLoss, truncate_embeddings
 from keras_siamese.losses.pairwise import (
     ContrastiveLoss,
     OnlineContrastiveLoss,
@@ -24,6 +25,7 @@ from keras_siamese.losses.triplet import (
 __all__ = [
     "ContrastiveLoss",
     "CosineSimilarityLoss",
+    "MatryoshkaLoss",
     "MultipleNegativesRankingLoss",
     "OnlineContrastiveLoss",
     "SemihardTripletTerms",
@@ -39,4 +41,5 @@ __all__ = [
     "triplet_batch_all_loss",
     "triplet_batch_hard_loss",
     "triplet_semihard_loss",
+    "truncate_embeddings",
 ]
