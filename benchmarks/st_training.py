@@ -1,5 +1,5 @@
 """Siamese training with sentence-transformers, run in its own virtualenv: the peer of
-benchmarks/quality_wordnet.py and benchmarks/train_throughput.py.
+benchmarks/quality_wordnet.py, quality_finetune.py and train_throughput.py.
 
 The driver (`run_st_training`, imported by those scripts) writes the texts, labels and
 the exact index batches to a work directory and runs this file with the python of
@@ -24,10 +24,16 @@ ST_PYTHON = os.path.join(HERE, ".venvs", "st", "bin", "python")
 
 def run_st_training(work_dir, model_dir, texts, labels, batches, learning_rate, margin,
                     warmup_steps=0, threads=2, output_units=64, hidden_units=64,
-                    sequence_length=128, encode_texts=None):
+                    sequence_length=128, encode_texts=None, loss="semihard", weight_decay=0.0,
+                    warmup_fraction=0.0):
     """Trains the sentence-transformers peer in a subprocess; returns `(report, embeddings)`.
 
-    `batches` is an int array `[steps, batch]` of positions in `texts`/`labels`. `report`
+    `batches` is an int array `[steps, batch]` of positions in `texts`/`labels`
+    (`loss="semihard"`: `BatchSemiHardTripletLoss`), or `[steps, batch, 2]` of
+    (anchor, positive) positions (`loss="mnrl"`: `MultipleNegativesRankingLoss`).
+    `output_units=None` trains no head (Transformer -> Pooling -> Normalize).
+    `weight_decay` > 0 uses AdamW; `warmup_fraction` > 0 sentence-transformers'
+    default schedule (linear warmup, then linear decay to 0). `report`
     holds `seconds` (steps after `warmup_steps`), `steps`, `examples` and `losses`;
     `embeddings` is the float32 `[len(encode_texts), output_units]` array, or None.
     """
@@ -44,6 +50,7 @@ def run_st_training(work_dir, model_dir, texts, labels, batches, learning_rate, 
         "output_units": output_units, "hidden_units": hidden_units,
         "sequence_length": sequence_length, "encode_texts": encode_texts,
         "embeddings": os.path.join(work_dir, "st_embeddings.npy"),
+        "loss": loss, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction,
     }
     job_path = os.path.join(work_dir, "st_job.json")
     with open(job_path, "w") as file:
@@ -69,30 +76,49 @@ def worker(job_path):
     torch.manual_seed(0)
     transformer = models.Transformer(job["model_dir"], max_seq_length=job["sequence_length"])
     width = transformer.get_word_embedding_dimension()
-    model = SentenceTransformer(
-        modules=[
-            transformer,
-            models.Pooling(width, pooling_mode="mean"),
+    head = []
+    if job["output_units"] is not None:
+        head = [
             models.Dense(width, job["hidden_units"], activation_function=torch.nn.ReLU()),
             models.Dense(job["hidden_units"], job["output_units"], activation_function=torch.nn.Identity()),
-            models.Normalize(),
-        ],
+        ]
+    model = SentenceTransformer(
+        modules=[transformer, models.Pooling(width, pooling_mode="mean"), *head, models.Normalize()],
         device="cpu",
     )
-    loss_module = losses.BatchSemiHardTripletLoss(model=model, margin=job["margin"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=job["learning_rate"], eps=1e-7)
+    if job["loss"] == "mnrl":
+        loss_module = losses.MultipleNegativesRankingLoss(model=model)
+    else:
+        loss_module = losses.BatchSemiHardTripletLoss(model=model, margin=job["margin"])
+    if job["weight_decay"]:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=job["learning_rate"], weight_decay=job["weight_decay"])
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=job["learning_rate"], eps=1e-7)
     texts, labels = job["texts"], torch.tensor(job["labels"])
     batches = np.load(job["batches"])
+    scheduler = None
+    if job["warmup_fraction"]:
+        from transformers import get_linear_schedule_with_warmup
+
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(job["warmup_fraction"] * len(batches)), len(batches)
+        )
     model.train()
     step_losses, started = [], None
     for step, batch in enumerate(batches):
         if step == job["warmup_steps"]:
             started = time.perf_counter()
-        features = model.tokenize([texts[i] for i in batch])
-        loss = loss_module([features], labels[torch.from_numpy(batch)])
+        if job["loss"] == "mnrl":
+            features = [model.tokenize([texts[i] for i in batch[:, column]]) for column in range(batch.shape[1])]
+            loss = loss_module(features, None)
+        else:
+            features = model.tokenize([texts[i] for i in batch])
+            loss = loss_module([features], labels[torch.from_numpy(batch)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         step_losses.append(float(loss))
     seconds = time.perf_counter() - started if started is not None else 0.0
     timed = len(batches) - job["warmup_steps"]

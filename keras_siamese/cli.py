@@ -168,10 +168,15 @@ def _add_export_command(commands):
                         help="'tokens' adds a token-id signature; 'tokens' alone needs no TF Text ops "
                         "(default: text)")
 
+    parser.add_argument("--truncate-dim", type=int, default=None,
+                        help="serve the first D dimensions, L2-normalised again (a Matryoshka-trained model; "
+                        "default: all)")
+
     def run(args):
         from keras_siamese.export import export_saved_model
         from keras_siamese.export.saved_model import check_version
         from keras_siamese.export.serving_check import read_lines
+        from keras_siamese.losses.matryoshka import check_truncate_dim
         from keras_siamese.models import load_model
 
         try:  # what the user gave: one argparse line, exit status 2
@@ -179,11 +184,13 @@ def _add_export_command(commands):
                 check_version(args.version, "--version")
             warmup_texts = read_lines(args.warmup_texts) if args.warmup_texts else None
             model = load_model(args.model)
+            if args.truncate_dim is not None:
+                check_truncate_dim(args.truncate_dim, model.outputs[0].shape[-1])
         except (OSError, ValueError) as error:
             parser.error(str(error))
         try:
             path = export_saved_model(model, args.out, args.version, warmup_texts=warmup_texts,
-                                      signatures=tuple(args.signatures.split(",")))
+                                      signatures=tuple(args.signatures.split(",")), truncate_dim=args.truncate_dim)
         except (OSError, ValueError) as error:  # refused (UnsupportedOpsError is a ValueError) or failed
             print(f"export failed: {error}", file=sys.stderr)
             return 1

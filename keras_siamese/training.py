@@ -13,13 +13,13 @@ import numpy as np
 
 from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
-from keras_siamese.checks import is_number
 from keras_siamese.data import ResumeSampling, class_balanced_batches, train_test_split_by_label
 from keras_siamese.evaluation import RetrievalEvaluation
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
 from keras_siamese.models import TripletSemiHard
+from keras_siamese.optimizers import fine_tuning_optimizer
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
@@ -108,10 +108,7 @@ class TrainingConfig:
         check_fraction(self, "test_fraction")
         if self.learning_rate is not None:
             check_positive_number(self, "learning_rate")
-        if not is_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
-        if not is_number(self.warmup_fraction) or not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}.")
+        fine_tuning_optimizer(1e-3, 1, self.warmup_fraction, self.weight_decay)  # checks both
         check_margin(self.margin)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
@@ -162,7 +159,9 @@ def train(config=None, texts=None, labels=None):
     )
     encoder = config.encoder_source.build(train_texts)
     model = build_model(config, encoder)
-    model.compile(optimizer=build_optimizer(config))
+    model.compile(optimizer=fine_tuning_optimizer(
+        config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay
+    ))
 
     # The baseline is measured here, before training changes the encoder both models share.
     held_out = RetrievalEvaluation(
@@ -267,27 +266,6 @@ def build_model(config, encoder):
         hidden_units=(units,) if units else (),
         margin=config.margin,
     )
-
-
-def build_optimizer(config):
-    """AdamW (or Adam without weight decay) on a linear-warmup, cosine-decay schedule over the
-    whole training (`config` resolved).
-
-    Example:
-    >>> build_optimizer(TrainingConfig().resolved()).weight_decay
-    0.01
-    """
-    steps = config.epochs * config.steps_per_epoch
-    warmup_steps = int(config.warmup_fraction * steps)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
-        decay_steps=max(steps - warmup_steps, 1),
-        warmup_target=config.learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-    if config.weight_decay == 0:
-        return keras.optimizers.Adam(schedule)
-    return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
 
 
 def encoder_embedding(encoder, pooling):

@@ -234,3 +234,39 @@ def test_the_text_signature_refuses_texts_of_another_rank_when_fed_as_tf_serving
         assert session.run(fed_embedding, {any_shape: np.array([b"a dog", b"a cat"], object)}).shape == (2, 8)
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[2,2\] is not compatible with expected shape \[\?\]"):
             session.run(fed_embedding, {any_shape: np.array([[b"a", b"b"], [b"c", b"d"]], object)})
+
+
+def test_a_truncated_export_serves_the_renormalised_prefix_that_encode_and_predict_give(model, tmp_path):
+    from keras_siamese.export.metadata import read_metadata
+    from keras_siamese.inference import encode
+
+    version_dir = export_saved_model(model, tmp_path / "m", truncate_dim=3, signatures=("text", "tokens"))
+    loaded = tf.saved_model.load(version_dir)
+    probe = tf.constant(PROBE_TEXTS)
+    served = loaded.signatures["serving_default"](text=probe)["embedding"].numpy()
+    from_tokens = loaded.signatures["tokens"](**_tokens(model, probe))["embedding"].numpy()
+    full = model.predict(PROBE_TEXTS, verbose=0)
+    oracle = full[:, :3] / np.linalg.norm(full[:, :3], axis=1, keepdims=True)
+    assert served.shape == (len(PROBE_TEXTS), 3)
+    np.testing.assert_allclose(served, oracle, atol=1e-5)
+    np.testing.assert_allclose(from_tokens, oracle, atol=1e-5)
+    np.testing.assert_allclose(encode(model, PROBE_TEXTS, truncate_dim=3), oracle, atol=1e-5)
+    np.testing.assert_allclose(model.predict(PROBE_TEXTS, truncate_dim=3, verbose=0), oracle, atol=1e-5)
+    assert model.predict([], truncate_dim=3).shape == (0, 3)
+    metadata = read_metadata(version_dir)
+    assert metadata["embedding_size"] == 3 and metadata["truncated_from"] == 8
+    signature = loaded.signatures["serving_default"].structured_outputs["embedding"]
+    assert signature.shape.as_list() == [None, 3]
+
+
+@pytest.mark.parametrize("bad,words", [(0, "positive integer"), (-2, "positive integer"), (9, "larger than the embedding's 8")])
+def test_bad_truncate_dims_are_refused_before_any_work(model, tmp_path, bad, words):
+    from keras_siamese.inference import encode
+
+    with pytest.raises(ValueError, match=words):
+        export_saved_model(model, tmp_path / "m", truncate_dim=bad)
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match=words):
+        encode(model, ["a dog"], truncate_dim=bad)
+    with pytest.raises(ValueError, match=words):
+        model.predict(["a dog"], truncate_dim=bad)
