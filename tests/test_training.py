@@ -31,7 +31,10 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     )
     assert finished.returncode == 0, finished.stderr
     printed = finished.stdout
-    assert "Before training: held-out hit@1" in printed and "After training: held-out hit@1" in printed
+    assert "Untrained encoder (its pooling + L2, no trained layer): held-out hit@1" in printed
+    assert "Epoch 2: val_hit@1" in printed and "(untrained encoder " in printed
+    assert re.search(r"Best epoch \([12] of 2\): held-out hit@1", printed)
+    assert ("points hit@1 over the untrained encoder" in printed) != ("No epoch beat the untrained encoder" in printed)
     assert "docker run" in printed and ":predict" in printed
     output = finished.stdout + finished.stderr
     assert not [line for line in output.splitlines() if CPP_LOG_LINE.match(line)], output
@@ -39,13 +42,18 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
         assert noise not in output, output
 
     summary = json.loads((output_dir / "summary.json").read_text())
-    for stage in ("before", "after"):
-        assert 0.0 <= summary[stage]["hit@1"] <= summary[stage]["recall@5"] <= 1.0
+    for metrics in (summary["untrained_encoder"], *summary["epochs"].values()):
+        assert 0.0 <= metrics["hit@1"] <= metrics["recall@5"] <= 1.0
+    epochs = summary["epochs"]
+    # Best: the highest hit@1; ties go to recall@5, then to the earlier epoch.
+    best = max(epochs, key=lambda epoch: (epochs[epoch]["hit@1"], epochs[epoch]["recall@5"], -int(epoch)))
+    assert summary["best_epoch"] == int(best) and summary["best"] == epochs[best]
+    assert summary["beat_untrained_encoder"] == (epochs[best]["hit@1"] > summary["untrained_encoder"]["hit@1"])
     assert np.isfinite(summary["final_loss"])
-    assert sorted(os.listdir(output_dir / "checkpoints")) == ["epoch01.keras", "epoch02.keras"]
+    assert sorted(os.listdir(output_dir / "checkpoints")) == ["epoch01.keras", "epoch02.keras", "epochs.csv"]
 
-    # The last checkpoint is the exported model: same embeddings from both.
-    checkpoint = keras.saving.load_model(output_dir / "checkpoints" / "epoch02.keras")
+    # The best epoch's checkpoint is the exported model: same embeddings from both.
+    checkpoint = keras.saving.load_model(output_dir / "checkpoints" / f"epoch{int(best):02d}.keras")
     texts = ["a domestic dog", "to move quickly", ""]
     serve = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
     exported = serve(text=tf.constant(texts))["embedding"].numpy()
