@@ -113,5 +113,7 @@ def test_train_on_a_users_jsonl_file_with_minilm_exports_a_servable_version(glos
     assert summary["saved_model"] == str(output_dir / "serving" / "topics" / "1")
     probe = ["a domestic dog", "to move quickly", ""]
     report = check_serving(summary["saved_model"], probe)
-    assert report.embeddings.shape == (3, 64)
+    # A pretrained encoder gets no projection head by default: MiniLM's own 384 dimensions.
+    assert report.embeddings.shape == (3, 384)
+    assert "Untrained encoder" in printed
     np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)

@@ -107,6 +107,7 @@ class MatryoshkaLoss(keras.losses.Loss):
         self.weights = tuple(float(weight) for weight in weights)
 
     def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)  # Keras maps nested lists element by element
         check_matryoshka_dims(self.dims, y_pred.shape[-1])
         total = 0.0
         for dim, weight in zip(self.dims, self.weights):

@@ -84,7 +84,7 @@ def test_failed_export_leaves_no_version_and_old_leftovers_are_cleaned(model, tm
                 f.write(b"half a graph")
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(saved_model, "_export_archive", lambda model, signatures: CrashingArchive())
+    monkeypatch.setattr(saved_model, "_export_archive", lambda model, signatures, truncate_dim: CrashingArchive())
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(model, base)
     assert sorted(os.listdir(base)) == ["1"]
