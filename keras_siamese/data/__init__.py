@@ -2,6 +2,7 @@
 
 from keras_siamese.data.balanced import ClassBalancedSampler, class_balanced_batches
 from keras_siamese.data.epochs import ResumeSampling
+from keras_siamese.data.hard_negatives import HardNegativeRefresh, HardNegatives, mine_hard_negatives
 from keras_siamese.data.labels import encode_labels
 from keras_siamese.data.loaders import load_csv, load_huffpost, load_jsonl
 from keras_siamese.data.pairs import PairSampler, anchor_positive_batches, pair_batches
@@ -17,6 +18,8 @@ from keras_siamese.data.wordnet import (
 
 __all__ = [
     "ClassBalancedSampler",
+    "HardNegativeRefresh",
+    "HardNegatives",
     "PairSampler",
     "ResumeSampling",
     "TripletSampler",
@@ -29,6 +32,7 @@ __all__ = [
     "load_huffpost",
     "load_jsonl",
     "load_wordnet_glosses",
+    "mine_hard_negatives",
     "pair_batches",
     "read_wordnet_synsets",
     "train_test_split_by_label",
