@@ -1,4 +1,4 @@
-"""Retrieval and classification quality of embeddings, and a Keras callback that tracks it."""
+"""Retrieval, classification and pair-similarity (STS) quality of embeddings, and a Keras callback that tracks retrieval."""
 
 from keras_siamese.evaluation.callbacks import RetrievalEvaluation
 from keras_siamese.evaluation.classification import (
@@ -7,6 +7,11 @@ from keras_siamese.evaluation.classification import (
     knn_scores,
     roc_auc,
 )
+from keras_siamese.evaluation.correlation import (
+    pair_similarity_correlation,
+    pearson_correlation,
+    spearman_correlation,
+)
 from keras_siamese.evaluation.retrieval import retrieval_metrics
 
 __all__ = [
@@ -14,6 +19,9 @@ __all__ = [
     "classification_report",
     "knn_classify",
     "knn_scores",
+    "pair_similarity_correlation",
+    "pearson_correlation",
     "retrieval_metrics",
     "roc_auc",
+    "spearman_correlation",
 ]

@@ -1,5 +1,5 @@
 """Metric-learning losses: triplet (semi-hard, batch-hard, batch-all), contrastive,
-multiple-negatives ranking, cosine-similarity regression, and Matryoshka training of any of them."""
+multiple-negatives ranking, cosine-similarity regression, CoSENT, and Matryoshka training of any of them."""
 
 from keras_siamese.losses.distances import pairwise_distance
 from keras_siamese.losses.matryoshka import MatryoshkaLoss, truncate_embeddings
@@ -10,7 +10,7 @@ from keras_siamese.losses.pairwise import (
     online_contrastive_loss,
 )
 from keras_siamese.losses.ranking import MultipleNegativesRankingLoss, multiple_negatives_ranking_loss
-from keras_siamese.losses.regression import CosineSimilarityLoss, cosine_similarity_loss
+from keras_siamese.losses.regression import CoSENTLoss, CosineSimilarityLoss, cosent_loss, cosine_similarity_loss
 from keras_siamese.losses.triplet import (
     SemihardTripletTerms,
     TripletBatchAllLoss,
@@ -23,6 +23,7 @@ from keras_siamese.losses.triplet import (
 )
 
 __all__ = [
+    "CoSENTLoss",
     "ContrastiveLoss",
     "CosineSimilarityLoss",
     "MatryoshkaLoss",
@@ -33,6 +34,7 @@ __all__ = [
     "TripletBatchHardLoss",
     "TripletSemiHardLoss",
     "contrastive_loss",
+    "cosent_loss",
     "cosine_similarity_loss",
     "multiple_negatives_ranking_loss",
     "online_contrastive_loss",
