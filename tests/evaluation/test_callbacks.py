@@ -101,3 +101,20 @@ def test_separate_corpus_and_embedding_function():
 def test_corpus_needs_its_labels():
     with pytest.raises(ValueError, match="together"):
         RetrievalEvaluation(np.ones((2, 8)), [0, 1], corpus=np.ones((2, 8)))
+
+
+def test_the_baseline_is_measured_once_before_training_and_printed_beside_each_epoch(capsys):
+    train_x, train_y = clustered_points(0)
+    val_x, val_y = clustered_points(1)
+    model = embedding_model(seed=2)
+    untrained = keras.models.clone_model(model)
+    untrained.set_weights(model.get_weights())
+    expected = leave_one_out_hit_at_1(untrained.predict(val_x, verbose=0), val_y)
+    # The trained model itself as its baseline: measured at creation, so training cannot move it.
+    evaluation = RetrievalEvaluation(val_x, val_y, baseline=model, verbose=1)
+    assert evaluation.baseline_metrics["val_hit@1"] == pytest.approx(expected)
+    model.fit(train_x, np.eye(4)[train_y], epochs=2, verbose=0, callbacks=[evaluation])
+    assert evaluation.baseline_metrics["val_hit@1"] == pytest.approx(expected)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2
+    assert all("val_hit@1 " in line and f"(untrained encoder {expected:.4f})" in line for line in printed)

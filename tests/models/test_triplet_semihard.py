@@ -153,3 +153,22 @@ def test_the_pooler_trains_only_when_pooling_reads_it(tiny_encoder_factory, batc
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     (reloaded_encoder,) = [layer for layer in reloaded.layers if hasattr(layer, "pooler_trainable")]
     assert reloaded_encoder.backbone.pooled_dense.trainable == (pooling == "pooled")
+
+
+def test_by_default_the_embedding_is_the_encoders_own_mean_pooling_with_nothing_random(tiny_encoder_factory, glosses):
+    encoder = tiny_encoder_factory()
+    model = TripletSemiHard.from_encoder(encoder)
+    assert not [layer for layer in model.layers if "projection" in layer.name]
+    texts = glosses[0][:5] + [""]
+    tokens = encoder.preprocessor(tf.constant(texts))
+    features = encoder(tokens)
+    sequence = features["sequence_output"].numpy().astype("float64")
+    mask = tokens["padding_mask"].numpy().astype("float64")[:, :, None]
+    mean = (sequence * mask).sum(axis=1) / mask.sum(axis=1)
+    expected = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(np.array(texts, dtype=object), verbose=0), expected, atol=1e-5)
+    # The study's head is one argument away; a hidden layer alone is refused.
+    study = TripletSemiHard.from_encoder(tiny_encoder_factory(), "pooled", output_units=64, hidden_units=(64,))
+    assert study.output_shape == (None, 64)
+    with pytest.raises(ValueError, match="needs output_units"):
+        TripletSemiHard.from_encoder(tiny_encoder_factory(), hidden_units=(64,))
