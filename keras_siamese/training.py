@@ -163,10 +163,11 @@ def train(config=None, texts=None, labels=None):
         config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay
     ))
 
-    # The baseline is measured here, before training changes the encoder both models share.
+    # The baseline, the encoder's own embedding (its pooling + L2, nothing trained), is measured
+    # here, before training changes the encoder both models share.
     held_out = RetrievalEvaluation(
         test_texts, test_labels, train_texts, train_labels, ks=(1, 5), verbose=1,
-        baseline=encoder_embedding(encoder, config.pooling),
+        baseline=TripletSemiHard.from_encoder(encoder, pooling=config.pooling),
     )
     baseline = _unprefixed(held_out.baseline_metrics)
     _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", baseline)
@@ -266,17 +267,6 @@ def build_model(config, encoder):
         hidden_units=(units,) if units else (),
         margin=config.margin,
     )
-
-
-def encoder_embedding(encoder, pooling):
-    """The encoder's own embedding: tokens -> `encoder` -> `Pooling(pooling)` -> `L2Normalize`,
-    nothing trained added. Shares `encoder`'s weights: measure it before training them.
-
-    Example:
-    >>> encoder_embedding(encoder, "mean").predict(["a small dog"]).shape  # doctest: +SKIP
-    (1, 384)
-    """
-    return TripletSemiHard.from_encoder(encoder, pooling=pooling)
 
 
 def _unprefixed(metrics):

@@ -93,6 +93,11 @@ def markdown_table(metrics, num_train=None, num_test=None):
             value = sections.get(section, {}).get(key)
             cells.append("-" if value is None else (f"{value:.1f}" if key == "examples_per_second" else f"{value:.3f}"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "frozen" in metrics:
+        lines.append(
+            "\n`frozen`'s kNN and retrieval columns are the untrained encoder's own embedding (its pooling"
+            " + L2, no trained layer): the baseline the trained variants must beat."
+        )
     return "\n".join(lines) + "\n"
 
 

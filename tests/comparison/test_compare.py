@@ -188,7 +188,9 @@ def test_json_numbers_equal_a_recomputation_from_the_saved_predictions(finished)
 def test_markdown_table_shows_the_json_numbers(finished):
     _, output_dir, _, _ = finished
     metrics = json.loads((output_dir / "results.json").read_text())["metrics"]
-    rows = {line.split("|")[1].strip(): line for line in (output_dir / "results.md").read_text().splitlines()
+    table = (output_dir / "results.md").read_text()
+    assert "`frozen`'s kNN and retrieval columns are the untrained encoder's own embedding" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
             if line.startswith("| ") and not line.startswith("| variant")}
     assert sorted(rows) == sorted(VARIANTS)
     for name in VARIANTS:
