@@ -89,9 +89,12 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             print(f"Epoch {epoch + 1}: {self.describe(metrics)}")
 
     def describe(self, metrics):
-        """One line of `metrics` (as `evaluate` returns them), each beside the baseline's."""
+        """One line of `metrics` (as `evaluate` returns them; recall@k, equal to hit@k, left out),
+        each beside the baseline's."""
         shown = []
         for name, value in metrics.items():
+            if "recall@" in name and name.replace("recall@", "hit@") in metrics:
+                continue  # the same value as hit@k, by definition
             if self.baseline_metrics is None:
                 shown.append(f"{name} {value:.4f}")
             else:
