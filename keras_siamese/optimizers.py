@@ -13,7 +13,7 @@ def fine_tuning_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weigh
 
     The warmup keeps the first, noisiest steps from undoing a pretrained encoder;
     `weight_decay=0` gives plain Adam on the same schedule, `warmup_fraction=0`
-    starts at the peak.
+    starts at the peak. Steps past `total_steps` train at learning rate 0.
 
     Args:
         learning_rate: the peak learning rate, a finite number > 0.
@@ -32,7 +32,7 @@ def fine_tuning_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weigh
         raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}.")
     if not is_number(weight_decay) or not 0 <= weight_decay < math.inf:
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
-    warmup_steps = int(warmup_fraction * total_steps)
+    warmup_steps = round(warmup_fraction * total_steps)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else learning_rate,
         decay_steps=max(total_steps - warmup_steps, 1),

@@ -19,7 +19,7 @@ def schedule_by_definition(step, peak, total, warmup):
 @pytest.mark.parametrize("total, warmup_fraction", [(100, 0.1), (37, 0.25), (10, 0.0)])
 def test_learning_rate_follows_warmup_then_cosine_decay(total, warmup_fraction):
     optimizer = fine_tuning_optimizer(3e-4, total, warmup_fraction=warmup_fraction)
-    warmup = int(warmup_fraction * total)
+    warmup = round(warmup_fraction * total)
     for step in [0, 1, warmup // 2, warmup, warmup + 1, (warmup + total) // 2, total - 1, total, total + 5]:
         optimizer.iterations.assign(step)  # the learning rate Keras applies at that step
         got = float(optimizer.learning_rate)

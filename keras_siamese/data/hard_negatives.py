@@ -11,6 +11,7 @@ from keras_siamese.data.labels import check_corpus
 from keras_siamese.data.sampling import cycled_permutation, epoch_rng, group_by_class
 
 _QUERIES_PER_SEARCH = 1024
+_SCORES_PER_SEARCH = 2**22  # queries x neighbours held at once
 
 
 class HardNegatives:
@@ -57,7 +58,8 @@ class HardNegatives:
         """`((anchor, positive, negative_1, ..., negative_n), zeros)` batches of `tf.string [batch_size]`.
 
         No two rows of a batch share an anchor label, so every other row's
-        positive is a true negative for `MultipleNegativesRankingLoss`.
+        positive is a true negative for `MultipleNegativesRankingLoss` (another
+        row's mined negatives may still share an anchor's label).
         Reproducible per (seed, epoch), like the other batch generators.
 
         Example:
@@ -68,6 +70,7 @@ class HardNegatives:
         [2]
         """
         batches_per_epoch, columns = self._batches_per_epoch(batch_size, batches_per_epoch), 2 + self.num_negatives
+        seed = check_integer(seed, "seed", minimum=0)
 
         def gather(rows):
             return tuple(tf.unstack(tf.gather(self._texts_tensor, rows), axis=1)), tf.zeros([batch_size])
@@ -87,6 +90,7 @@ class HardNegatives:
         negatives.
         """
         batches_per_epoch = self._batches_per_epoch(batch_size, batches_per_epoch)
+        seed = check_integer(seed, "seed", minimum=0)
         labels = tf.constant(self.labels, tf.int32)
 
         def gather(rows):
@@ -114,7 +118,7 @@ class HardNegatives:
 
     def _epoch_rows(self, batch_size, seed, batches_per_epoch, epoch):
         """`[batches, batch_size, 2 + n]` text positions; a batch's rows have distinct anchor labels."""
-        rng = epoch_rng(check_integer(seed, "seed", minimum=0), epoch)
+        rng = epoch_rng(seed, epoch)
         rows = np.concatenate([self.anchors[:, None], self.positives[:, None], self.negatives], axis=1)
         classes, members = group_by_class(self.labels[self.anchors])
         chosen = cycled_permutation(rng, np.arange(len(classes)), batches_per_epoch * batch_size, block=batch_size)
@@ -138,6 +142,8 @@ class HardNegativeRefresh(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(hard_negatives, HardNegatives):
             raise ValueError(f"hard_negatives must come from mine_hard_negatives, got {type(hard_negatives).__name__}.")
+        if not callable(model):
+            raise ValueError(f"model must be the embedding model to mine with, got {model!r}.")
         self.hard_negatives, self.embedding_model = hard_negatives, model
         self.every_epochs = check_integer(every_epochs, "every_epochs")
 
@@ -170,8 +176,8 @@ def mine_hard_negatives(
     most `cos(anchor, positive) - relative_margin * |cos(anchor, positive)|`
     (positive-aware mining: a candidate that scores as high as the positive
     is likely mislabelled, a false negative). Texts equal to the anchor or
-    positive are skipped, and so are anchors left with fewer than
-    `num_negatives` candidates. Labels with a single text are candidates,
+    positive, and second copies of a text, are skipped (they still hold their
+    rank), and so are anchors left with fewer than `num_negatives` candidates. Labels with a single text are candidates,
     never anchors. Nothing is written to disk.
 
     Args:
@@ -249,11 +255,11 @@ def _mine(model, texts, ids, anchors, positives, text_ids, num_negatives, rank_r
         ceilings = np.full(len(anchors), np.inf, np.float32)
     start, stop = rank_range
     # Enough neighbours that `stop` of them are of another label whatever the anchor's label.
-    k = min(len(texts), stop + int(np.bincount(ids).max()))
+    k = min(len(texts), stop + int(np.unique(ids, return_counts=True)[1].max()))
     negatives = np.zeros((len(anchors), num_negatives), np.int64)
     found = np.zeros(len(anchors), bool)
     progress = keras.utils.Progbar(len(anchors), unit_name="anchor") if verbose else None
-    chunk = max(batch_size, _QUERIES_PER_SEARCH)
+    chunk = max(1, min(max(batch_size, _QUERIES_PER_SEARCH), _SCORES_PER_SEARCH // k))
     for first in range(0, len(anchors), chunk):
         rows = slice(first, first + chunk)
         anchor, positive = anchors[rows], positives[rows]
@@ -262,6 +268,7 @@ def _mine(model, texts, ids, anchors, positives, text_ids, num_negatives, rank_r
         rank = np.cumsum(other_label, axis=1) - 1
         eligible = (
             other_label
+            & _first_copies(text_ids[neighbours])
             & (rank >= start)
             & (rank < stop)
             & (scores <= ceilings[rows][:, None])
@@ -279,6 +286,15 @@ def _mine(model, texts, ids, anchors, positives, text_ids, num_negatives, rank_r
             f"{num_negatives} negative(s); widen the window or lower the margin."
         )
     return negatives, found
+
+
+def _first_copies(neighbour_texts):
+    """`[rows, k]` mask: True where a row meets that text id for the first time."""
+    rows, k = neighbour_texts.shape
+    keys = neighbour_texts + np.arange(rows)[:, None] * (int(neighbour_texts.max(initial=0)) + 1)
+    first = np.zeros(rows * k, bool)
+    first[np.unique(keys.reshape(-1), return_index=True)[1]] = True
+    return first.reshape(rows, k)
 
 
 def _anchor_positive_pairs(texts, ids, seed):

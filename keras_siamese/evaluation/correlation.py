@@ -28,11 +28,14 @@ def pearson_correlation(x, y):
     >>> round(pearson_correlation([1, 2, 3], [2, 4, 7]), 4)
     0.9934
     """
-    x, y = _check_scores(x, "x") - np.mean(x), _check_scores(y, "y") - np.mean(y)
+    x, y = _check_scores(x, "x"), _check_scores(y, "y")
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}.")
-    spread = np.sqrt(np.dot(x, x) * np.dot(y, y))
-    return float(np.dot(x, y) / spread) if spread > 0 else float("nan")
+    x, y = x - x.mean(), y - y.mean()
+    norm_x, norm_y = np.linalg.norm(x), np.linalg.norm(y)
+    if norm_x == 0 or norm_y == 0:
+        return float("nan")
+    return float(np.clip(np.dot(x / norm_x, y / norm_y), -1.0, 1.0))
 
 
 def pair_similarity_correlation(model, texts_a, texts_b, scores, batch_size=64):
@@ -49,12 +52,14 @@ def pair_similarity_correlation(model, texts_a, texts_b, scores, batch_size=64):
         batch_size: texts per encoding call.
 
     Example:
-    >>> pair_similarity_correlation(model, ["a cat"], ["a dog"], [3.8])  # doctest: +SKIP
-    {'spearman': 0.87, 'pearson': 0.85}
+    >>> pair_similarity_correlation(model, ["a cat", "a car"], ["a dog", "a poem"], [3.8, 0.2])  # doctest: +SKIP
+    {'spearman': 1.0, 'pearson': 1.0}
     """
     from keras_siamese.inference import encode
 
     scores = _check_scores(scores, "scores")
+    if isinstance(texts_a, (str, bytes)) or isinstance(texts_b, (str, bytes)):
+        raise ValueError("texts_a and texts_b must be sequences of texts, not single strings.")
     texts_a, texts_b = list(texts_a), list(texts_b)
     if not len(texts_a) == len(texts_b) == len(scores):
         raise ValueError(
@@ -70,7 +75,10 @@ def pair_similarity_correlation(model, texts_a, texts_b, scores, batch_size=64):
 
 
 def _check_scores(values, name):
-    array = np.asarray(values, dtype=np.float64) if not isinstance(values, (str, bytes)) else np.array([])
+    try:
+        array = np.asarray(values, dtype=np.float64) if not isinstance(values, (str, bytes)) else np.array([])
+    except (TypeError, ValueError):
+        array = np.array([])
     if array.ndim != 1 or len(array) < 2:
         raise ValueError(f"{name} must be a 1-D list of at least 2 numbers, got {values!r:.80}.")
     if not np.all(np.isfinite(array)):

@@ -15,10 +15,11 @@ def check_matryoshka_dims(dims, embedding_size=None):
     >>> check_matryoshka_dims([64, 128, 384], embedding_size=384)
     (64, 128, 384)
     """
+    given = dims
     iterable = hasattr(dims, "__iter__") and not isinstance(dims, (str, bytes))
     dims = tuple(dims) if iterable else ()
     if not dims or not all(is_integer(dim) and dim >= 1 for dim in dims):
-        raise ValueError(f"dims must be a non-empty sequence of positive integers such as (64, 128, 384), got {dims!r}.")
+        raise ValueError(f"dims must be a non-empty sequence of positive integers such as (64, 128, 384), got {given!r}.")
     if any(later <= earlier for earlier, later in zip(dims, dims[1:])):
         raise ValueError(f"dims must be strictly increasing, got {dims!r}.")
     if embedding_size is not None and dims[-1] > embedding_size:
@@ -51,7 +52,9 @@ def truncate_embeddings(embeddings, dim):
     >>> truncate_embeddings([[3.0, 4.0, 12.0]], 2).numpy().round(2)
     array([[0.6, 0.8]], dtype=float32)
     """
-    prefix = tf.cast(tf.convert_to_tensor(embeddings)[..., :dim], tf.float32)
+    embeddings = tf.convert_to_tensor(embeddings)
+    check_truncate_dim(dim, embeddings.shape[-1])
+    prefix = tf.cast(embeddings[..., :dim], tf.float32)
     return tf.math.l2_normalize(prefix, axis=-1, epsilon=1e-12)
 
 
@@ -99,10 +102,10 @@ class MatryoshkaLoss(keras.losses.Loss):
         self.dims = check_matryoshka_dims(dims)
         if weights is None:
             weights = (1.0,) * len(self.dims)
-        weights = tuple(weights) if hasattr(weights, "__iter__") else ()
+        given, weights = weights, tuple(weights) if hasattr(weights, "__iter__") else ()
         if len(weights) != len(self.dims) or not all(is_number(w) and 0 <= w < float("inf") for w in weights):
             raise ValueError(
-                f"weights must be {len(self.dims)} finite non-negative numbers, one per dim, got {weights!r}."
+                f"weights must be {len(self.dims)} finite non-negative numbers, one per dim, got {given!r}."
             )
         self.weights = tuple(float(weight) for weight in weights)
 

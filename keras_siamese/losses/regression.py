@@ -68,9 +68,12 @@ def cosent_loss(labels, pairs, scale=20.0):
     >>> round(float(cosent_loss([5.0, 1.0], pairs)), 4), round(float(cosent_loss([1.0, 5.0], pairs)), 4)
     (0.0, 20.0)
     """
+    check_scale(scale)
     dtype = tf.convert_to_tensor(pairs).dtype
     first, second = split_pairs(pairs)
-    labels = check_pair_labels(labels, first.shape[0])
+    labels = tf.debugging.assert_all_finite(
+        check_pair_labels(labels, first.shape[0]), "CoSENT labels must be finite similarity scores"
+    )
     scores = scale * _pair_cosines(first, second)
     # differences[i, j] = scores[j] - scores[i], counted where labels[i] > labels[j].
     differences = scores[None, :] - scores[:, None]
@@ -95,15 +98,20 @@ class CoSENTLoss(keras.losses.Loss):
 
     def __init__(self, scale=20.0, name="cosent_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if not is_number(scale) or not 0 < scale < float("inf"):
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}.")
-        self.scale = float(scale)
+        self.scale = check_scale(scale)
 
     def call(self, y_true, y_pred):
         return cosent_loss(y_true, y_pred, self.scale)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+def check_scale(scale):
+    """`scale` as a float if it is a positive finite number; else a `ValueError` naming it."""
+    if not is_number(scale) or not 0 < scale < float("inf"):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}.")
+    return float(scale)
 
 
 def _pair_cosines(first, second):

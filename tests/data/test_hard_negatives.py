@@ -151,3 +151,18 @@ def test_a_refresh_that_leaves_fewer_labels_than_a_batch_says_so():
     anti_aligned = table_model(np.where(labels[:, None] == 0, 1.0, -1.0) * np.ones((1, 8)))
     with pytest.raises(ValueError, match="fewer than the batch size 6"):
         HardNegativeRefresh(mined, anti_aligned).on_epoch_end(0)
+
+
+def test_negative_label_ids_and_repeated_texts_give_distinct_negative_texts():
+    texts = ["t0", "t1", "t2", "t3", "t2", "t5"]
+    labels = [-7, -7, 3, 3, 3, 9]  # "t2" twice under label 3
+    vectors = np.array([[1, 0], [1, 0.1], [1, 0.2], [0, 1], [1, 0.2], [0.5, 0.5]])
+    mined = mine_hard_negatives(table_model(vectors), texts, labels, num_negatives=2, rank_range=(0, 5),
+                                relative_margin=None)
+    for anchor, negatives in zip(mined.anchors, mined.negatives):
+        assert len({texts[n] for n in negatives}) == 2
+        assert all(mined.labels[n] != mined.labels[anchor] for n in negatives)
+    with pytest.raises(ValueError, match="seed"):
+        mined.dataset(batch_size=2, seed=-1)
+    with pytest.raises(ValueError, match="model"):
+        HardNegativeRefresh(mined, "not a model")
