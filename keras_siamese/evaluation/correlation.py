@@ -12,7 +12,7 @@ def spearman_correlation(x, y):
     when either list is constant, where the correlation is undefined.
 
     Example:
-    >>> spearman_correlation([0.1, 0.4, 0.3], [1, 3, 2])
+    >>> round(spearman_correlation([0.1, 0.4, 0.3], [1, 3, 2]), 6)
     1.0
     """
     x, y = _check_scores(x, "x"), _check_scores(y, "y")
