@@ -119,7 +119,7 @@ def text_dataset(texts, index_batches, labels=None):
         lambda batch: (tuple(tf.gather(texts, batch[:, i]) for i in range(columns)), tf.zeros([tf.shape(batch)[0]])))
 
 
-def train_keras(split, recipe, dataset, steps, learning_rate):
+def train_keras(split, recipe, dataset, steps, learning_rate, margin=MARGIN):
     """Builds `recipe`'s model on fresh MiniLM weights, fits `dataset`; returns (embed, seconds)."""
     import keras
 
@@ -130,11 +130,11 @@ def train_keras(split, recipe, dataset, steps, learning_rate):
 
     keras.utils.set_random_seed(0)
     head = {"output_units": 64, "hidden_units": (64,)} if recipe == "head" else {}
-    model = TripletSemiHard.from_encoder(minilm(), pooling="mean", margin=MARGIN, **head)
+    model = TripletSemiHard.from_encoder(minilm(), pooling="mean", margin=margin, **head)
     trained = model
     loss = None
     if recipe == "matryoshka":
-        loss = MatryoshkaLoss(TripletSemiHardLoss(margin=MARGIN), dims=MATRYOSHKA_DIMS)
+        loss = MatryoshkaLoss(TripletSemiHardLoss(margin=margin), dims=MATRYOSHKA_DIMS)
     if recipe in ("mnrl", "mnrl-mined"):
         trained = pair_model(model, num_texts=3 if recipe == "mnrl-mined" else 2)
         loss = MultipleNegativesRankingLoss()
@@ -200,16 +200,17 @@ def main():
         lookup = dict(zip(encode_texts, embeddings))
         record(name, scores(split, lambda texts: np.stack([lookup[t] for t in texts])), report["seconds"])
 
-    def run_keras(name, recipe, learning_rate, dataset, dims=(None,)):
+    def run_keras(name, recipe, learning_rate, dataset, dims=(None,), margin=MARGIN):
         if name in results:
             return
-        embed, took = train_keras(split, recipe, dataset(), args.steps, learning_rate)
+        embed, took = train_keras(split, recipe, dataset(), args.steps, learning_rate, margin)
         record(name, scores(split, embed, dims), took)
 
     prefixes = (None,) + MATRYOSHKA_DIMS[:-1]
     triplet_data = lambda: text_dataset(split.train_texts, triplets, split.train_labels)  # noqa: E731
     run_keras("semi-hard, no head (default)", "default", args.learning_rate, triplet_data, prefixes)
     run_keras(f"semi-hard, no head, lr {args.low_learning_rate:g}", "default", args.low_learning_rate, triplet_data)
+    run_keras("semi-hard, no head, margin 1.0", "default", args.learning_rate, triplet_data, margin=1.0)
     run_keras("semi-hard + random 64-d head (study)", "head", args.learning_rate, triplet_data)
     run_keras("Matryoshka(semi-hard), no head", "matryoshka", args.learning_rate, triplet_data, prefixes)
     run_st("sentence-transformers semi-hard, no head", "semihard", triplets)
@@ -237,7 +238,7 @@ def write(args, split, results, seconds, mining_seconds):
         f"{len(split.train_texts)} training glosses (the corpus) / {len(split.test_texts)} held-out queries, "
         f"45 classes, stratified (seed {args.seed}). {args.steps} steps of 64 texts "
         f"({CLASSES_PER_BATCH} classes x {SAMPLES_PER_CLASS}, or {PAIRS_PER_BATCH} pairs), AdamW, 10 % warmup, "
-        f"learning rate {args.learning_rate:g} unless named, margin {MARGIN}, sequence length {SEQUENCE_LENGTH}. "
+        f"learning rate {args.learning_rate:g} and margin {MARGIN} unless named, sequence length {SEQUENCE_LENGTH}. "
         f"Hard negatives mined once with the untrained encoder in {mining_seconds:.0f} s.",
         "",
         "| recipe | dims | hit@1 | vs untrained encoder | MRR | train s |",

@@ -1,11 +1,13 @@
 """ALBERT as a `TextEncoder`: random init from a corpus, or loaded from a directory."""
 
 import io
+import re
 
 import keras
 import sentencepiece
 from keras_hub.models import AlbertBackbone, AlbertTokenizer
 
+from keras_siamese.checks import check_integer
 from keras_siamese.layers.hub_encoder import HubEncoder
 from keras_siamese.layers.text_encoder import TextEncoder
 
@@ -108,10 +110,25 @@ def train_sentencepiece(texts, vocabulary_size):
     Example:
     >>> proto = train_sentencepiece(texts, vocabulary_size=2000)  # doctest: +SKIP
     """
+    vocabulary_size = check_integer(vocabulary_size, "vocabulary_size")
     texts = [text for text in texts if text and text.strip()]
     if not texts:
         raise ValueError("Cannot train a vocabulary on an empty corpus.")
     model = io.BytesIO()
+    try:
+        _train_unigram(texts, vocabulary_size, model)
+    except RuntimeError as error:
+        needed = re.search(r"required_chars\. \d+ vs (\d+)", str(error))
+        if needed is None:
+            raise
+        raise ValueError(
+            f"vocabulary_size={vocabulary_size} is too small for this corpus: it needs at least "
+            f"{needed.group(1)} pieces (one per distinct character, plus ALBERT's special pieces)."
+        ) from None
+    return model.getvalue()
+
+
+def _train_unigram(texts, vocabulary_size, model):
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=model,
@@ -130,4 +147,3 @@ def train_sentencepiece(texts, vocabulary_size):
         hard_vocab_limit=False,
         minloglevel=2,
     )
-    return model.getvalue()

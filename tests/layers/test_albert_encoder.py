@@ -66,3 +66,11 @@ def test_from_corpus_vocabulary_keeps_albert_special_pieces():
 def test_sentencepiece_needs_text():
     with pytest.raises(ValueError, match="empty corpus"):
         train_sentencepiece(["", "  "], vocabulary_size=50)
+
+
+@pytest.mark.parametrize("size, message", [(0, "vocabulary_size"), (2.5, "vocabulary_size"),
+                                           (10, "vocabulary_size=10 is too small .* at least 20 pieces")])
+def test_a_vocabulary_size_that_cannot_work_is_a_value_error_naming_it(size, message):
+    # "a dog runs" + "the cat sleeps here": 14 distinct letters and the word boundary, plus 5 special pieces.
+    with pytest.raises(ValueError, match=message):
+        AlbertEncoder.from_corpus(["a dog runs", "the cat sleeps here"], vocabulary_size=size)
