@@ -11,7 +11,7 @@ Rows, each from the same MiniLM weights, the same number of steps and 64 texts a
 mined row adds one negative per pair), on the very same index batches for both frameworks:
 - the untrained encoder: its pooling + L2, nothing trained (the baseline every row must beat);
 - keras_siamese semi-hard without head (the default recipe: `TripletSemiHard.from_encoder`,
-  margin 0.5, AdamW with linear warmup + cosine decay), at two learning rates;
+  margin 0.5, AdamW with linear warmup + cosine decay), at two learning rates, and at margin 1.0;
 - semi-hard with the study's random Dense(64, relu) -> Dense(64) head;
 - MultipleNegativesRankingLoss in-batch, and with one mined hard negative per pair
   (`keras_siamese.data.mine_hard_negatives` with the untrained encoder);
