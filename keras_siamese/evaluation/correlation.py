@@ -15,9 +15,7 @@ def spearman_correlation(x, y):
     >>> round(spearman_correlation([0.1, 0.4, 0.3], [1, 3, 2]), 6)
     1.0
     """
-    x, y = _check_scores(x, "x"), _check_scores(y, "y")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}.")
+    x, y = _check_score_pair(x, y)
     return pearson_correlation(_average_ranks(x), _average_ranks(y))
 
 
@@ -28,9 +26,7 @@ def pearson_correlation(x, y):
     >>> round(pearson_correlation([1, 2, 3], [2, 4, 7]), 4)
     0.9934
     """
-    x, y = _check_scores(x, "x"), _check_scores(y, "y")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}.")
+    x, y = _check_score_pair(x, y)
     x, y = x - x.mean(), y - y.mean()
     norm_x, norm_y = np.linalg.norm(x), np.linalg.norm(y)
     if norm_x == 0 or norm_y == 0:
@@ -72,6 +68,13 @@ def pair_similarity_correlation(model, texts_a, texts_b, scores, batch_size=64):
     norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
     cosines = np.einsum("ij,ij->i", first, second) / np.maximum(norms, 1e-12)
     return {"spearman": spearman_correlation(cosines, scores), "pearson": pearson_correlation(cosines, scores)}
+
+
+def _check_score_pair(x, y):
+    x, y = _check_scores(x, "x"), _check_scores(y, "y")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}.")
+    return x, y
 
 
 def _check_scores(values, name):
