@@ -73,7 +73,7 @@ def test_dropout_replays_the_same_masks_in_the_second_pass(tiny_encoder_factory,
             model({key: value[start : start + mini_batch_size] for key, value in tokens.items()}, training=True)
             for start in range(0, BATCH, mini_batch_size)
         ]
-        loss = triplet_semihard_loss(labels, tf.concat(chunks, axis=0))
+        loss = triplet_semihard_loss(labels, tf.concat(chunks, axis=0), margin=model.margin)
     gradients = tape.gradient(loss, model.trainable_variables)
     for variable, gradient in zip(model.trainable_variables, gradients):
         variable.assign_sub(learning_rate * tf.convert_to_tensor(gradient))
