@@ -26,7 +26,9 @@ def main(argv=None):
         # logs one); failures reach the user as Python exceptions.
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         _import_tensorflow_quietly()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.run(args)
 
 
@@ -63,9 +65,9 @@ def _import_tensorflow_quietly():
 def _settings_command(commands, name, help, settings, run):
     """A subcommand whose flags are the fields of the settings instance `settings`.
 
-    `run(settings, corpus)` gets a checked copy and the loaded `(texts, labels,
-    class_names)`; a setting that cannot run, or data that cannot be read, is one
-    argparse error line (exit status 2).
+    `run(settings, corpus, args)` gets a checked copy, the loaded `(texts, labels,
+    class_names)` and the parsed arguments; a setting that cannot run, or data that
+    cannot be read, is one argparse error line (exit status 2).
     """
     from keras_siamese.settings import add_setting_arguments, settings_from_arguments
 
@@ -79,7 +81,7 @@ def _settings_command(commands, name, help, settings, run):
             corpus = configured.corpus.load()
         except (OSError, ValueError) as error:
             parser.error(str(error))
-        return run(configured, corpus)
+        return run(configured, corpus, args)
 
     parser.set_defaults(run=run_command)
     return parser
@@ -88,11 +90,17 @@ def _settings_command(commands, name, help, settings, run):
 def _add_train_command(commands):
     from keras_siamese.training import TrainingConfig
 
-    def run(config, corpus):
+    def run(config, corpus, args):
         from keras_siamese.training import train
 
         from keras_siamese.artifacts import UnreadableFileError
+        from keras_siamese.cluster import run_local_workers
 
+        if config.workers > 1:  # this process starts the workers; each is this command with --workers 1
+            return run_local_workers(
+                [sys.executable, "-m", "keras_siamese", *args.argv, "--workers", "1"], config.workers,
+                rerun_hint=f" Rerun the same command to resume from the last backup in {config.output_dir}.",
+            )
         texts, labels, _ = corpus
         try:
             train(config, texts, labels)
@@ -130,7 +138,7 @@ def _add_compare_command(commands):
             self.encoder_source.check()
             self.protocol.check()
 
-    def run(settings, corpus):
+    def run(settings, corpus, args):
         from keras_siamese.comparison import plots_available, run_comparison
         from keras_siamese.comparison.plots import MISSING_MATPLOTLIB
 

@@ -6,20 +6,24 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
-from keras_siamese.data import ResumeSampling, class_balanced_batches, train_test_split_by_label
+from keras_siamese.cluster import cluster_task, connect
+from keras_siamese.data import class_balanced_batches, train_test_split_by_label
 from keras_siamese.evaluation import RetrievalEvaluation
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
-from keras_siamese.models import TripletSemiHard
-from keras_siamese.optimizers import fine_tuning_optimizer
+from keras_siamese.models import TripletSemiHard, load_model
+from keras_siamese.optimizers import check_fine_tuning_settings, fine_tuning_optimizer
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
@@ -81,6 +85,12 @@ class TrainingConfig:
     steps_per_epoch: int = setting(250, "batches per epoch")
     backup_steps: int = setting(50, "steps between the backups in OUTPUT_DIR/backup that a rerun resumes from")
     seed: int = setting(0, "seed of the split, the batches and the initial weights")
+    workers: int = setting(
+        1,
+        "train on this many local worker processes (TF_CONFIG on free localhost ports; the command line's). "
+        "With TF_CONFIG set, this process is one worker of the cluster it names",
+    )
+    cluster_timeout: int = setting(120, "seconds to wait for every worker of the cluster to join")
 
     @property
     def pretrained(self):
@@ -100,7 +110,7 @@ class TrainingConfig:
     def check(self):
         """Raises `ValueError` for settings that cannot run."""
         self.encoder_source.check()
-        check_integers(self, ("epochs", "steps_per_epoch", "backup_steps"))
+        check_integers(self, ("epochs", "steps_per_epoch", "backup_steps", "workers", "cluster_timeout"))
         check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         check_integers(self, ("seed",), minimum=0)
         if self.output_units is not None:
@@ -108,12 +118,21 @@ class TrainingConfig:
         check_fraction(self, "test_fraction")
         if self.learning_rate is not None:
             check_positive_number(self, "learning_rate")
-        fine_tuning_optimizer(1e-3, 1, self.warmup_fraction, self.weight_decay)  # checks both
+        check_fine_tuning_settings(1e-3, 1, self.warmup_fraction, self.weight_decay)
         check_margin(self.margin)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if not self.model_name or os.sep in self.model_name:
             raise ValueError(f"model_name must be a non-empty name without {os.sep!r}, got {self.model_name!r}.")
+        task = cluster_task()
+        if task is not None and self.workers > 1:
+            raise ValueError(f"TF_CONFIG already names a cluster of {task.num_workers} workers; leave out workers.")
+        workers = task.num_workers if task is not None else self.workers
+        if (self.classes_per_batch * self.samples_per_class) % workers:
+            raise ValueError(
+                f"The global batch of {self.classes_per_batch} x {self.samples_per_class} texts does not split "
+                f"evenly over {workers} workers."
+            )
 
 
 def train(config=None, texts=None, labels=None):
@@ -133,79 +152,108 @@ def train(config=None, texts=None, labels=None):
     `output_dir` after a crash or a kill and it resumes where the last backup
     left it, ending with the weights of an uninterrupted run.
 
+    With a `TF_CONFIG` in the environment this process is one worker of that
+    cluster (`MultiWorkerMirroredStrategy`): each worker reads its slice of the
+    same global batches and the loss mines them whole. Only the chief measures,
+    checkpoints, exports and writes the summary; the other workers back up to a
+    temporary directory (seeded from the chief's backup, so a rerun resumes on
+    every worker: the output directory must be shared) and return
+    `{"worker": ..., "final_loss": ...}`.
+
     Example:
     >>> summary = train(TrainingConfig(epochs=1, steps_per_epoch=20))  # doctest: +SKIP
     """
     config = config or TrainingConfig()
     config.check()
     config = config.resolved()
+    if config.workers > 1:
+        raise ValueError("workers > 1 starts worker processes: run `keras-siamese train --workers N`.")
+    task = cluster_task()
+    strategy = connect(task, config.cluster_timeout) if task is not None else tf.distribute.get_strategy()
+    chief = task is None or task.is_chief
     keras.utils.set_random_seed(config.seed)
     if texts is None:
         texts, labels, _ = config.corpus.load()
     train_texts, train_labels, test_texts, test_labels = train_test_split_by_label(
         texts, labels, test_fraction=config.test_fraction, seed=config.seed
     )
-    print(
-        f"Corpus {config.corpus.data}: {len(train_texts)} training and {len(test_texts)} held-out "
-        f"texts, {len(set(np.asarray(train_labels).tolist()))} classes."
-    )
-    batches = class_balanced_batches(  # checks the batch shape against the corpus first
-        train_texts,
-        train_labels,
-        classes_per_batch=config.classes_per_batch,
-        samples_per_class=config.samples_per_class,
-        seed=config.seed,
-        batches_per_epoch=config.steps_per_epoch,
-    )
-    encoder = config.encoder_source.build(train_texts)
-    model = build_model(config, encoder)
-    model.compile(optimizer=fine_tuning_optimizer(
-        config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay
-    ))
+    if chief:
+        print(
+            f"Corpus {config.corpus.data}: {len(train_texts)} training and {len(test_texts)} held-out "
+            f"texts, {len(set(np.asarray(train_labels).tolist()))} classes"
+            + (f", {task.num_workers} workers." if task is not None else ".")
+        )
 
-    # The baseline, the encoder's own embedding (its pooling + L2, nothing trained), is measured
-    # here, before training changes the encoder both models share.
-    held_out = RetrievalEvaluation(
-        test_texts, test_labels, train_texts, train_labels, ks=(1, 5), verbose=1,
-        baseline=TripletSemiHard.from_encoder(encoder, pooling=config.pooling),
-    )
-    baseline = _unprefixed(held_out.baseline_metrics)
-    _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", baseline)
+    def batches_for(input_context=None):
+        return class_balanced_batches(
+            train_texts,
+            train_labels,
+            classes_per_batch=config.classes_per_batch,
+            samples_per_class=config.samples_per_class,
+            seed=config.seed,
+            batches_per_epoch=config.steps_per_epoch,
+            input_context=input_context,
+        )
 
-    checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
-    backup_dir = os.path.join(config.output_dir, "backup")
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
-    if resuming:
-        print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
-    epochs_log = os.path.join(checkpoint_dir, "epochs.csv")
+    batches = batches_for()  # checks the batch shape against the corpus before the model is built
+    with strategy.scope():
+        encoder = config.encoder_source.build(train_texts)
+        model = build_model(config, encoder)
+        model.compile(optimizer=fine_tuning_optimizer(
+            config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay
+        ))
+    if task is not None:
+        batches = model.distributed_batches(batches_for)
+
+    output_dir = config.output_dir if chief else tempfile.mkdtemp(prefix="keras-siamese-worker-")
+    backup_dir = os.path.join(output_dir, "backup")
+    chief_backup_dir = os.path.join(config.output_dir, "backup")
+    resuming = os.path.isdir(chief_backup_dir) and bool(os.listdir(chief_backup_dir))  # removed when done
+    if not chief and resuming:
+        shutil.copytree(chief_backup_dir, backup_dir)
+    # A rerun on the same output_dir continues an interrupted training exactly (TextTask.fit
+    # keeps the batches in step with the restored optimizer).
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
+                 keras.callbacks.TerminateOnNaN()]
+    if chief:
+        # The baseline, the encoder's own embedding (its pooling + L2, nothing trained), is measured
+        # here, before training changes the encoder both models share.
+        held_out = RetrievalEvaluation(
+            test_texts, test_labels, train_texts, train_labels, ks=(1, 5), verbose=1,
+            baseline=TripletSemiHard.from_encoder(encoder, pooling=config.pooling),
+        )
+        baseline = _unprefixed(held_out.baseline_metrics)
+        _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", baseline)
+        checkpoint_dir = os.path.join(output_dir, "checkpoints")
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        if resuming:
+            print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
+        epochs_log = os.path.join(checkpoint_dir, "epochs.csv")
+        callbacks += [
+            held_out,
+            keras.callbacks.CSVLogger(epochs_log, append=resuming),
+            keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
+        ]
     started = time.perf_counter()
     try:
         history = model.fit(
-            batches,
-            epochs=config.epochs,
-            shuffle=False,  # the batches are shuffled by their sampler
-            callbacks=[
-                # A rerun on the same output_dir continues an interrupted training exactly.
-                keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
-                ResumeSampling(batches),
-                keras.callbacks.TerminateOnNaN(),
-                held_out,
-                keras.callbacks.CSVLogger(epochs_log, append=resuming),
-                keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
-            ],
-            verbose=2,
+            batches, epochs=config.epochs, shuffle=False, callbacks=callbacks, verbose=2 if chief else 0
         )
     except UnreadableFileError as error:  # only the backup is read back during fit
         raise UnreadableFileError(
-            error.path, error.kind, f"{error.reason}; delete {backup_dir} to start the training afresh"
+            error.path, error.kind, f"{error.reason}; delete {chief_backup_dir} to start the training afresh"
         ) from error
+    finally:
+        if not chief:
+            shutil.rmtree(output_dir, ignore_errors=True)
     training_seconds = time.perf_counter() - started
     if not all(math.isfinite(loss) for loss in history.history["loss"]):
         raise FloatingPointError(
             f"Training diverged (loss {history.history['loss'][-1]}); nothing was exported. "
             "Lower --learning-rate or check the data."
         )
+    if not chief:
+        return {"worker": task.name, "final_loss": float(history.history["loss"][-1])}
 
     epochs = _epoch_metrics(epochs_log)
     best_epoch = max(epochs, key=lambda epoch: (epochs[epoch]["hit@1"], epochs[epoch]["recall@5"], -epoch))
@@ -223,9 +271,8 @@ def train(config=None, texts=None, labels=None):
         )
     print(f"Checkpoints: {os.path.abspath(checkpoint_dir)}/epoch01.keras ... epoch{config.epochs:02d}.keras")
 
-    model.load_weights(best_checkpoint)
     version_dir = export_saved_model(
-        model,
+        load_model(best_checkpoint),  # outside any strategy: the export holds plain variables
         os.path.join(config.output_dir, "serving", config.model_name),
         warmup_texts=test_texts[:WARMUP_TEXTS],
     )

@@ -225,10 +225,11 @@ def class_balanced_batches(
     sees E different, reproducible epochs. See `ClassBalancedSampler` for the sampling
     rules (class weights, rare classes, optional length buckets).
 
-    With a `tf.distribute.InputContext` (from `strategy.distribute_datasets_from_function`)
-    every input pipeline draws the same global P x K batches and yields its own
-    contiguous slice of each, `P * K / num_input_pipelines` rows: together the
-    workers train on the global batch, which their losses mine whole.
+    With a `tf.distribute.InputContext` (from `strategy.distribute_datasets_from_function`
+    or `TextTask.distributed_batches`) every input pipeline draws the same global
+    P x K batches and yields its replicas' contiguous slices of each,
+    `P * K / num_replicas_in_sync` rows a replica: together the workers train on the
+    global batch, which their losses mine whole.
 
     Example:
     >>> ds = class_balanced_batches(["a", "b", "c", "d"], [0, 0, 1, 1], 2, 2)
@@ -248,33 +249,43 @@ def class_balanced_batches(
     )
     all_texts = tf.constant(texts, tf.string)
     all_labels = tf.constant(ids, tf.int32)
-    start, size = 0, sampler.batch_size
+    start, replica_rows, replicas = 0, sampler.batch_size, 1
     if input_context is not None:
-        start, size = _slice_of_global_batch(sampler.batch_size, input_context)
+        start, replica_rows, replicas = _share_of_global_batch(sampler.batch_size, input_context)
 
     def gather(batch):
-        batch = batch[start : start + size]
+        batch = batch[start : start + replicas * replica_rows]
         return tf.gather(all_texts, batch), tf.gather(all_labels, batch)
 
-    return epoch_dataset(
+    dataset = epoch_dataset(
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
         gather=gather,
     )
+    if replicas == 1:
+        return dataset
+    # One element per replica: tf.distribute hands a pipeline's consecutive elements to its replicas.
+    position = dataset.epoch_position
+    dataset = dataset.rebatch(replica_rows, drop_remainder=True)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(replicas * sampler.batches_per_epoch))
+    dataset.epoch_position = position
+    return dataset
 
 
-def _slice_of_global_batch(batch_size, input_context):
-    """`(first row, rows)` of this input pipeline's slice of a global batch."""
+def _share_of_global_batch(batch_size, input_context):
+    """`(first row, rows per replica, replicas)` of this input pipeline's share of a global batch."""
     if not isinstance(input_context, tf.distribute.InputContext):
         raise ValueError(
             f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}."
         )
-    pipelines = input_context.num_input_pipelines
-    if batch_size % pipelines:
+    # At least one replica a pipeline (an InputContext built by hand counts 1 replica by default).
+    replicas = max(input_context.num_replicas_in_sync, input_context.num_input_pipelines)
+    if batch_size % replicas:
         raise ValueError(
-            f"The global batch of {batch_size} texts does not split evenly over {pipelines} workers; "
-            "choose classes_per_batch * samples_per_class divisible by the number of workers."
+            f"The global batch of {batch_size} texts does not split evenly over {replicas} replicas; "
+            "choose classes_per_batch * samples_per_class divisible by the number of replicas."
         )
-    size = batch_size // pipelines
-    return input_context.input_pipeline_id * size, size
+    replica_rows = batch_size // replicas
+    pipeline_replicas = replicas // input_context.num_input_pipelines
+    return input_context.input_pipeline_id * pipeline_replicas * replica_rows, replica_rows, pipeline_replicas

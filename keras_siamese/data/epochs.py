@@ -108,7 +108,7 @@ class ResumeSampling(keras.callbacks.Callback):
         self.position = position
 
     def on_epoch_begin(self, epoch, logs=None):
-        steps_done = int(self.model.optimizer.iterations)
+        steps_done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         self.position.seek(steps_done)
         self._steps_left = self.params["epochs"] * self.position.batches_per_epoch - steps_done
 

@@ -26,10 +26,13 @@ def gather_global_batch(*values):
     if not is_distributed():
         return values
     context = tf.distribute.get_replica_context()
-    return tuple(
-        None if value is None else tf.nest.map_structure(lambda tensor: context.all_gather(tensor, axis=0), value)
-        for value in values
-    )
+
+    def gather(tensor):
+        # An input from a multi-worker dataset carries no device, and the all-gather's
+        # destination is its input's device: a copy made here is on this replica's device.
+        return context.all_gather(tf.identity(tensor), axis=0)
+
+    return tuple(None if value is None else tf.nest.map_structure(gather, value) for value in values)
 
 
 def replica_share(loss):

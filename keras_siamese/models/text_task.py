@@ -9,10 +9,12 @@ import tensorflow as tf
 from keras_siamese import inference
 from keras_siamese.artifacts import is_local_path, reading
 from keras_siamese.atomic import atomic_file_path
+from keras_siamese.data.epochs import EpochPosition, ResumeSampling
 from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
 from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_size
+from keras_siamese.models.multi_worker import MultiWorkerTraining
 
 _RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
 # What keras.Model's functional constructor takes besides `inputs` and `outputs`.
@@ -20,7 +22,7 @@ _MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
-class TextTask(keras.Model):
+class TextTask(MultiWorkerTraining, keras.Model):
     """A functional model on token ids whose `fit`, `evaluate` and `predict` take texts.
 
     The `preprocessor` (strings -> the model's inputs, e.g. a
@@ -113,9 +115,46 @@ class TextTask(keras.Model):
         with reading(filepath, "Keras weights file"):
             return super().load_weights(filepath, *args, **kwargs)
 
-    def fit(self, x=None, y=None, batch_size=None, shuffle=True, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, shuffle=True, callbacks=None, **kwargs):
+        """Keras' `fit`, texts in. With a `keras.callbacks.BackupAndRestore` among the callbacks
+        and `x` from one of `keras_siamese.data`'s batch generators, a `ResumeSampling(x)` is
+        added (unless there is one), so a resumed training draws the batches it would have."""
+        callbacks = list(callbacks or [])
+        resumable = isinstance(getattr(x, "epoch_position", None), EpochPosition)
+        if resumable and _has(callbacks, keras.callbacks.BackupAndRestore) and not _has(callbacks, ResumeSampling):
+            callbacks.append(ResumeSampling(x))
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle)
-        return super().fit(x, y, batch_size=batch_size, shuffle=False, **kwargs)
+        return super().fit(x, y, batch_size=batch_size, shuffle=False, callbacks=callbacks, **kwargs)
+
+    def distributed_batches(self, dataset_fn):
+        """The batches `dataset_fn` makes, for `fit` under the model's `tf.distribute` strategy.
+
+        `dataset_fn(input_context)` returns this input pipeline's share of every global
+        batch, e.g. `class_balanced_batches(..., input_context=input_context)`: under
+        `MultiWorkerMirroredStrategy` each worker reads its slice of the same global
+        batches, and the loss mines them whole. The preprocessor is mapped over each
+        pipeline. A `BackupAndRestore` in `fit` resumes these batches exactly, as it does
+        the batch generators' own datasets.
+
+        Example:
+        >>> with strategy.scope():  # doctest: +SKIP
+        ...     model = TripletSemiHard.from_encoder(encoder)
+        ...     model.compile(optimizer="adam")
+        >>> batches = model.distributed_batches(  # doctest: +SKIP
+        ...     lambda context: class_balanced_batches(texts, labels, input_context=context))
+        >>> model.fit(batches, epochs=2)  # doctest: +SKIP
+        """
+        positions = []
+
+        def pipeline(input_context):
+            dataset = dataset_fn(input_context)
+            positions.append(getattr(dataset, "epoch_position", None))
+            return self._preprocessed(dataset)
+
+        batches = self.distribute_strategy.distribute_datasets_from_function(pipeline)
+        if len(positions) == 1 and isinstance(positions[0], EpochPosition):
+            batches.epoch_position = positions[0]
+        return batches
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle=False)
@@ -188,6 +227,10 @@ def _save_atomically(save, filepath, overwrite, **kwargs):
         return save(filepath, overwrite=overwrite, **kwargs)
     with atomic_file_path(filepath) as partial_path:
         save(partial_path, overwrite=True, **kwargs)
+
+
+def _has(callbacks, kind):
+    return any(isinstance(callback, kind) for callback in callbacks)
 
 
 def _is_text_columns(x):

@@ -169,5 +169,22 @@ def test_each_input_pipeline_yields_its_slice_of_the_same_global_batches():
     for step, (batch_texts, batch_labels) in enumerate(whole):
         assert sum((slices[i][step][0] for i in range(3)), []) == batch_texts
         assert sum((slices[i][step][1] for i in range(3)), []) == batch_labels
-    with pytest.raises(ValueError, match="global batch of 12 texts does not split evenly over 5 workers"):
+    with pytest.raises(ValueError, match="global batch of 12 texts does not split evenly over 5 replicas"):
         class_balanced_batches(texts, labels, 4, 3, input_context=tf.distribute.InputContext(5, 0))
+
+
+def test_a_pipeline_of_several_replicas_yields_one_slice_per_replica_in_turn():
+    """2 workers x 2 replicas: replica r of the global batch gets rows [3r, 3r + 3)."""
+    texts, labels = _corpus([40, 3, 25, 9, 60, 7, 12, 30])
+    whole = _batches(class_balanced_batches(texts, labels, 4, 3, seed=5, batches_per_epoch=4))
+    for pipeline in range(2):
+        dataset = class_balanced_batches(
+            texts, labels, 4, 3, seed=5, batches_per_epoch=4,
+            input_context=tf.distribute.InputContext(2, pipeline, num_replicas_in_sync=4),
+        )
+        assert int(dataset.cardinality()) == 8 and dataset.epoch_position.batches_per_epoch == 4
+        replica_batches = _batches(dataset)
+        for step, (batch_texts, _) in enumerate(whole):
+            for local in range(2):
+                replica = 2 * pipeline + local
+                assert replica_batches[2 * step + local][0] == batch_texts[3 * replica : 3 * replica + 3]
