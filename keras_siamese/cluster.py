@@ -6,8 +6,10 @@ TFJob or Vertex AI set it) is one worker of that cluster; `keras-siamese train
 (`run_local_workers`). Only the chief writes what users keep (`ClusterTask.is_chief`).
 """
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +135,33 @@ def connect(task, timeout_seconds):
         watchdog.cancel()
 
 
+@contextlib.contextmanager
+def worker_backup_dir(backup_dir, task):
+    """The directory this worker gives `keras.callbacks.BackupAndRestore`.
+
+    The chief (or a process outside any cluster: `task=None`) backs up to
+    `backup_dir`. Every other worker backs up to a temporary directory, removed
+    on exit, that starts as a copy of the chief's backup: a relaunched cluster
+    resumes every worker from the same step, and only the chief writes what users
+    keep (`backup_dir` must be on storage every worker reads).
+
+    Example:
+    >>> with worker_backup_dir("runs/backup", cluster_task()) as directory:  # doctest: +SKIP
+    ...     model.fit(batches, epochs=4, callbacks=[keras.callbacks.BackupAndRestore(directory)])
+    """
+    if task is None or task.is_chief:
+        yield backup_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="keras-siamese-worker-")
+    try:
+        own = os.path.join(scratch, "backup")
+        if os.path.isdir(backup_dir):
+            shutil.copytree(backup_dir, own)
+        yield own
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def local_cluster(num_workers):
     """`TF_CONFIG` values for `num_workers` workers on free localhost ports.
 
@@ -170,42 +199,45 @@ def run_local_workers(command, num_workers, rerun_hint=""):
     0
     """
     workers = []
-    with tempfile.TemporaryDirectory(prefix="keras-siamese-workers-") as log_dir:
+    with tempfile.TemporaryDirectory(prefix="keras-siamese-workers-") as log_dir, contextlib.ExitStack() as logs:
         for index, tf_config in enumerate(local_cluster(num_workers)):
-            log = None if index == 0 else open(os.path.join(log_dir, f"worker{index}.log"), "w+")
+            log = None if index == 0 else logs.enter_context(open(os.path.join(log_dir, f"worker{index}.log"), "w+"))
             process = subprocess.Popen(
                 command, env={**os.environ, "TF_CONFIG": tf_config},
                 stdout=log, stderr=None if log is None else subprocess.STDOUT,
             )
             workers.append((index, process, log))
         try:
-            return _wait_for(workers, rerun_hint)
+            failed = _first_failure(workers)
         finally:
-            _stop(process for _, process, _ in workers)
-            for _, _, log in workers:
-                if log is not None:
-                    log.close()
-
-
-def _wait_for(workers, rerun_hint):
-    while True:
-        for index, process, log in workers:
-            status = process.poll()
-            if status:
-                _report(index, process, status, log, rerun_hint)
-                return 2 if status == 2 else 1
-        if all(process.poll() == 0 for _, process, _ in workers):
+            _stop(process for _, process, _ in workers)  # before the report, so that it is the last line
+        if failed is None:
             return 0
+        index, process, log = failed
+        _report(index, process, log, rerun_hint)
+        return 2 if process.returncode == 2 else 1
+
+
+def _first_failure(workers):
+    """Waits until every worker succeeded (None) or one failed (that worker)."""
+    while True:
+        failed = [(index, process, log) for index, process, log in workers if process.poll()]
+        if failed:
+            # A killed worker's peers fail soon after it: report the killed one when both are seen.
+            return min(failed, key=lambda worker: (worker[1].returncode > 0, worker[0]))
+        if all(process.poll() == 0 for _, process, _ in workers):
+            return None
         time.sleep(_POLL_SECONDS)
 
 
-def _report(index, process, status, log, rerun_hint):
+def _report(index, process, log, rerun_hint):
     if log is not None:
         log.flush()
         log.seek(0)
         tail = log.read().splitlines()[-5:]
         if tail:
             print("\n".join(f"[worker {index}] {line}" for line in tail), file=sys.stderr)
+    status = process.returncode
     how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
     print(f"error: worker {index} (pid {process.pid}) {how}; the other workers were stopped.{rerun_hint}",
           file=sys.stderr, flush=True)

@@ -6,8 +6,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 
 import keras
@@ -16,7 +14,7 @@ import tensorflow as tf
 
 from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
-from keras_siamese.cluster import cluster_task, connect
+from keras_siamese.cluster import cluster_task, connect, worker_backup_dir
 from keras_siamese.data import class_balanced_batches, train_test_split_by_label
 from keras_siamese.evaluation import RetrievalEvaluation
 from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
@@ -205,16 +203,9 @@ def train(config=None, texts=None, labels=None):
     if task is not None:
         batches = model.distributed_batches(batches_for)
 
-    output_dir = config.output_dir if chief else tempfile.mkdtemp(prefix="keras-siamese-worker-")
-    backup_dir = os.path.join(output_dir, "backup")
-    chief_backup_dir = os.path.join(config.output_dir, "backup")
-    resuming = os.path.isdir(chief_backup_dir) and bool(os.listdir(chief_backup_dir))  # removed when done
-    if not chief and resuming:
-        shutil.copytree(chief_backup_dir, backup_dir)
-    # A rerun on the same output_dir continues an interrupted training exactly (TextTask.fit
-    # keeps the batches in step with the restored optimizer).
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_steps),
-                 keras.callbacks.TerminateOnNaN()]
+    backup_dir = os.path.join(config.output_dir, "backup")
+    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
+    callbacks = [keras.callbacks.TerminateOnNaN()]
     if chief:
         # The baseline, the encoder's own embedding (its pooling + L2, nothing trained), is measured
         # here, before training changes the encoder both models share.
@@ -224,7 +215,7 @@ def train(config=None, texts=None, labels=None):
         )
         baseline = _unprefixed(held_out.baseline_metrics)
         _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", baseline)
-        checkpoint_dir = os.path.join(output_dir, "checkpoints")
+        checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         os.makedirs(checkpoint_dir, exist_ok=True)
         if resuming:
             print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
@@ -236,16 +227,17 @@ def train(config=None, texts=None, labels=None):
         ]
     started = time.perf_counter()
     try:
-        history = model.fit(
-            batches, epochs=config.epochs, shuffle=False, callbacks=callbacks, verbose=2 if chief else 0
-        )
+        # A rerun on the same output_dir continues an interrupted training exactly (TextTask.fit
+        # keeps the batches in step with the restored optimizer).
+        with worker_backup_dir(backup_dir, task) as own_backup_dir:
+            backup = keras.callbacks.BackupAndRestore(own_backup_dir, save_freq=config.backup_steps)
+            history = model.fit(
+                batches, epochs=config.epochs, shuffle=False, callbacks=[backup, *callbacks], verbose=2 if chief else 0
+            )
     except UnreadableFileError as error:  # only the backup is read back during fit
         raise UnreadableFileError(
-            error.path, error.kind, f"{error.reason}; delete {chief_backup_dir} to start the training afresh"
+            error.path, error.kind, f"{error.reason}; delete {backup_dir} to start the training afresh"
         ) from error
-    finally:
-        if not chief:
-            shutil.rmtree(output_dir, ignore_errors=True)
     training_seconds = time.perf_counter() - started
     if not all(math.isfinite(loss) for loss in history.history["loss"]):
         raise FloatingPointError(

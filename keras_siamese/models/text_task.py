@@ -120,9 +120,11 @@ class TextTask(MultiWorkerTraining, keras.Model):
         and `x` from one of `keras_siamese.data`'s batch generators, a `ResumeSampling(x)` is
         added (unless there is one), so a resumed training draws the batches it would have."""
         callbacks = list(callbacks or [])
-        resumable = isinstance(getattr(x, "epoch_position", None), EpochPosition)
-        if resumable and _has(callbacks, keras.callbacks.BackupAndRestore) and not _has(callbacks, ResumeSampling):
-            callbacks.append(ResumeSampling(x))
+        position = getattr(x, "epoch_position", None)
+        if isinstance(position, EpochPosition):
+            callbacks.insert(0, _FirstEpochWhereTheDataStood(position))
+            if _has(callbacks, keras.callbacks.BackupAndRestore) and not _has(callbacks, ResumeSampling):
+                callbacks.append(ResumeSampling(x))
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle)
         return super().fit(x, y, batch_size=batch_size, shuffle=False, callbacks=callbacks, **kwargs)
 
@@ -227,6 +229,19 @@ def _save_atomically(save, filepath, overwrite, **kwargs):
         return save(filepath, overwrite=overwrite, **kwargs)
     with atomic_file_path(filepath) as partial_path:
         save(partial_path, overwrite=True, **kwargs)
+
+
+class _FirstEpochWhereTheDataStood(keras.callbacks.Callback):
+    """Under a `tf.distribute` strategy Keras builds the model from a first batch it draws,
+    which starts a pass of an epoch dataset; `fit`'s first epoch starts where the data stood."""
+
+    def __init__(self, position):
+        super().__init__()
+        self.position = position
+        self.start = position.next_batch
+
+    def on_train_begin(self, logs=None):
+        self.position.seek(self.start)
 
 
 def _has(callbacks, kind):
