@@ -94,18 +94,28 @@ def _add_train_command(commands):
         from keras_siamese.training import train
 
         from keras_siamese.artifacts import UnreadableFileError
-        from keras_siamese.cluster import run_local_workers
+        from keras_siamese.cluster import is_watched, local_cluster, run_workers
 
-        if config.workers > 1:  # this process starts the workers; each is this command with --workers 1
-            return run_local_workers(
-                [sys.executable, "-m", "keras_siamese", *args.argv, "--workers", "1"], config.workers,
+        if config.workers > 1 or (os.environ.get("TF_CONFIG") and not is_watched()):
+            # This process starts the workers and watches them: each is this command with --workers 1.
+            tf_configs = local_cluster(config.workers) if config.workers > 1 else [os.environ["TF_CONFIG"]]
+            return run_workers(
+                [sys.executable, "-m", "keras_siamese", *args.argv, "--workers", "1"], tf_configs,
+                config.cluster_timeout,
                 rerun_hint=f" Rerun the same command to resume from the last backup in {config.output_dir}.",
             )
+        import tensorflow as tf
+
         texts, labels, _ = corpus
         try:
             train(config, texts, labels)
         except FloatingPointError as error:  # diverged: the user's settings, not a bug
             print(f"keras-siamese train: {error}", file=sys.stderr)
+            return 1
+        except tf.errors.UnavailableError as error:  # another worker of the cluster stopped
+            reason = str(error).strip().splitlines()[0]
+            print(f"keras-siamese train: error: a worker of the cluster stopped ({reason}); rerun every worker "
+                  f"to resume from the last backup in {config.output_dir}.", file=sys.stderr)
             return 1
         except UnreadableFileError as error:  # a damaged backup in the output directory
             print(f"keras-siamese train: error: {error}", file=sys.stderr)

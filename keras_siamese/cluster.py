@@ -9,20 +9,20 @@ TFJob or Vertex AI set it) is one worker of that cluster; `keras-siamese train
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 
 from keras_siamese.checks import check_integer
 
 _POLL_SECONDS = 0.2
-_STOP_GRACE_SECONDS = 10
+_JOINED_FD = "KERAS_SIAMESE_JOINED_FD"  # where a worker started by run_workers says it joined
 
 
 @dataclass(frozen=True)
@@ -104,35 +104,24 @@ def _check_port_free(task):
             raise ValueError(f"TF_CONFIG's address for this task, {task.address}, is taken: {error.strerror}.") from None
 
 
-def connect(task, timeout_seconds):
-    """A `MultiWorkerMirroredStrategy` for `task`'s cluster, once every worker has joined.
+def connect():
+    """A `MultiWorkerMirroredStrategy` for the cluster `TF_CONFIG` names, once every worker joined.
 
-    TensorFlow waits for the other workers without a limit; if they have not all
-    joined after `timeout_seconds`, this process prints one line naming them and
-    exits with status 2 (the wait cannot be interrupted from Python).
+    TensorFlow waits for the other workers without a limit, and the wait cannot be
+    interrupted from Python; a process started by `run_workers` tells it when it has
+    joined, so that `run_workers` can give up after its timeout.
 
     Example:
-    >>> strategy = connect(cluster_task(), timeout_seconds=120)  # doctest: +SKIP
+    >>> strategy = connect()  # doctest: +SKIP
     """
     import tensorflow as tf
 
-    others = [address for job in ("chief", "worker") for address in task.cluster.get(job, ()) if address != task.address]
-
-    def give_up():
-        print(
-            f"error: {task.name} could not reach the other workers ({', '.join(others)}) within "
-            f"{timeout_seconds} s; start every worker of the cluster, or raise --cluster-timeout.",
-            file=sys.stderr, flush=True,
-        )
-        os._exit(2)
-
-    watchdog = threading.Timer(timeout_seconds, give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    finally:
-        watchdog.cancel()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    joined_fd = os.environ.get(_JOINED_FD)
+    if joined_fd is not None:
+        os.write(int(joined_fd), b"joined")
+        os.close(int(joined_fd))
+    return strategy
 
 
 @contextlib.contextmanager
@@ -185,72 +174,121 @@ def local_cluster(num_workers):
     ]
 
 
-def run_local_workers(command, num_workers, rerun_hint=""):
-    """Runs `command` (an argument list) as `num_workers` local workers; returns an exit status.
-
-    Each worker gets its own `TF_CONFIG`; worker 0 (the chief) prints to this
-    process's output, the others to temporary logs. When a worker ends with a
-    non-zero status or a signal, the others are stopped and one line names it
-    (with the last lines of its log when it is not the chief). Returns 0 when all
-    finish, 2 when a worker refused its input (status 2), 1 otherwise.
+def is_watched():
+    """Whether this process is a worker that `run_workers` started (and watches).
 
     Example:
-    >>> run_local_workers([sys.executable, "-c", "pass"], 2)
+    >>> is_watched()
+    False
+    """
+    return _JOINED_FD in os.environ
+
+
+def run_local_workers(command, num_workers, timeout_seconds=120, rerun_hint=""):
+    """Runs `command` (an argument list) as `num_workers` workers on free localhost ports
+    (`run_workers` with `local_cluster(num_workers)`); returns an exit status.
+
+    Example:
+    >>> run_local_workers([sys.executable, "-c", "from keras_siamese.cluster import connect"], 2)  # doctest: +SKIP
     0
     """
+    return run_workers(command, local_cluster(num_workers), timeout_seconds, rerun_hint)
+
+
+def run_workers(command, tf_configs, timeout_seconds=120, rerun_hint=""):
+    """Runs `command` once per `TF_CONFIG` in `tf_configs`, watches the workers, returns an exit status.
+
+    The first worker prints to this process's output, the others to temporary logs.
+    A worker that has not joined its cluster (`connect`) within `timeout_seconds`,
+    or that ends with a non-zero status or a signal, stops them all, and one line
+    names it (after the last lines of its log, for the others). Returns 0 when every
+    worker finishes, 2 when one refused its input or could not join, 1 otherwise.
+
+    Example:
+    >>> run_workers([sys.executable, "-c", "pass"], local_cluster(2))  # never joins: doctest: +SKIP
+    2
+    """
     workers = []
-    with tempfile.TemporaryDirectory(prefix="keras-siamese-workers-") as log_dir, contextlib.ExitStack() as logs:
-        for index, tf_config in enumerate(local_cluster(num_workers)):
-            log = None if index == 0 else logs.enter_context(open(os.path.join(log_dir, f"worker{index}.log"), "w+"))
+    with tempfile.TemporaryDirectory(prefix="keras-siamese-workers-") as log_dir, contextlib.ExitStack() as stack:
+        for index, tf_config in enumerate(tf_configs):
+            log = None if index == 0 else stack.enter_context(open(os.path.join(log_dir, f"worker{index}.log"), "w+"))
+            joined, tells_joined = os.pipe()
             process = subprocess.Popen(
-                command, env={**os.environ, "TF_CONFIG": tf_config},
-                stdout=log, stderr=None if log is None else subprocess.STDOUT,
+                command, env={**os.environ, "TF_CONFIG": tf_config, _JOINED_FD: str(tells_joined)},
+                stdout=log, stderr=None if log is None else subprocess.STDOUT, pass_fds=(tells_joined,),
             )
-            workers.append((index, process, log))
+            os.close(tells_joined)
+            stack.callback(os.close, joined)
+            workers.append(_Worker(index, process, log, joined, json.loads(tf_config)))
         try:
-            failed = _first_failure(workers)
+            failed = _first_failure(workers, time.monotonic() + timeout_seconds)
         finally:
-            _stop(process for _, process, _ in workers)  # before the report, so that it is the last line
+            _stop(worker.process for worker in workers)  # before the report, so that it is the last line
         if failed is None:
             return 0
-        index, process, log = failed
-        _report(index, process, log, rerun_hint)
-        return 2 if process.returncode == 2 else 1
+        _report(failed, timeout_seconds, rerun_hint)
+        return 2 if failed.late or failed.process.returncode == 2 else 1
 
 
-def _first_failure(workers):
-    """Waits until every worker succeeded (None) or one failed (that worker)."""
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen
+    log: object
+    joined_pipe: int
+    tf_config: dict
+    joined: bool = False
+    late: bool = False  # had not joined when the time was up
+
+    def poll_joined(self):
+        if not self.joined and select.select([self.joined_pipe], [], [], 0)[0]:
+            self.joined = os.read(self.joined_pipe, 16) == b"joined"  # b"": it ended before joining
+        return self.joined
+
+
+def _first_failure(workers, join_deadline):
+    """Waits until every worker succeeded (None) or one failed or did not join in time (that worker)."""
     while True:
-        failed = [(index, process, log) for index, process, log in workers if process.poll()]
+        failed = [worker for worker in workers if worker.process.poll()]
         if failed:
             # A killed worker's peers fail soon after it: report the killed one when both are seen.
-            return min(failed, key=lambda worker: (worker[1].returncode > 0, worker[0]))
-        if all(process.poll() == 0 for _, process, _ in workers):
+            return min(failed, key=lambda worker: (worker.process.returncode > 0, worker.index))
+        if all(worker.process.poll() == 0 for worker in workers):
             return None
+        late = [worker for worker in workers if not worker.poll_joined() and worker.process.poll() is None]
+        if late and time.monotonic() > join_deadline:
+            late[0].late = True
+            return late[0]
         time.sleep(_POLL_SECONDS)
 
 
-def _report(index, process, log, rerun_hint):
-    if log is not None:
-        log.flush()
-        log.seek(0)
-        tail = log.read().splitlines()[-5:]
+def _report(worker, timeout_seconds, rerun_hint):
+    if worker.log is not None:
+        worker.log.flush()
+        worker.log.seek(0)
+        tail = worker.log.read().splitlines()[-5:]
         if tail:
-            print("\n".join(f"[worker {index}] {line}" for line in tail), file=sys.stderr)
-    status = process.returncode
+            print("\n".join(f"[worker {worker.index}] {line}" for line in tail), file=sys.stderr)
+    if worker.late:
+        task = worker.tf_config["task"]
+        addresses = [address for job in ("chief", "worker") for address in worker.tf_config["cluster"].get(job, ())]
+        address = worker.tf_config["cluster"][task["type"]][task["index"]]
+        others = ", ".join(other for other in addresses if other != address)
+        print(f"error: {task['type']} {task['index']} ({address}) could not reach the other workers ({others}) "
+              f"within {timeout_seconds} s; start every worker of the cluster, or raise --cluster-timeout.",
+              file=sys.stderr, flush=True)
+        return
+    status = worker.process.returncode
     how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
-    print(f"error: worker {index} (pid {process.pid}) {how}; the other workers were stopped.{rerun_hint}",
+    hint = "" if status == 2 else rerun_hint  # status 2: the worker's own line says what to change
+    print(f"error: worker {worker.index} (pid {worker.process.pid}) {how}; the other workers were stopped.{hint}",
           file=sys.stderr, flush=True)
 
 
 def _stop(processes):
-    processes = [process for process in processes if process.poll() is None]
+    """Kills the workers still running: what they wrote is complete (atomic files), the rest is lost
+    either way, and TensorFlow ignores SIGTERM while it waits for a peer."""
     for process in processes:
-        process.terminate()
-    deadline = time.monotonic() + _STOP_GRACE_SECONDS
-    for process in processes:
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             process.kill()
             process.wait()

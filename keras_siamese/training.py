@@ -88,7 +88,9 @@ class TrainingConfig:
         "train on this many local worker processes (TF_CONFIG on free localhost ports; the command line's). "
         "With TF_CONFIG set, this process is one worker of the cluster it names",
     )
-    cluster_timeout: int = setting(120, "seconds to wait for every worker of the cluster to join")
+    cluster_timeout: int = setting(
+        120, "seconds the command line waits for every worker of the cluster to join before it gives up"
+    )
 
     @property
     def pretrained(self):
@@ -167,7 +169,7 @@ def train(config=None, texts=None, labels=None):
     if config.workers > 1:
         raise ValueError("workers > 1 starts worker processes: run `keras-siamese train --workers N`.")
     task = cluster_task()
-    strategy = connect(task, config.cluster_timeout) if task is not None else tf.distribute.get_strategy()
+    strategy = connect() if task is not None else tf.distribute.get_strategy()
     chief = task is None or task.is_chief
     keras.utils.set_random_seed(config.seed)
     if texts is None:

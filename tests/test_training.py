@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -64,36 +66,60 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
         assert summary["serving_check"]["passed"]
 
 
+def _worker_process(launcher, index):
+    """The pid of the launcher's worker `index` (its TF_CONFIG says which it is), or None."""
+    for child in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
+        try:
+            environment = (Path("/proc") / child / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        configs = [entry.split(b"=", 1)[1] for entry in environment if entry.startswith(b"TF_CONFIG=")]
+        if configs and json.loads(configs[0])["task"]["index"] == index:
+            return int(child)
+    return None
+
+
 @pytest.mark.slow
-def test_the_main_job_killed_mid_training_resumes_when_rerun_and_exports_once(tmp_path):
+def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tmp_path):
+    """`--workers 2`: worker 1 killed (SIGKILL) mid-training is one line and exit status 1; a damaged
+    backup is one line and 2; the rerun resumes; only the chief wrote, one version exported."""
     output_dir = tmp_path / "run"
     command = [
-        "keras-siamese", "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "12",
-        "--backup-steps", "3", "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16",
-        "--output-units", "16", "--sequence-length", "24", "--test-fraction", "0.02",
+        "keras-siamese", "train", "--workers", "2", "--output-dir", str(output_dir), "--epochs", "2",
+        "--steps-per-epoch", "12", "--backup-steps", "3", "--vocabulary-size", "1000", "--hidden-dim", "32",
+        "--embedding-dim", "16", "--output-units", "16", "--sequence-length", "24", "--test-fraction", "0.02",
     ]
-    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environment = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}  # where the non-chief worker writes
+    os.makedirs(environment["TMPDIR"])
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     backup = output_dir / "backup" / "latest.weights.h5"
-    for _ in range(1200):
-        if backup.exists() or killed.poll() is not None:
+    for _ in range(2400):
+        if backup.exists() or launcher.poll() is not None:
             break
         time.sleep(0.1)
-    killed.kill()
-    killed.wait()
-    assert backup.exists(), "the first run made no backup before it was killed"
+    worker = _worker_process(launcher, 1)
+    assert backup.exists() and worker is not None, "the first run made no backup"
+    os.kill(worker, signal.SIGKILL)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"error: worker 1 (pid {worker}) was killed by SIGKILL"), stderr
     assert not (output_dir / "serving").exists()
+    scratch = lambda: {name for name in os.listdir(environment["TMPDIR"]) if name.startswith("keras-siamese")}  # noqa: E731
+    killed_workers_scratch = scratch()  # a SIGKILLed process cannot remove its own
 
     intact = backup.read_bytes()
     backup.write_bytes(intact[: len(intact) // 2])  # as a full disk would have cut it short
-    damaged = subprocess.run(command, capture_output=True, text=True)
+    damaged = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     error_lines = [line for line in damaged.stderr.splitlines() if line.startswith("keras-siamese train: error:")]
     assert damaged.returncode == 2 and len(error_lines) == 1, damaged.stderr
     assert "latest.weights.h5 is not a readable Keras weights file" in error_lines[0]
     assert f"delete {output_dir / 'backup'} to start the training afresh" in error_lines[0]
     backup.write_bytes(intact)
 
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900)
     assert finished.returncode == 0, finished.stderr
     assert "Resuming the interrupted training from its backup" in finished.stdout
+    assert "2 workers." in finished.stdout
     assert os.listdir(output_dir / "serving" / "wordnet") == ["1"]
-    assert not (output_dir / "backup").exists()  # removed once training ended
+    assert sorted(os.listdir(output_dir)) == ["checkpoints", "serving", "summary.json"]  # no backup left
+    assert scratch() == killed_workers_scratch  # the other worker's backups are gone

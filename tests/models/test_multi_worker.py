@@ -18,7 +18,7 @@ WORKER_VERSUS_ONE_DEVICE = """
 import json, numpy as np, tensorflow as tf
 from keras_siamese.cluster import cluster_task, connect
 task = cluster_task()
-strategy = connect(task, timeout_seconds=300) if task else tf.distribute.get_strategy()
+strategy = connect() if task else tf.distribute.get_strategy()
 import keras, keras_hub
 from keras_siamese.data import class_balanced_batches
 from keras_siamese.layers import TextEncoder
@@ -141,7 +141,7 @@ RESUMABLE_TRAINING = """
 import os, signal, sys, numpy as np, tensorflow as tf
 from keras_siamese.cluster import cluster_task, connect, worker_backup_dir
 task = cluster_task()
-strategy = connect(task, timeout_seconds=300)
+strategy = connect()
 import keras, keras_hub
 from keras_siamese.data import class_balanced_batches
 from keras_siamese.layers import TextEncoder
