@@ -7,6 +7,7 @@ TFJob or Vertex AI set it) is one worker of that cluster; `keras-siamese train
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import select
@@ -130,7 +131,7 @@ def worker_backup_dir(backup_dir, task):
 
     The chief (or a process outside any cluster: `task=None`) backs up to
     `backup_dir`. Every other worker backs up to a temporary directory, removed
-    on exit, that starts as a copy of the chief's backup: a relaunched cluster
+    on exit (or by its next run, after a kill), that starts as a copy of the chief's backup: a relaunched cluster
     resumes every worker from the same step, and only the chief writes what users
     keep (`backup_dir` must be on storage every worker reads).
 
@@ -141,7 +142,11 @@ def worker_backup_dir(backup_dir, task):
     if task is None or task.is_chief:
         yield backup_dir
         return
-    scratch = tempfile.mkdtemp(prefix="keras-siamese-worker-")
+    # One name per task and backup: a worker that was killed leaves it, its next run removes it.
+    digest = hashlib.sha1(os.path.abspath(backup_dir).encode()).hexdigest()[:12]
+    scratch = os.path.join(tempfile.gettempdir(), f"keras-siamese-{task.task_type}{task.task_index}-{digest}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
     try:
         own = os.path.join(scratch, "backup")
         if os.path.isdir(backup_dir):
@@ -189,7 +194,7 @@ def run_local_workers(command, num_workers, timeout_seconds=120, rerun_hint=""):
     (`run_workers` with `local_cluster(num_workers)`); returns an exit status.
 
     Example:
-    >>> run_local_workers([sys.executable, "-c", "from keras_siamese.cluster import connect"], 2)  # doctest: +SKIP
+    >>> run_local_workers(["keras-siamese", "train", "--epochs", "1"], 2)  # doctest: +SKIP
     0
     """
     return run_workers(command, local_cluster(num_workers), timeout_seconds, rerun_hint)
@@ -205,8 +210,8 @@ def run_workers(command, tf_configs, timeout_seconds=120, rerun_hint=""):
     worker finishes, 2 when one refused its input or could not join, 1 otherwise.
 
     Example:
-    >>> run_workers([sys.executable, "-c", "pass"], local_cluster(2))  # never joins: doctest: +SKIP
-    2
+    >>> run_workers([sys.executable, "-c", "pass"], local_cluster(2))
+    0
     """
     workers = []
     with tempfile.TemporaryDirectory(prefix="keras-siamese-workers-") as log_dir, contextlib.ExitStack() as stack:

@@ -104,8 +104,6 @@ def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tm
     assert launcher.returncode == 1, stderr
     assert stderr.strip().splitlines()[-1].startswith(f"error: worker 1 (pid {worker}) was killed by SIGKILL"), stderr
     assert not (output_dir / "serving").exists()
-    scratch = lambda: {name for name in os.listdir(environment["TMPDIR"]) if name.startswith("keras-siamese")}  # noqa: E731
-    killed_workers_scratch = scratch()  # a SIGKILLed process cannot remove its own
 
     intact = backup.read_bytes()
     backup.write_bytes(intact[: len(intact) // 2])  # as a full disk would have cut it short
@@ -122,4 +120,5 @@ def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tm
     assert "2 workers." in finished.stdout
     assert os.listdir(output_dir / "serving" / "wordnet") == ["1"]
     assert sorted(os.listdir(output_dir)) == ["checkpoints", "serving", "summary.json"]  # no backup left
-    assert scratch() == killed_workers_scratch  # the other worker's backups are gone
+    # The other worker's backups are gone (the killed runs' too: a worker's next run removes them).
+    assert not [name for name in os.listdir(environment["TMPDIR"]) if name.startswith("keras-siamese")]
