@@ -274,8 +274,8 @@ def _report(worker, timeout_seconds, rerun_hint):
         tail = worker.log.read().splitlines()[-5:]
         if tail:
             print("\n".join(f"[worker {worker.index}] {line}" for line in tail), file=sys.stderr)
+    task = worker.tf_config["task"]
     if worker.late:
-        task = worker.tf_config["task"]
         addresses = [address for job in ("chief", "worker") for address in worker.tf_config["cluster"].get(job, ())]
         address = worker.tf_config["cluster"][task["type"]][task["index"]]
         others = ", ".join(other for other in addresses if other != address)
@@ -286,8 +286,8 @@ def _report(worker, timeout_seconds, rerun_hint):
     status = worker.process.returncode
     how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
     hint = "" if status == 2 else rerun_hint  # status 2: the worker's own line says what to change
-    print(f"error: worker {worker.index} (pid {worker.process.pid}) {how}; the other workers were stopped.{hint}",
-          file=sys.stderr, flush=True)
+    print(f"error: {task['type']} {task['index']} (pid {worker.process.pid}) {how}; the other workers were stopped."
+          f"{hint}", file=sys.stderr, flush=True)
 
 
 def _stop(processes):
