@@ -95,7 +95,7 @@ def cluster_task(environ=None):
 
 
 def _check_port_free(task):
-    host, _, port = task.address.rpartition(":")
+    port = task.address.rpartition(":")[2]
     if not port.isdigit():
         raise ValueError(f"TF_CONFIG's address for {task.task_type} {task.task_index} has no port: {task.address!r}")
     with socket.socket() as probe:

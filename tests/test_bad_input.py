@@ -226,7 +226,7 @@ CASES = {
                                             ValueError, "classes_per_batch=4 exceeds the 3 classes"),
     "global batch over workers": (lambda: class_balanced_batches(
         TEXTS, TEXT_LABELS, 3, 3, input_context=tf.distribute.InputContext(2, 0)),
-        ValueError, "global batch of 9 texts does not split evenly over 2 replicas"),
+        ValueError, "global batch of 9 rows does not split evenly over 2 replicas"),
     "texts and labels differ in length": (lambda: class_balanced_batches(TEXTS, TEXT_LABELS[:-1], 3, 2),
                                           ValueError, "texts and labels differ in length: 30 texts, 29 labels"),
     "pair batch of 0": (lambda: pair_batches(TEXTS, TEXT_LABELS, batch_size=0), ValueError, "batch_size"),

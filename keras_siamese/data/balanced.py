@@ -249,43 +249,14 @@ def class_balanced_batches(
     )
     all_texts = tf.constant(texts, tf.string)
     all_labels = tf.constant(ids, tf.int32)
-    start, replica_rows, replicas = 0, sampler.batch_size, 1
-    if input_context is not None:
-        start, replica_rows, replicas = _share_of_global_batch(sampler.batch_size, input_context)
 
     def gather(batch):
-        batch = batch[start : start + replicas * replica_rows]
         return tf.gather(all_texts, batch), tf.gather(all_labels, batch)
 
-    dataset = epoch_dataset(
+    return epoch_dataset(
         lambda epoch: iter(sampler.epoch_indices(epoch)),
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
         gather=gather,
+        input_context=input_context,
     )
-    if replicas == 1:
-        return dataset
-    # One element per replica: tf.distribute hands a pipeline's consecutive elements to its replicas.
-    position = dataset.epoch_position
-    dataset = dataset.rebatch(replica_rows, drop_remainder=True)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(replicas * sampler.batches_per_epoch))
-    dataset.epoch_position = position
-    return dataset
-
-
-def _share_of_global_batch(batch_size, input_context):
-    """`(first row, rows per replica, replicas)` of this input pipeline's share of a global batch."""
-    if not isinstance(input_context, tf.distribute.InputContext):
-        raise ValueError(
-            f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}."
-        )
-    # At least one replica a pipeline (an InputContext built by hand counts 1 replica by default).
-    replicas = max(input_context.num_replicas_in_sync, input_context.num_input_pipelines)
-    if batch_size % replicas:
-        raise ValueError(
-            f"The global batch of {batch_size} texts does not split evenly over {replicas} replicas; "
-            "choose classes_per_batch * samples_per_class divisible by the number of replicas."
-        )
-    replica_rows = batch_size // replicas
-    pipeline_replicas = replicas // input_context.num_input_pipelines
-    return input_context.input_pipeline_id * pipeline_replicas * replica_rows, replica_rows, pipeline_replicas

@@ -36,7 +36,7 @@ class EpochPosition:
             yield from itertools.islice(batches_for_epoch(epoch + 1), offset)
 
 
-def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, gather=None):
+def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, gather=None, input_context=None):
     """Builds a dataset that yields `batches_for_epoch(e)` on its e-th pass (e = 0, 1, ...).
 
     Keras iterates a finite dataset afresh at each epoch of `model.fit`, so the first
@@ -53,6 +53,10 @@ def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, gather
         output_signature: nested `tf.TensorSpec` of one batch.
         gather: optional function mapped over the batches in parallel, in order
             (indices -> the batch's tensors); the result is prefetched.
+        input_context: a `tf.distribute.InputContext` (from
+            `strategy.distribute_datasets_from_function`): every input pipeline draws
+            the same global batches and yields its replicas' contiguous slices of
+            each, one element per replica, `rows / num_replicas_in_sync` rows each.
 
     Example:
     >>> import numpy as np
@@ -67,9 +71,40 @@ def epoch_dataset(batches_for_epoch, batches_per_epoch, output_signature, gather
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch))
     if gather is not None:
         dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if input_context is not None:
+        dataset = _replica_slices(dataset, input_context, batches_per_epoch)
+    if gather is not None or input_context is not None:
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.epoch_position = position
     return dataset
+
+
+def _replica_slices(dataset, input_context, batches_per_epoch):
+    """This input pipeline's replicas' slices of every global batch, one element per replica
+    (tf.distribute hands a pipeline's consecutive elements to its replicas)."""
+    if not isinstance(input_context, tf.distribute.InputContext):
+        raise ValueError(f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}.")
+    rows = tf.nest.flatten(dataset.element_spec)[0].shape[0]
+    # At least one replica a pipeline (an InputContext built by hand counts 1 replica by default).
+    replicas = max(input_context.num_replicas_in_sync, input_context.num_input_pipelines)
+    if rows % replicas:
+        raise ValueError(
+            f"The global batch of {rows} rows does not split evenly over {replicas} replicas; "
+            "choose a batch size divisible by the number of replicas."
+        )
+    replica_rows = rows // replicas
+    pipeline_replicas = replicas // input_context.num_input_pipelines
+    start = input_context.input_pipeline_id * pipeline_replicas * replica_rows
+
+    def own_rows(*element):
+        sliced = tf.nest.map_structure(lambda tensor: tensor[start : start + pipeline_replicas * replica_rows], element)
+        return sliced if len(sliced) > 1 else sliced[0]
+
+    dataset = dataset.map(own_rows)
+    if pipeline_replicas == 1:
+        return dataset
+    dataset = dataset.rebatch(replica_rows, drop_remainder=True)
+    return dataset.apply(tf.data.experimental.assert_cardinality(pipeline_replicas * batches_per_epoch))
 
 
 class ResumeSampling(keras.callbacks.Callback):

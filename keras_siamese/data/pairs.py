@@ -59,13 +59,15 @@ class PairSampler:
         return np.stack([triplets[..., 0], second], axis=-1), same.astype(np.float32)
 
 
-def pair_batches(texts, labels, batch_size=32, positive_fraction=0.5, seed=0, batches_per_epoch=None):
+def pair_batches(texts, labels, batch_size=32, positive_fraction=0.5, seed=0, batches_per_epoch=None,
+                 input_context=None):
     """A `tf.data.Dataset` of `((text_a, text_b), same)` batches for contrastive losses.
 
     `text_a`, `text_b`: `tf.string [batch_size]`; `same`: `tf.float32 [batch_size]`, 1.0
     when the two texts share a label (similar), 0.0 when they do not. Sampling rules:
     `PairSampler`. The dataset is finite with known cardinality; each pass is a new
-    reproducible epoch.
+    reproducible epoch. With an `input_context` each replica gets its slice of the
+    same global batches (as `class_balanced_batches`).
 
     Example:
     >>> ds = pair_batches(["a", "b", "c", "d"], [0, 0, 1, 1], batch_size=4)
@@ -89,10 +91,11 @@ def pair_batches(texts, labels, batch_size=32, positive_fraction=0.5, seed=0, ba
             tf.TensorSpec([sampler.batch_size], tf.float32),
         ),
         gather=gather,
+        input_context=input_context,
     )
 
 
-def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None):
+def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None, input_context=None):
     """A `tf.data.Dataset` of `((anchor, positive), labels)` batches for in-batch-negative
     ranking losses (multiple negatives ranking).
 
@@ -109,6 +112,9 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
         batch_size: pairs per batch: at least 2 and at most the number of labels with >= 2 distinct texts.
         seed: non-negative integer.
         batches_per_epoch: defaults to (usable texts) // (2 * batch_size).
+        input_context: a `tf.distribute.InputContext`: each replica gets its slice of the
+            same global batches (the loss ranks the whole global batch), as in
+            `class_balanced_batches`.
 
     Example:
     >>> ds = anchor_positive_batches(["a", "b", "c", "d"], [0, 0, 1, 1], batch_size=2)
@@ -143,6 +149,7 @@ def anchor_positive_batches(texts, labels, batch_size=32, seed=0, batches_per_ep
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size], tf.int64),
         gather=gather,
+        input_context=input_context,
     )
 
 

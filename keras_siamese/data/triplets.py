@@ -73,14 +73,15 @@ class TripletSampler:
         return triplets.reshape(self.batches_per_epoch, self.batch_size, 3)
 
 
-def triplet_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None):
+def triplet_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None, input_context=None):
     """A `tf.data.Dataset` of `((anchor, positive, negative), labels)` batches.
 
     anchor, positive and negative are `tf.string [batch_size]`: positive shares the
     anchor's label, negative has another one. `labels` (`tf.int32 [batch_size]`) is the
     anchor's label (integer labels as given; string labels as their index in the sorted
     names). Sampling rules: `TripletSampler`. Like `class_balanced_batches`, the dataset is
-    finite with known cardinality and each pass over it is a new reproducible epoch.
+    finite with known cardinality, each pass over it is a new reproducible epoch, and with
+    an `input_context` each replica gets its slice of the same global batches.
 
     Example:
     >>> ds = triplet_batches(["a", "b", "c", "d"], [0, 0, 1, 1], batch_size=2)
@@ -102,4 +103,5 @@ def triplet_batches(texts, labels, batch_size=32, seed=0, batches_per_epoch=None
         sampler.batches_per_epoch,
         tf.TensorSpec([sampler.batch_size, 3], tf.int64),
         gather=gather,
+        input_context=input_context,
     )

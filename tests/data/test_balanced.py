@@ -169,7 +169,7 @@ def test_each_input_pipeline_yields_its_slice_of_the_same_global_batches():
     for step, (batch_texts, batch_labels) in enumerate(whole):
         assert sum((slices[i][step][0] for i in range(3)), []) == batch_texts
         assert sum((slices[i][step][1] for i in range(3)), []) == batch_labels
-    with pytest.raises(ValueError, match="global batch of 12 texts does not split evenly over 5 replicas"):
+    with pytest.raises(ValueError, match="global batch of 12 rows does not split evenly over 5 replicas"):
         class_balanced_batches(texts, labels, 4, 3, input_context=tf.distribute.InputContext(5, 0))
 
 

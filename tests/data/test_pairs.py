@@ -61,3 +61,25 @@ def test_bad_positive_fraction(fraction):
     texts, labels = _corpus()
     with pytest.raises(ValueError, match="positive_fraction"):
         pair_batches(texts, labels, batch_size=4, positive_fraction=fraction)
+
+
+@pytest.mark.parametrize("make", [
+    lambda texts, labels, context: pair_batches(texts, labels, 8, seed=2, input_context=context),
+    lambda texts, labels, context: anchor_positive_batches(texts, labels, 4, seed=2, input_context=context),
+], ids=["pairs", "anchor_positive"])
+def test_every_replica_gets_its_slice_of_the_same_global_pair_batches(make):
+    """2 pipelines x 2 replicas: replica r's element at step s is rows [r * n, (r + 1) * n) of global batch s."""
+    import tensorflow as tf
+
+    texts, labels = _corpus()
+    rows = lambda element: [np.asarray(column).tolist() for column in tf.nest.flatten(element)]  # noqa: E731
+    whole = [rows(element) for element in make(texts, labels, None)]
+    per_replica = len(whole[0][0]) // 4
+    for pipeline in range(2):
+        dataset = make(texts, labels, tf.distribute.InputContext(2, pipeline, num_replicas_in_sync=4))
+        assert dataset.epoch_position.batches_per_epoch == len(whole) and int(dataset.cardinality()) == 2 * len(whole)
+        for position, element in enumerate(dataset):
+            step, local = divmod(position, 2)
+            replica = 2 * pipeline + local
+            expected = [column[replica * per_replica : (replica + 1) * per_replica] for column in whole[step]]
+            assert rows(element) == expected

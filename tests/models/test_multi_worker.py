@@ -77,13 +77,18 @@ def train(case, mini_batch_size):
     else:
         data = global_batches((features, labels), 16)
     history = model.fit(data, epochs=2, verbose=0)
-    return [w.tolist() for w in model.get_weights()], history.history["loss"]
+    result = {"weights": [w.tolist() for w in model.get_weights()], "loss": history.history["loss"]}
+    if case == "semi_hard" and mini_batch_size is None:  # evaluate and predict under the strategy too
+        result["evaluate"] = model.evaluate(data, verbose=0, return_dict=True)
+        result["predict"] = model.predict(features, batch_size=16, verbose=0).tolist()
+    if case == "texts" and mini_batch_size is None:
+        result["predict"] = model.predict(texts[:8], verbose=0).tolist()
+    return result
 
 results = {}
 for case in ("semi_hard", "batch_hard", "mnrl", "texts"):
     for mini_batch_size in (None, 3):
-        weights, loss = train(case, mini_batch_size)
-        results[f"{case}/{mini_batch_size}"] = {"weights": weights, "loss": loss}
+        results[f"{case}/{mini_batch_size}"] = train(case, mini_batch_size)
 print("RESULTS " + json.dumps(results))
 """
 
@@ -134,6 +139,20 @@ def test_two_workers_train_the_weights_of_one_device_on_the_same_global_batches(
         assert _largest_difference(result["weights"], reference["weights"]) < 1e-5
         # The reported loss is the global batch's, as on one device.
         assert np.allclose(result["loss"], reference["loss"], atol=1e-5), (result["loss"], reference["loss"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["semi_hard", "texts"])
+def test_two_workers_evaluate_and_predict_as_one_device(two_workers_and_one_device, case):
+    one_device, workers = two_workers_and_one_device
+    reference = one_device[f"{case}/None"]
+    for worker in workers:
+        result = worker[f"{case}/None"]
+        np.testing.assert_allclose(result["predict"], reference["predict"], atol=1e-5)  # every row, in order
+        if case == "semi_hard":
+            assert result["evaluate"].keys() == reference["evaluate"].keys()
+            for name, value in reference["evaluate"].items():
+                assert abs(result["evaluate"][name] - value) < 1e-5, (name, result["evaluate"], reference["evaluate"])
 
 
 # A 2-worker training with BackupAndRestore every 2 steps; argv: backup dir, weights file, [step to die at].
