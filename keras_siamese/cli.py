@@ -21,10 +21,9 @@ _STARTUP_NOISE = (
 
 def main(argv=None):
     """Entry point of the `keras-siamese` console script."""
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-        # Errors of the C++ runtime are for debugging (CUDA probing on a CPU machine
-        # logs one); failures reach the user as Python exceptions.
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # Errors of the C++ runtime are for debugging (CUDA probing on a CPU machine logs one);
+    # failures reach the user as Python exceptions. Workers that `--workers` starts inherit it.
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") == "3":
         _import_tensorflow_quietly()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)

@@ -89,7 +89,8 @@ def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tm
         "--steps-per-epoch", "12", "--backup-steps", "3", "--vocabulary-size", "1000", "--hidden-dim", "32",
         "--embedding-dim", "16", "--output-units", "16", "--sequence-length", "24", "--test-fraction", "0.02",
     ]
-    environment = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}  # where the non-chief worker writes
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    environment["TMPDIR"] = str(tmp_path / "tmp")  # where the non-chief worker writes
     os.makedirs(environment["TMPDIR"])
     launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     backup = output_dir / "backup" / "latest.weights.h5"
@@ -118,6 +119,8 @@ def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tm
     assert finished.returncode == 0, finished.stderr
     assert "Resuming the interrupted training from its backup" in finished.stdout
     assert "2 workers." in finished.stdout
+    output = finished.stdout + finished.stderr  # the workers' TensorFlow start-up is as quiet as one process's
+    assert not [line for line in output.splitlines() if CPP_LOG_LINE.match(line)] and "absl" not in output, output
     assert os.listdir(output_dir / "serving" / "wordnet") == ["1"]
     assert sorted(os.listdir(output_dir)) == ["checkpoints", "serving", "summary.json"]  # no backup left
     # The other worker's backups are gone (the killed runs' too: a worker's next run removes them).
