@@ -57,6 +57,11 @@ class ClusterTask:
         return self.task_type == "worker" and self.task_index == 0
 
     @property
+    def peers(self):
+        """The addresses of every other task that trains."""
+        return [address for job in ("chief", "worker") for address in self.cluster.get(job, ()) if address != self.address]
+
+    @property
     def name(self):
         return f"{self.task_type} {self.task_index} ({self.address})"
 
@@ -224,7 +229,9 @@ def run_workers(command, tf_configs, timeout_seconds=120, rerun_hint=""):
             )
             os.close(tells_joined)
             stack.callback(os.close, joined)
-            workers.append(_Worker(index, process, log, joined, json.loads(tf_config)))
+            config = json.loads(tf_config)
+            task = ClusterTask(config["cluster"], config["task"]["type"], config["task"]["index"])
+            workers.append(_Worker(index, process, log, joined, task))
         try:
             failed = _first_failure(workers, time.monotonic() + timeout_seconds)
         finally:
@@ -241,7 +248,7 @@ class _Worker:
     process: subprocess.Popen
     log: object
     joined_pipe: int
-    tf_config: dict
+    task: ClusterTask
     joined: bool = False
     late: bool = False  # had not joined when the time was up
 
@@ -274,19 +281,16 @@ def _report(worker, timeout_seconds, rerun_hint):
         tail = worker.log.read().splitlines()[-5:]
         if tail:
             print("\n".join(f"[worker {worker.index}] {line}" for line in tail), file=sys.stderr)
-    task = worker.tf_config["task"]
+    task = worker.task
     if worker.late:
-        addresses = [address for job in ("chief", "worker") for address in worker.tf_config["cluster"].get(job, ())]
-        address = worker.tf_config["cluster"][task["type"]][task["index"]]
-        others = ", ".join(other for other in addresses if other != address)
-        print(f"error: {task['type']} {task['index']} ({address}) could not reach the other workers ({others}) "
+        print(f"error: {task.name} could not reach the other workers ({', '.join(task.peers)}) "
               f"within {timeout_seconds} s; start every worker of the cluster, or raise --cluster-timeout.",
               file=sys.stderr, flush=True)
         return
     status = worker.process.returncode
     how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
     hint = "" if status == 2 else rerun_hint  # status 2: the worker's own line says what to change
-    print(f"error: {task['type']} {task['index']} (pid {worker.process.pid}) {how}; the other workers were stopped."
+    print(f"error: {task.task_type} {task.task_index} (pid {worker.process.pid}) {how}; the other workers were stopped."
           f"{hint}", file=sys.stderr, flush=True)
 
 
