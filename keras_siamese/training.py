@@ -22,6 +22,7 @@ from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
 from keras_siamese.models import TripletSemiHard, load_model
 from keras_siamese.optimizers import check_fine_tuning_settings, fine_tuning_optimizer
+from keras_siamese.precision import PRECISIONS, check_precision, training_precision
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
@@ -83,6 +84,13 @@ class TrainingConfig:
     steps_per_epoch: int = setting(250, "batches per epoch")
     backup_steps: int = setting(50, "steps between the backups in OUTPUT_DIR/backup that a rerun resumes from")
     seed: int = setting(0, "seed of the split, the batches and the initial weights")
+    precision: str = setting(
+        "float32",
+        "the encoder's arithmetic: bfloat16 and float16 are Keras' mixed precision (float32 variables, "
+        "losses and embeddings; float16 with loss scaling). bfloat16 is faster on GPUs and on CPUs with "
+        "bfloat16 instructions; the export computes in the same precision",
+        PRECISIONS,
+    )
     workers: int = setting(
         1,
         "train on this many local worker processes (TF_CONFIG on free localhost ports; the command line's). "
@@ -120,6 +128,7 @@ class TrainingConfig:
             check_positive_number(self, "learning_rate")
         check_fine_tuning_settings(1e-3, 1, self.warmup_fraction, self.weight_decay)
         check_margin(self.margin)
+        check_precision(self.precision)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if not self.model_name or os.sep in self.model_name:
@@ -196,7 +205,7 @@ def train(config=None, texts=None, labels=None):
         )
 
     batches = batches_for()  # checks the batch shape against the corpus before the model is built
-    with strategy.scope():
+    with strategy.scope(), training_precision(config.precision):
         encoder = config.encoder_source.build(train_texts)
         model = build_model(config, encoder)
         model.compile(optimizer=fine_tuning_optimizer(
@@ -269,15 +278,18 @@ def train(config=None, texts=None, labels=None):
         load_model(best_checkpoint),  # outside any strategy: the export holds plain variables
         os.path.join(config.output_dir, "serving", config.model_name),
         warmup_texts=test_texts[:WARMUP_TEXTS],
+        compute_dtype=config.precision,
     )
-    print(f"Exported epoch {best_epoch} (the best held-out hit@1).")
+    print(f"Exported epoch {best_epoch} (the best held-out hit@1), computing in {config.precision}.")
     summary = {
         "untrained_encoder": baseline,
         "epochs": {str(epoch): metrics for epoch, metrics in epochs.items()},
         "best_epoch": best_epoch,
         "best": best,
         "beat_untrained_encoder": beat_encoder,
-        "settings": {"output_units": config.output_units, "learning_rate": config.learning_rate},
+        "settings": {
+            "output_units": config.output_units, "learning_rate": config.learning_rate, "precision": config.precision,
+        },
         "training_seconds": training_seconds,
         "final_loss": float(history.history["loss"][-1]),
         "checkpoint_dir": os.path.abspath(checkpoint_dir),

@@ -1,5 +1,6 @@
 """SavedModel export in TensorFlow Serving's layout, written atomically."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from keras_siamese.export.warmup import write_warmup_requests
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
+from keras_siamese.precision import check_precision, computing_in
 
 TOKEN_SIGNATURE_NAME = "tokens"
 SIGNATURE_KINDS = ("text", "tokens")
@@ -22,7 +24,7 @@ SIGNATURE_KINDS = ("text", "tokens")
 
 def export_saved_model(
     model, base_dir, version=None, *, warmup_texts=None, warmup_batch_sizes=None, signatures=("text",),
-    truncate_dim=None,
+    truncate_dim=None, compute_dtype=None,
 ):
     """Exports `model` (strings -> embeddings) as `base_dir/<version>/` for TF Serving.
 
@@ -68,6 +70,12 @@ def export_saved_model(
             trained with `keras_siamese.losses.MatryoshkaLoss`), equal to
             `keras_siamese.inference.encode(model, texts, truncate_dim=...)`.
             The metadata's `embedding_size` is then `truncate_dim`.
+        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`: the dtype the
+            served graph computes in (its variables stay float32); None keeps
+            the model's own. The signature still returns float32 embeddings
+            (`Pooling` on computes in float32); the metadata's
+            `compute_dtype` says which. bfloat16 serves faster on CPUs with
+            bfloat16 instructions and GPUs (benchmarks/README.md).
 
     Returns:
         The path of the new version directory.
@@ -79,6 +87,8 @@ def export_saved_model(
     ...     text=tf.constant(["a small dog"]))["embedding"]  # doctest: +SKIP
     """
     signatures = _check_signatures(signatures)
+    if compute_dtype is not None:
+        check_precision(compute_dtype, "compute_dtype")
     description = describe_model(model)
     if truncate_dim is not None:
         check_truncate_dim(truncate_dim, description["embedding_size"])
@@ -87,7 +97,9 @@ def export_saved_model(
         check_version(version)
     if warmup_texts is not None and "text" not in signatures:
         raise ValueError("warmup_texts needs the text signature; add 'text' to signatures.")
-    archive = _export_archive(model, signatures, truncate_dim)
+    # The signatures are traced here, in the dtype they serve in.
+    with contextlib.nullcontext() if compute_dtype is None else computing_in(model, compute_dtype):
+        archive = _export_archive(model, signatures, truncate_dim)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     remove_abandoned_partials(base_dir)
@@ -104,7 +116,10 @@ def export_saved_model(
     try:
         archive.write_out(partial_dir, verbose=False)
         check_serving_ops(partial_dir)
-        write_metadata(partial_dir, {**description, "signatures": _signature_names(signatures)})
+        write_metadata(partial_dir, {
+            **description, "signatures": _signature_names(signatures),
+            "compute_dtype": compute_dtype or model.compute_dtype,
+        })
         if warmup_texts is not None:
             write_warmup_requests(partial_dir, warmup_texts, warmup_batch_sizes)
         fsync_tree(partial_dir)

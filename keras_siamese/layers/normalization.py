@@ -14,7 +14,8 @@ class L2Normalize(keras.layers.Layer):
 
     The serialisable replacement for the study's
     `Lambda(lambda x: tf.math.l2_normalize(x, axis=1))`:
-    `x / sqrt(max(sum(x**2), epsilon))`, computed in float32, so a zero
+    `x / sqrt(max(sum(x**2), epsilon))`, computed in float32 and returned as
+    float32 whatever the dtype policy (mixed precision included), so a zero
     vector stays zero instead of becoming NaN.
 
     Args:
@@ -28,6 +29,7 @@ class L2Normalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False  # a float32 input stays float32
         if not is_integer(axis):
             raise ValueError(f"axis must be an integer, got {axis!r}.")
         if not is_number(epsilon) or not 0 < epsilon < math.inf:
@@ -38,11 +40,13 @@ class L2Normalize(keras.layers.Layer):
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
         squared_norm = ops.sum(ops.square(x), axis=self.axis, keepdims=True)
-        x = x * ops.rsqrt(ops.maximum(squared_norm, self.epsilon))
-        return ops.cast(x, self.compute_dtype)
+        return x * ops.rsqrt(ops.maximum(squared_norm, self.epsilon))
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, *args, **kwargs):
+        return keras.KerasTensor(super().compute_output_spec(*args, **kwargs).shape, "float32")
 
     def get_config(self):
         config = super().get_config()

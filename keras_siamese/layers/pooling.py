@@ -20,7 +20,9 @@ class Pooling(keras.layers.Layer):
       (sentence-transformers' default);
     - `"max"`: element-wise max over the non-padding tokens;
     - `"mean_sqrt_len"`: sum of token states divided by sqrt(number of tokens).
-    Maths runs in float32 and is cast back to the layer's compute dtype.
+    Maths runs in float32 and the output is float32 whatever the dtype policy:
+    under mixed precision (`keras_siamese.precision`) the encoder computes in
+    bfloat16 or float16 and everything from the pooling on in float32.
 
     Args:
         mode: one of the modes above.
@@ -35,6 +37,7 @@ class Pooling(keras.layers.Layer):
 
     def __init__(self, mode="pooled", **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False  # float32 maths: the encoder's features are widened, never narrowed
         if mode not in POOLING_MODES:
             raise ValueError(
                 f"Unknown pooling mode {mode!r}; expected one of {POOLING_MODES}."
@@ -44,10 +47,10 @@ class Pooling(keras.layers.Layer):
     def call(self, features):
         self._check_features(features)
         if self.mode == "pooled":
-            return ops.cast(features["pooled_output"], self.compute_dtype)
+            return ops.cast(features["pooled_output"], "float32")
         sequence = ops.cast(features["sequence_output"], "float32")
         if self.mode == "cls":
-            return ops.cast(sequence[:, 0, :], self.compute_dtype)
+            return sequence[:, 0, :]
         mask = ops.cast(features["padding_mask"], "float32")[:, :, None]
         if self.mode == "max":
             # [CLS] and [SEP] are never padding, so every row has a real token.
@@ -57,7 +60,7 @@ class Pooling(keras.layers.Layer):
             if self.mode == "mean_sqrt_len":
                 counts = ops.sqrt(counts)
             pooled = ops.sum(sequence * mask, axis=1) / counts
-        return ops.cast(pooled, self.compute_dtype)
+        return pooled
 
     def _check_features(self, features):
         """Raises `ValueError` unless `features` is a dict holding what this mode reads."""
@@ -80,6 +83,9 @@ class Pooling(keras.layers.Layer):
             return tuple(features_shape["pooled_output"])
         batch, _, hidden = features_shape["sequence_output"]
         return (batch, hidden)
+
+    def compute_output_spec(self, *args, **kwargs):
+        return keras.KerasTensor(super().compute_output_spec(*args, **kwargs).shape, "float32")
 
     def get_config(self):
         config = super().get_config()

@@ -10,7 +10,9 @@ class Projection(keras.layers.Layer):
     """Dense(units, activation) stack ending in a linear Dense(output_units).
 
     The study's head is `Projection(hidden_units=(64,), output_units=64)`:
-    Dense(64, relu) then Dense(64). Follow it with `L2Normalize`.
+    Dense(64, relu) then Dense(64). Follow it with `L2Normalize`. The Dense
+    layers compute in the layer's dtype policy; the output is float32 (so
+    under mixed precision the embedding is normalised from float32 values).
 
     Args:
         output_units: size of the embedding.
@@ -72,10 +74,13 @@ class Projection(keras.layers.Layer):
         x = inputs
         for layer in self.hidden_layers:
             x = layer(x, training=training)
-        return self.output_layer(x)
+        return keras.ops.cast(self.output_layer(x), "float32")
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_units,)
+
+    def compute_output_spec(self, *args, **kwargs):
+        return keras.KerasTensor(super().compute_output_spec(*args, **kwargs).shape, "float32")
 
     def get_config(self):
         config = super().get_config()

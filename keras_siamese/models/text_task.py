@@ -17,8 +17,8 @@ from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_si
 from keras_siamese.models.multi_worker import MultiWorkerTraining
 
 _RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
-# What keras.Model's functional constructor takes besides `inputs` and `outputs`.
-_MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
+# What keras.Model's functional constructor takes besides `inputs` and `outputs`, and `dtype`.
+_MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable", "dtype"}
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -50,6 +50,7 @@ class TextTask(MultiWorkerTraining, keras.Model):
     Args:
         preprocessor: strings -> model inputs, applied to every text input.
         mini_batch_size: `None` (the whole batch at once) or a positive integer.
+        dtype: the model's dtype policy (default: Keras' global policy, e.g. `"mixed_bfloat16"`).
         Also `inputs`, `outputs`, `name`, `trainable` as for `keras.Model`;
         other keyword arguments are a TypeError.
 
@@ -61,11 +62,13 @@ class TextTask(MultiWorkerTraining, keras.Model):
     (1, 128)
     """
 
-    def __init__(self, *args, preprocessor=None, mini_batch_size=None, **kwargs):
+    def __init__(self, *args, preprocessor=None, mini_batch_size=None, dtype=None, **kwargs):
         unknown = sorted(set(kwargs) - _MODEL_ARGUMENTS)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {', '.join(unknown)}.")
         super().__init__(*args, **kwargs)
+        if dtype is not None:  # the policy it was built under (a functional model's config leaves it out)
+            self.dtype_policy = dtype
         if isinstance(preprocessor, dict):  # from get_config
             owner = preprocessor.get("preprocessor_of")
             preprocessor = self.get_layer(owner).preprocessor if owner else keras.layers.deserialize(preprocessor)
@@ -214,6 +217,8 @@ class TextTask(MultiWorkerTraining, keras.Model):
     def get_config(self):
         config = super().get_config()
         config["mini_batch_size"] = self.mini_batch_size
+        # Saved so that a reloaded mixed_float16 model compiles with loss scaling again.
+        config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
         if self.preprocessor is not None:
             # One object, saved once: the preprocessor of one of the model's layers is named, not copied.
             owners = [layer.name for layer in self.layers if getattr(layer, "preprocessor", None) is self.preprocessor]

@@ -147,7 +147,7 @@ class TripletSemiHard(TextTask):
                 "TripletSemiHard trains on (inputs, labels) batches; the dataset "
                 "yielded no labels."
             )
-        y, y_pred = gather_global_batch(y, y_pred)
+        y, y_pred = gather_global_batch(y, keras.ops.cast(y_pred, "float32"))  # float32 loss in mixed precision
         terms = semihard_triplet_terms(y, y_pred, margin=self.margin, distance=self.distance)
         self.active_triplets_tracker.update_state(terms.active_fraction)
         self.positive_distance_tracker.update_state(terms.mean_positive_distance)

@@ -1,0 +1,119 @@
+"""Mixed precision: train in bfloat16 or float16, serve in bfloat16; embeddings and losses stay float32.
+
+`"bfloat16"` and `"float16"` name Keras' `mixed_bfloat16` and `mixed_float16`
+policies: variables are float32, the encoder computes in the narrow type, and
+`Pooling`, `Projection`'s output, `L2Normalize`, every loss and the mining
+compute in float32. Under `mixed_float16` Keras' `compile` wraps the optimizer
+in a `LossScaleOptimizer` (float16 gradients underflow without loss scaling).
+"""
+
+import contextlib
+import warnings
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# /proc/cpuinfo flags of CPUs with fast matmuls in each type
+_CPU_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+
+
+def check_precision(precision, name="precision"):
+    """`precision` if it is one of `PRECISIONS`; otherwise a ValueError naming them.
+
+    Example:
+    >>> check_precision("int8")
+    Traceback (most recent call last):
+    ...
+    ValueError: precision must be one of ('float32', 'bfloat16', 'float16'), got 'int8'.
+    """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {PRECISIONS}, got {precision!r}.")
+    return precision
+
+
+def policy_name(precision):
+    """The Keras dtype policy of a precision: `"bfloat16"` -> `"mixed_bfloat16"`.
+
+    Example:
+    >>> policy_name("float16")
+    'mixed_float16'
+    """
+    return _POLICIES[check_precision(precision)]
+
+
+@contextlib.contextmanager
+def training_precision(precision):
+    """Within the block, models are built with `precision`'s policy (Keras' global policy),
+    restored afterwards; warns when this machine has no fast arithmetic of that type.
+
+    Example:
+    >>> with training_precision("bfloat16"):  # doctest: +SKIP
+    ...     model = TripletSemiHard.from_encoder(TextEncoder.from_preset(preset))
+    """
+    import keras
+
+    name = policy_name(precision)
+    _warn_if_slow(precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@contextlib.contextmanager
+def computing_in(model, compute_dtype):
+    """Within the block, every float32-variable layer of `model` computes in `compute_dtype`
+    (its variables stay float32 and are cast as they are read); the policies are restored after.
+
+    Eager calls and functions traced inside the block (a SavedModel signature) compute in
+    `compute_dtype`; a function traced before it (`model.predict`'s) keeps its dtype.
+    `Pooling`, `L2Normalize` and `Projection`'s output compute float32 whatever the policy.
+
+    Example:
+    >>> with computing_in(model, "bfloat16"):  # doctest: +SKIP
+    ...     embeddings = model(tokens)
+    """
+    import keras
+    import tensorflow as tf
+
+    name = "float32" if check_precision(compute_dtype, "compute_dtype") == "float32" else policy_name(compute_dtype)
+    layers = [
+        layer for layer in tf.train.TrackableView(model).descendants()
+        if isinstance(layer, keras.Layer) and layer.dtype_policy.quantization_mode is None
+        and layer.dtype_policy.variable_dtype == "float32"
+    ]
+    layers = list({id(layer): layer for layer in [model, *layers]}.values())
+    policies = [layer.dtype_policy for layer in layers]
+    try:
+        for layer in layers:
+            layer.dtype_policy = name
+        yield model
+    finally:
+        for layer, policy in zip(layers, policies):
+            layer.dtype_policy = policy
+
+
+def _warn_if_slow(precision):
+    """A `UserWarning` (at the caller of `training_precision`) when `precision` has no fast
+    arithmetic here: no GPU and no CPU instructions for it, so it runs slower than float32."""
+    import tensorflow as tf
+
+    if precision == "float32" or tf.config.list_physical_devices("GPU") or _cpu_has(_CPU_FLAGS[precision]):
+        return
+    advice = "use bfloat16 or float32" if precision == "float16" else "use float32"
+    warnings.warn(
+        f"precision {precision} on a machine without a GPU or CPU instructions for {precision} "
+        f"({' or '.join(_CPU_FLAGS[precision])}): it runs slower than float32 here; {advice}.",
+        UserWarning, stacklevel=4,
+    )
+
+
+def _cpu_has(flags):
+    """Whether this CPU lists any of `flags` in /proc/cpuinfo (True where that cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            listed = set(cpuinfo.read().split())
+    except OSError:  # not Linux: cannot tell, do not warn
+        return True
+    return any(flag in listed for flag in flags)
