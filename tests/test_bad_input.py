@@ -404,6 +404,8 @@ CASES = {
     "RetrievalEvaluation embed_fn": (lambda: RetrievalEvaluation(["a"], [0], embed_fn="encode"), ValueError,
                                      "embed_fn must be callable, got str"),
     # training settings
+    "config precision float64": (lambda: TrainingConfig(precision="float64").check(), ValueError,
+                                 "precision must be one of ('float32', 'bfloat16', 'float16'), got 'float64'"),
     "config epochs 0": (lambda: TrainingConfig(epochs=0).check(), ValueError,
                         "epochs must be a positive integer, got 0"),
     "config learning rate negative": (lambda: TrainingConfig(learning_rate=-1e-3).check(), ValueError,
@@ -507,6 +509,8 @@ CASES = {
     "warmup without the text signature": (lambda: export_saved_model(
         _dense_model(), _scratch_dir(), signatures="tokens", warmup_texts=["a"]), ValueError,
         "warmup_texts needs the text signature"),
+    "export computing in int8": (lambda: export_saved_model(_dense_model(), _scratch_dir(), compute_dtype="int8"),
+                                 ValueError, "compute_dtype must be one of ('float32', 'bfloat16', 'float16'), got 'int8'"),
     "export version negative": (lambda: export_saved_model(_dense_model(), "/tmp/never", version=-1),
                                 ValueError, "version must be a non-negative integer that fits TF Serving's int64, got -1"),
     "export version beyond int64": (lambda: export_saved_model(_dense_model(), "/tmp/never", version=2**63),

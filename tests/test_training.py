@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_siamese.models  # noqa: F401  registers the classes a checkpoint names
+from keras_siamese.export import read_metadata
 
 # What a C++ log line of TensorFlow looks like: severity, date, time, thread, file:line]
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]")
@@ -27,18 +28,21 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
         [
             "keras-siamese", "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "5",
             "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
-            "--sequence-length", "24", "--test-fraction", "0.02",
+            "--sequence-length", "24", "--test-fraction", "0.02", "--precision", "bfloat16",
         ],
         capture_output=True, text=True, env=environment,
     )
     assert finished.returncode == 0, finished.stderr
     printed = finished.stdout
+    assert "computing in bfloat16" in printed
     assert "Untrained encoder (its pooling + L2, no trained layer): held-out hit@1" in printed
     assert "Epoch 2: val_hit@1" in printed and "(untrained encoder " in printed
     assert re.search(r"Best epoch \([12] of 2\): held-out hit@1", printed)
     assert ("points hit@1 over the untrained encoder" in printed) != ("No epoch beat the untrained encoder" in printed)
     assert "docker run" in printed and ":predict" in printed
     output = finished.stdout + finished.stderr
+    # The one warning allowed: a CI machine without bfloat16 instructions is told it runs slower.
+    output = "\n".join(line for line in output.splitlines() if "on a machine without a GPU or CPU instructions" not in line)
     assert not [line for line in output.splitlines() if CPP_LOG_LINE.match(line)], output
     for noise in ("absl::InitializeLog", "shuffle=True", "Gradients do not exist", "retracing", "Warning"):
         assert noise not in output, output
@@ -59,8 +63,11 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     texts = ["a domestic dog", "to move quickly", ""]
     serve = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
     exported = serve(text=tf.constant(texts))["embedding"].numpy()
+    # Both compute in bfloat16 (the encoder; float32 from the pooling on).
     np.testing.assert_allclose(exported, checkpoint.predict(texts, verbose=0), atol=1e-5)
     assert summary["saved_model"] == str(output_dir / "serving" / "wordnet" / "1")
+    assert read_metadata(summary["saved_model"])["compute_dtype"] == "bfloat16"
+    assert summary["settings"]["precision"] == "bfloat16" and checkpoint.compute_dtype == "bfloat16"
     assert os.path.exists(os.path.join(summary["saved_model"], "assets.extra", "tf_serving_warmup_requests"))
     if summary["serving_check"] is not None:  # None only where no C++ compiler is installed
         assert summary["serving_check"]["passed"]

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_siamese
-from keras_siamese.export import UnsupportedOpsError, export_saved_model, next_version, ops, saved_model
+from keras_siamese.export import UnsupportedOpsError, export_saved_model, next_version, ops, read_metadata, saved_model
 from keras_siamese.layers import L2Normalize
 from keras_siamese.models import TripletSemiHard
 
@@ -270,3 +270,25 @@ def test_bad_truncate_dims_are_refused_before_any_work(model, tmp_path, bad, wor
         encode(model, ["a dog"], truncate_dim=bad)
     with pytest.raises(ValueError, match=words):
         model.predict(["a dog"], truncate_dim=bad)
+
+
+def test_a_bfloat16_export_returns_float32_within_cosine_0_999_of_the_float32_export(model, glosses, tmp_path):
+    float32_dir = export_saved_model(model, tmp_path / "serving")
+    bfloat16_dir = export_saved_model(model, tmp_path / "serving", compute_dtype="bfloat16")
+    texts = tf.constant(glosses[0][:300])
+    float32 = tf.saved_model.load(float32_dir).signatures["serving_default"](text=texts)["embedding"]
+    bfloat16 = tf.saved_model.load(bfloat16_dir).signatures["serving_default"](text=texts)["embedding"]
+    assert bfloat16.dtype == tf.float32 and bfloat16.shape == float32.shape == (300, 8)
+    assert np.sum(float32.numpy() * bfloat16.numpy(), axis=1).min() >= 0.999
+    assert not np.array_equal(float32.numpy(), bfloat16.numpy())  # it did compute in bfloat16
+    metadata = [read_metadata(path)["compute_dtype"] for path in (float32_dir, bfloat16_dir)]
+    assert metadata == ["float32", "bfloat16"]
+    # The model itself still computes in float32.
+    np.testing.assert_allclose(model.predict(glosses[0][:300], verbose=0), float32.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("compute_dtype", ["int8", "float64", "mixed_bfloat16", 16])
+def test_compute_dtypes_other_than_the_precisions_are_refused(model, tmp_path, compute_dtype):
+    with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16', 'float16'\)"):
+        export_saved_model(model, tmp_path / "m", compute_dtype=compute_dtype)
+    assert not os.path.exists(tmp_path / "m")
