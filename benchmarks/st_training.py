@@ -25,7 +25,7 @@ ST_PYTHON = os.path.join(HERE, ".venvs", "st", "bin", "python")
 def run_st_training(work_dir, model_dir, texts, labels, batches, learning_rate, margin,
                     warmup_steps=0, threads=2, output_units=64, hidden_units=64,
                     sequence_length=128, encode_texts=None, loss="semihard", weight_decay=0.0,
-                    warmup_fraction=0.0):
+                    warmup_fraction=0.0, precision="float32"):
     """Trains the sentence-transformers peer in a subprocess; returns `(report, embeddings)`.
 
     `batches` is an int array `[steps, batch]` of positions in `texts`/`labels`
@@ -33,7 +33,9 @@ def run_st_training(work_dir, model_dir, texts, labels, batches, learning_rate, 
     (anchor, positive) positions (`loss="mnrl"`: `MultipleNegativesRankingLoss`).
     `output_units=None` trains no head (Transformer -> Pooling -> Normalize).
     `weight_decay` > 0 uses AdamW; `warmup_fraction` > 0 sentence-transformers'
-    default schedule (linear warmup, then linear decay to 0). `report`
+    default schedule (linear warmup, then linear decay to 0). `precision="bfloat16"`
+    runs the forward pass and the loss under `torch.autocast("cpu", torch.bfloat16)`
+    (PyTorch's mixed precision; weights and optimizer float32). `report`
     holds `seconds` (steps after `warmup_steps`), `steps`, `examples` and `losses`;
     `embeddings` is the float32 `[len(encode_texts), output_units]` array, or None.
     """
@@ -50,7 +52,7 @@ def run_st_training(work_dir, model_dir, texts, labels, batches, learning_rate, 
         "output_units": output_units, "hidden_units": hidden_units,
         "sequence_length": sequence_length, "encode_texts": encode_texts,
         "embeddings": os.path.join(work_dir, "st_embeddings.npy"),
-        "loss": loss, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction,
+        "loss": loss, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "precision": precision,
     }
     job_path = os.path.join(work_dir, "st_job.json")
     with open(job_path, "w") as file:
@@ -104,16 +106,18 @@ def worker(job_path):
             optimizer, int(job["warmup_fraction"] * len(batches)), len(batches)
         )
     model.train()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=job.get("precision") == "bfloat16")
     step_losses, started = [], None
     for step, batch in enumerate(batches):
         if step == job["warmup_steps"]:
             started = time.perf_counter()
-        if job["loss"] == "mnrl":
-            features = [model.tokenize([texts[i] for i in batch[:, column]]) for column in range(batch.shape[1])]
-            loss = loss_module(features, None)
-        else:
-            features = model.tokenize([texts[i] for i in batch])
-            loss = loss_module([features], labels[torch.from_numpy(batch)])
+        with autocast:
+            if job["loss"] == "mnrl":
+                features = [model.tokenize([texts[i] for i in batch[:, column]]) for column in range(batch.shape[1])]
+                loss = loss_module(features, None)
+            else:
+                features = model.tokenize([texts[i] for i in batch])
+                loss = loss_module([features], labels[torch.from_numpy(batch)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -15,11 +15,17 @@ pooling -> Dense(64, relu) -> Dense(64) -> L2 normalise, semi-hard triplet loss 
   batches without length buckets (its usual setup: each batch padded to its longest
   text), and the very batches keras_siamese trains on.
 
+Each runs in every precision of --precisions: float32, and bfloat16 (keras_siamese's
+`--precision bfloat16`, Keras' mixed_bfloat16 policy; sentence-transformers under
+`torch.autocast("cpu", torch.bfloat16)`). --fast adds keras_siamese's P x K row with
+`LazyAdam` and `steps_per_execution=8` (the step without its overhead).
+
 Steps before timing: keras_siamese and the study's recipe first run warm-up batches
 (every bucket length with --jit, since XLA compiles once per shape: that compile time is
 reported apart), sentence-transformers 2 steps. Writes benchmarks/results/train_throughput.md.
 
     python benchmarks/train_throughput.py [--glosses 20000] [--steps 40] [--study-steps 12] [--jit]
+        [--precisions float32,bfloat16] [--fast]
 """
 
 import argparse
@@ -40,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLASSES_PER_BATCH, SAMPLES_PER_CLASS = 16, 4
 BATCH_SIZE = CLASSES_PER_BATCH * SAMPLES_PER_CLASS
 MARGIN, LEARNING_RATE, SEQUENCE_LENGTH = 1.0, 1e-5, 128
+PK_ROW, ST_ROW = "keras_siamese, P x K batches", "sentence-transformers, P x K batches"
 
 
 def stratified_glosses(count, seed=0):
@@ -77,16 +84,23 @@ def minilm_encoder(**options):
     return TextEncoder.from_preset(minilm_directory(), sequence_length=SEQUENCE_LENGTH, **options)
 
 
-def keras_siamese_row(texts, labels, batches, lengths, jit_compile):
+def keras_siamese_row(texts, labels, batches, lengths, jit_compile, precision="float32", fast=False):
     """The user's plain `fit` of `TripletSemiHard.from_encoder` on the given batches of texts
-    (the model maps its preprocessor over them in tf.data)."""
+    (the model maps its preprocessor over them in tf.data); `fast`: LazyAdam and
+    `steps_per_execution=8`."""
     import keras
 
     from keras_siamese.models import TripletSemiHard
+    from keras_siamese.optimizers import LazyAdam
+    from keras_siamese.precision import training_precision
 
-    encoder = minilm_encoder()
-    model = TripletSemiHard.from_encoder(encoder, pooling="mean", margin=MARGIN)
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit_compile)
+    with training_precision(precision):
+        encoder = minilm_encoder()
+        model = TripletSemiHard.from_encoder(encoder, pooling="mean", margin=MARGIN)
+        model.compile(
+            optimizer=(LazyAdam if fast else keras.optimizers.Adam)(LEARNING_RATE), jit_compile=jit_compile,
+            steps_per_execution=8 if fast else 1,
+        )
     buckets = np.asarray(encoder.preprocessor.buckets)
     batch_buckets = buckets[np.searchsorted(buckets, lengths[batches].max(axis=1))]
     # XLA compiles once per shape: warm up on one batch of each bucket length; otherwise
@@ -118,6 +132,8 @@ def main():
     parser.add_argument("--steps", type=int, default=40, help="timed steps of keras_siamese and sentence-transformers")
     parser.add_argument("--study-steps", type=int, default=12, help="timed steps of the study's recipe (slow)")
     parser.add_argument("--jit", action="store_true", help="also time keras_siamese with jit_compile=True")
+    parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
+    parser.add_argument("--fast", action="store_true", help="also time LazyAdam with steps_per_execution=8")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "train_throughput.md"))
     args = parser.parse_args()
@@ -136,36 +152,40 @@ def main():
     ).epoch_indices(0)
     plain = ClassBalancedSampler(labels, CLASSES_PER_BATCH, SAMPLES_PER_CLASS, args.seed, args.steps + 2).epoch_indices(0)
 
-    rows = []  # (name, seconds, steps, note)
-    variants = [False, True] if args.jit else [False]
-    for jit_compile in variants:
-        seconds, warmup_seconds, warmup_steps = keras_siamese_row(texts, labels, bucketed, lengths, jit_compile)
-        note = f"warm-up: {warmup_steps} batches, {warmup_seconds:.0f} s" + (" (XLA compiles)" if jit_compile else "")
-        rows.append((f"keras_siamese, length-bucketed P x K, jit_compile={jit_compile}", seconds, args.steps, note))
-        print(rows[-1], flush=True)
-    seconds, warmup_seconds, warmup_steps = keras_siamese_row(texts, labels, plain[2:], lengths, False)
-    rows.append(("keras_siamese, P x K batches", seconds, args.steps,
-                 f"the sentence-transformers row's timed batches; warm-up: {warmup_steps} batches"))
-    print(rows[-1], flush=True)
-    with tempfile.TemporaryDirectory() as work_dir:
-        directory = minilm_directory()
-        for name, batches, note in (
-            ("sentence-transformers, P x K batches", plain, "padded to each batch's longest text"),
-            ("sentence-transformers, keras_siamese's length-bucketed batches", np.concatenate([bucketed[:2], bucketed]),
-             "same batches as keras_siamese"),
-        ):
-            report, _ = run_st_training(work_dir, directory, texts, labels, batches, LEARNING_RATE, MARGIN,
-                                        warmup_steps=2, threads=THREADS, sequence_length=SEQUENCE_LENGTH)
-            rows.append((name, report["seconds"], report["steps"], note))
+    rows = []  # (name, precision, seconds, steps, note)
+    directory = minilm_directory()
+    for precision in args.precisions.split(","):
+        for jit_compile in [False, True] if args.jit else [False]:
+            seconds, warmup_seconds, warmup_steps = keras_siamese_row(
+                texts, labels, bucketed, lengths, jit_compile, precision)
+            note = f"warm-up: {warmup_steps} batches, {warmup_seconds:.0f} s" + (" (XLA compiles)" if jit_compile else "")
+            rows.append((f"keras_siamese, length-bucketed P x K, jit_compile={jit_compile}", precision, seconds,
+                         args.steps, note))
             print(rows[-1], flush=True)
+        for fast in [False, True] if args.fast else [False]:
+            seconds, warmup_seconds, warmup_steps = keras_siamese_row(
+                texts, labels, plain[2:], lengths, False, precision, fast)
+            rows.append((PK_ROW + (", LazyAdam, steps_per_execution=8" if fast else ""), precision, seconds, args.steps,
+                         f"the sentence-transformers row's timed batches; warm-up: {warmup_steps} batches"))
+            print(rows[-1], flush=True)
+        with tempfile.TemporaryDirectory() as work_dir:
+            for name, batches, note in (
+                (ST_ROW, plain, "padded to each batch's longest text"),
+                ("sentence-transformers, keras_siamese's length-bucketed batches",
+                 np.concatenate([bucketed[:2], bucketed]), "same batches as keras_siamese"),
+            ):
+                report, _ = run_st_training(work_dir, directory, texts, labels, batches, LEARNING_RATE, MARGIN,
+                                            warmup_steps=2, threads=THREADS, sequence_length=SEQUENCE_LENGTH,
+                                            precision=precision)
+                rows.append((name, precision, report["seconds"], report["steps"], note))
+                print(rows[-1], flush=True)
     seconds = study_row(texts, labels, args.study_steps, args.seed)
-    rows.append(("study's recipe (pad to 128, unbalanced batches)", seconds, args.study_steps,
+    rows.append(("study's recipe (pad to 128, unbalanced batches)", "float32", seconds, args.study_steps,
                  "keras_siamese's model, TextEncoder(dynamic_length=False)"))
     print(rows[-1], flush=True)
 
-    speed = {name: steps * BATCH_SIZE / seconds for name, seconds, steps, _ in rows}
-    st_speed = speed["sentence-transformers, P x K batches"]
-    study_speed = speed[rows[-1][0]]
+    speed = {(name, precision): steps * BATCH_SIZE / seconds for name, precision, seconds, steps, _ in rows}
+    study_speed = speed[rows[-1][:2]]
     lines = [
         f"# Training throughput: all-MiniLM-L6-v2, semi-hard triplet loss, batch {BATCH_SIZE}, "
         f"{THREADS} threads each, one run",
@@ -174,13 +194,21 @@ def main():
         f"{int(np.median(lengths))} tokens, 99th percentile {int(np.percentile(lengths, 99))}). "
         f"Machine: {os.cpu_count()} CPU cores; TensorFlow {tf.__version__}.",
         "",
-        "| recipe | timed steps | seconds | examples/s | vs sentence-transformers | vs study's recipe | note |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "Ratios: against sentence-transformers on P x K batches in the same precision, against the same "
+        "recipe of ours in float32, against the study's recipe.",
+        "",
+        "| recipe | precision | timed steps | seconds | examples/s | vs sentence-transformers | vs own float32 "
+        "| vs study's recipe | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, seconds, steps, note in rows:
+    for name, precision, seconds, steps, note in rows:
+        own = speed[name, precision]
+        peer = speed.get((ST_ROW, precision))
+        versus_peer = f"{own / peer:.2f}x" if peer else "n/a"
+        versus_float32 = f"{own / speed[name, 'float32']:.2f}x" if (name, "float32") in speed else "n/a"
         lines.append(
-            f"| {name} | {steps} | {seconds:.1f} | {speed[name]:.1f} | {speed[name] / st_speed:.2f}x | "
-            f"{speed[name] / study_speed:.2f}x | {note} |"
+            f"| {name} | {precision} | {steps} | {seconds:.1f} | {own:.1f} | {versus_peer} | {versus_float32} | "
+            f"{own / study_speed:.2f}x | {note} |"
         )
     write_report(args.output, lines)
 

@@ -172,3 +172,31 @@ def test_by_default_the_embedding_is_the_encoders_own_mean_pooling_with_nothing_
     assert study.output_shape == (None, 64)
     with pytest.raises(ValueError, match="needs output_units"):
         TripletSemiHard.from_encoder(tiny_encoder_factory(), hidden_units=(64,))
+
+
+def test_steps_per_execution_trains_logs_and_resumes_as_one_step_at_a_time(tiny_encoder_factory, glosses, tmp_path):
+    """Several steps per call of the train function: the same weights, mining statistics and
+    callbacks (ResumeSampling, added beside BackupAndRestore, stops on the last batch)."""
+    keras.utils.set_random_seed(0)
+    reference = TripletSemiHard.from_encoder(tiny_encoder_factory(), margin=0.5)
+    initial = reference.get_weights()
+    results = {}
+    for steps_per_execution in (1, 4):  # 4 does not divide the 6 batches of an epoch
+        model = TripletSemiHard.from_encoder(tiny_encoder_factory(), margin=0.5)
+        model.set_weights(initial)
+        model.compile(optimizer=keras.optimizers.Adam(2e-3), steps_per_execution=steps_per_execution)
+        ends = []
+        history = model.fit(
+            class_balanced_batches(*glosses, classes_per_batch=8, samples_per_class=4, seed=2, batches_per_epoch=6),
+            epochs=2, verbose=0, callbacks=[
+                keras.callbacks.BackupAndRestore(str(tmp_path / f"backup{steps_per_execution}")),
+                keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(batch)),
+            ],
+        )
+        results[steps_per_execution] = (model.get_weights(), history.history, ends, int(model.optimizer.iterations))
+    weights, logs, ends, steps = results[4]
+    assert steps == 12 and len(ends) == 4  # one callback per execution (Keras numbers the last 7, not 5)
+    for got, expected in zip(weights, results[1][0]):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    for name in ("loss", "active_triplets", "positive_distance", "negative_distance"):
+        np.testing.assert_allclose(logs[name], results[1][1][name], rtol=1e-5, err_msg=name)
