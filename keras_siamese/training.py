@@ -80,6 +80,11 @@ class TrainingConfig:
     )
     weight_decay: float = setting(0.01, "AdamW's decoupled weight decay (0: plain Adam)")
     warmup_fraction: float = setting(0.1, "fraction of the steps over which the learning rate rises linearly from 0")
+    lazy_adam: bool = setting(
+        False,
+        "LazyAdam: update only the embedding rows each batch looks up, not the whole vocabulary "
+        "(rows a batch leaves out keep their moments; benchmarks/README.md has the speed)",
+    )
     epochs: int = setting(4, "training epochs; held-out retrieval is measured and a .keras checkpoint kept after each")
     steps_per_epoch: int = setting(250, "batches per epoch")
     backup_steps: int = setting(50, "steps between the backups in OUTPUT_DIR/backup that a rerun resumes from")
@@ -209,7 +214,8 @@ def train(config=None, texts=None, labels=None):
         encoder = config.encoder_source.build(train_texts)
         model = build_model(config, encoder)
         model.compile(optimizer=fine_tuning_optimizer(
-            config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay
+            config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay,
+            lazy=config.lazy_adam,
         ))
     if task is not None:
         batches = model.distributed_batches(batches_for)
@@ -289,6 +295,7 @@ def train(config=None, texts=None, labels=None):
         "beat_untrained_encoder": beat_encoder,
         "settings": {
             "output_units": config.output_units, "learning_rate": config.learning_rate, "precision": config.precision,
+            "lazy_adam": config.lazy_adam,
         },
         "training_seconds": training_seconds,
         "final_loss": float(history.history["loss"][-1]),

@@ -28,7 +28,7 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
         [
             "keras-siamese", "train", "--output-dir", str(output_dir), "--epochs", "2", "--steps-per-epoch", "5",
             "--vocabulary-size", "1000", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
-            "--sequence-length", "24", "--test-fraction", "0.02", "--precision", "bfloat16",
+            "--sequence-length", "24", "--test-fraction", "0.02", "--precision", "bfloat16", "--lazy-adam",
         ],
         capture_output=True, text=True, env=environment,
     )
@@ -68,6 +68,7 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     assert summary["saved_model"] == str(output_dir / "serving" / "wordnet" / "1")
     assert read_metadata(summary["saved_model"])["compute_dtype"] == "bfloat16"
     assert summary["settings"]["precision"] == "bfloat16" and checkpoint.compute_dtype == "bfloat16"
+    assert type(checkpoint.optimizer).__name__ == "LazyAdam" and summary["settings"]["lazy_adam"]
     assert os.path.exists(os.path.join(summary["saved_model"], "assets.extra", "tf_serving_warmup_requests"))
     if summary["serving_check"] is not None:  # None only where no C++ compiler is installed
         assert summary["serving_check"]["passed"]

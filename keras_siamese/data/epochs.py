@@ -112,14 +112,18 @@ class ResumeSampling(keras.callbacks.Callback):
 
     `keras.callbacks.BackupAndRestore` restores the weights, the optimizer and the
     epoch after a crash, but a new process's datasets start again at their epoch 0.
-    With this callback after it, each epoch of `fit` starts the dataset at the
-    optimizer's step count (`optimizer.iterations` batches from the start of epoch 0),
-    and training stops once `epochs` x batches-per-epoch steps are done in all. A run
+    With this callback, `fit` starts the dataset at the optimizer's step count
+    (`optimizer.iterations` batches from the start of epoch 0, as the backup
+    restored it), counts the steps from there, and stops once `epochs` x
+    batches-per-epoch steps are done in all. A run
     killed at any moment and restarted ends with the weights of an uninterrupted run
     of the same seed, whether backups are taken per epoch or every N steps. The step
     count must start at 0 with this dataset (a fresh optimizer). After a mid-epoch
     resume the epochs Keras numbers (progress bars, `ModelCheckpoint` names) are
-    shifted from the dataset's epochs; the batches and weights are not.
+    shifted from the dataset's epochs; the batches and weights are not. Under
+    `mixed_float16` a step whose gradients overflow is skipped without counting in
+    `optimizer.iterations`: training runs on in step, but a resume from a backup
+    taken after skipped steps starts that many batches early.
 
     Args:
         dataset: a dataset of `keras_siamese.data`'s batch generators
@@ -141,11 +145,19 @@ class ResumeSampling(keras.callbacks.Callback):
                 f"(class_balanced_batches, triplet_batches, pair_batches, anchor_positive_batches), got {dataset!r}."
             )
         self.position = position
+        self._steps_done = None
+
+    def on_train_begin(self, logs=None):
+        self._steps_done = None  # read at the first epoch, after BackupAndRestore has restored the optimizer
 
     def on_epoch_begin(self, epoch, logs=None):
-        steps_done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        self.position.seek(steps_done)
-        self._steps_left = self.params["epochs"] * self.position.batches_per_epoch - steps_done
+        if self._steps_done is None:
+            self._steps_done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.position.seek(self._steps_done)
+        self._steps_left = self.params["epochs"] * self.position.batches_per_epoch - self._steps_done
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._steps_done += self.position.batches_per_epoch  # every pass yields one epoch of batches
 
     def on_train_batch_end(self, batch, logs=None):
         if batch + 1 >= self._steps_left:  # `batch` counts this epoch's steps from 0
