@@ -93,8 +93,8 @@ class LazyAdam(keras.optimizers.Adam):
         )
         lr = tf.cast(learning_rate, variable.dtype)
         if decay:
-            decayed = tf.gather(variable, rows) * tf.cast(self.weight_decay, variable.dtype) * lr
-            self.assign_sub(variable, tf.IndexedSlices(decayed, rows))
+            decayed = _rows(variable, rows) * tf.cast(self.weight_decay, variable.dtype) * lr
+            _set_rows(variable, rows, _rows(variable, rows) - decayed)
 
         # Keras' Adam.update_step, op for op, on the gathered rows.
         local_step = tf.cast(self.iterations + 1, variable.dtype)
@@ -103,18 +103,30 @@ class LazyAdam(keras.optimizers.Adam):
         alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
-        m_rows = tf.gather(m, rows)
+        m_rows = _rows(m, rows)
         m_rows = m_rows + (gradient - m_rows) * (1 - self.beta_1)
-        v_rows = tf.gather(v, rows)
+        v_rows = _rows(v, rows)
         v_rows = v_rows + (tf.square(gradient) - v_rows) * (1 - self.beta_2)
-        self.assign(m, tf.IndexedSlices(m_rows, rows))
-        self.assign(v, tf.IndexedSlices(v_rows, rows))
-        self.assign_sub(variable, tf.IndexedSlices(m_rows * alpha / (tf.sqrt(v_rows) + self.epsilon), rows))
+        _set_rows(m, rows, m_rows)
+        _set_rows(v, rows, v_rows)
+        _set_rows(variable, rows, _rows(variable, rows) - m_rows * alpha / (tf.sqrt(v_rows) + self.epsilon))
 
     def get_config(self):
         config = super().get_config()
         del config["amsgrad"]
         return config
+
+
+def _rows(variable, rows):
+    """`variable[rows]` from a dense read: TensorFlow's sparse variable ops (a `tf.gather` or a
+    scatter on the variable itself) switch it to copy-on-read, and every later read of the whole
+    table (the forward pass's) would copy it."""
+    return tf.gather(tf.convert_to_tensor(variable), rows)
+
+
+def _set_rows(variable, rows, values):
+    """`variable[rows] = values`, assigned whole (see `_rows`)."""
+    variable.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(variable), rows[:, None], values))
 
 
 def check_fine_tuning_settings(learning_rate, total_steps, warmup_fraction, weight_decay):
