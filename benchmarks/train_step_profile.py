@@ -15,7 +15,7 @@ Times the parts of the step that benchmarks/train_throughput.py measures whole, 
   benchmarks/.venvs/st; float32, and bfloat16 under torch.autocast).
 
 A second table splits forward + loss + gradients by TensorFlow op type (TensorFlow's
-profiler, self time summed over both threads). With --onednn-off each part is also timed
+profiler: the self time of each type's calls summed; ops that run side by side overlap). With --onednn-off each part is also timed
 in a subprocess with TF_ENABLE_ONEDNN_OPTS=0. Writes benchmarks/results/train_step_profile.md.
 
     python benchmarks/train_step_profile.py [--repeats 15] [--onednn-off]
@@ -250,7 +250,8 @@ def main():
                      + " |")
     lines += [
         "",
-        "Forward + loss + gradients by TensorFlow op type (self time per step, ms, summed over both threads):",
+        "Forward + loss + gradients by TensorFlow op type (self time of the calls per step, ms, summed; "
+        "ops that run side by side overlap):",
         "",
         "| op type | " + " | ".join(PRECISIONS) + " |",
         "|---|" + "---:|" * len(PRECISIONS),

@@ -37,8 +37,9 @@ class LazyAdam(keras.optimizers.Adam):
     An embedding lookup's gradient is a `tf.IndexedSlices`: a few hundred rows of, say, a
     30k-token table. Keras' Adam densifies it and updates every row of the table, and both
     moments, every step; LazyAdam (as tensorflow-addons' was) sums the gradient of duplicate
-    tokens and updates only the rows looked up, with scatter ops: less time and memory traffic
-    per step for large vocabularies. Variables with a dense gradient get Keras' Adam update.
+    tokens and computes only the rows looked up. Variables with a dense gradient get Keras'
+    Adam update (under gradient caching, `mini_batch_size`, every gradient is dense). On MiniLM on a 2-core CPU it measured as fast as Adam, not faster
+    (benchmarks/README.md): try it where the tables are large against the rest of the step.
 
     Rows a batch does not touch keep their weights and moments (nor are they weight-decayed),
     where Adam would still move them on their momentum: over several steps LazyAdam is not
@@ -92,9 +93,9 @@ class LazyAdam(keras.optimizers.Adam):
             tf.cast(gradient.values, variable.dtype), positions, num_segments=tf.shape(rows)[0]
         )
         lr = tf.cast(learning_rate, variable.dtype)
-        if decay:
-            decayed = _rows(variable, rows) * tf.cast(self.weight_decay, variable.dtype) * lr
-            _set_rows(variable, rows, _rows(variable, rows) - decayed)
+        values = _rows(variable, rows)
+        if decay:  # AdamW: decayed first, then Adam's step, as Keras does
+            values = values - values * tf.cast(self.weight_decay, variable.dtype) * lr
 
         # Keras' Adam.update_step, op for op, on the gathered rows.
         local_step = tf.cast(self.iterations + 1, variable.dtype)
@@ -109,7 +110,7 @@ class LazyAdam(keras.optimizers.Adam):
         v_rows = v_rows + (tf.square(gradient) - v_rows) * (1 - self.beta_2)
         _set_rows(m, rows, m_rows)
         _set_rows(v, rows, v_rows)
-        _set_rows(variable, rows, _rows(variable, rows) - m_rows * alpha / (tf.sqrt(v_rows) + self.epsilon))
+        _set_rows(variable, rows, values - m_rows * alpha / (tf.sqrt(v_rows) + self.epsilon))
 
     def get_config(self):
         config = super().get_config()
