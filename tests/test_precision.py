@@ -88,8 +88,9 @@ def test_mixed_precision_losses_track_float32_on_the_same_batches(trained, polic
     # deep through two layers stay within 2 %.
     assert losses[0] == pytest.approx(reference[0], rel=0.02)
     # Later the weights drift apart (mining picks discrete triplets, so a rounding can change which
-    # are active); measured here the per-step losses stay within 0.03 of float32 over the epoch
-    # (the loss itself moves from 0.49 to 0.46): ten times that is a real failure.
+    # are active). Measured here: per-step losses 0.005 from float32's on average (0.019 at most;
+    # step 1 agrees to 3e-5 in bfloat16, 2e-4 in float16), while the loss itself moves from 0.49
+    # to 0.47. Six times that average is a real failure.
     assert np.abs(losses - reference).mean() < 0.03
     assert np.isfinite(losses).all() and losses[-4:].mean() < losses[:4].mean()
 
