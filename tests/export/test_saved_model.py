@@ -120,6 +120,7 @@ def test_export_writes_warmup_records_and_metadata_that_a_fresh_reader_parses(mo
         "normalized": True,
         "sequence_length": 24,
         "signatures": {"serving_default": "text"},
+        "compute_dtype": "float32",
         "keras_siamese_version": keras_siamese.__version__,
         "tensorflow_version": tf.__version__,
     }

@@ -18,12 +18,13 @@ def test_zero_vector_stays_finite():
     np.testing.assert_array_equal(out, 0.0)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_low_precision_keeps_dtype_and_norm(dtype):
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "mixed_float16"])
+def test_low_precision_inputs_give_float32_unit_vectors(dtype):
     layer = L2Normalize(dtype=dtype)
-    out = layer(tf.constant([[300.0, 400.0]], dtype=dtype))
-    assert out.dtype == dtype
-    np.testing.assert_allclose(tf.cast(out, "float32").numpy(), [[0.6, 0.8]], atol=1e-2)
+    # 300**2 + 400**2 overflows float16 (max 65504): the sum of squares must be taken in float32.
+    out = layer(tf.constant([[300.0, 400.0]], dtype=dtype.removeprefix("mixed_")))
+    assert out.dtype == tf.float32
+    np.testing.assert_allclose(out.numpy(), [[0.6, 0.8]], rtol=1e-6)
 
 
 def test_axis_and_config_round_trip():
