@@ -17,8 +17,8 @@ from keras_siamese.models.gradient_cache import cached_call, check_mini_batch_si
 from keras_siamese.models.multi_worker import MultiWorkerTraining
 
 _RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
-# What keras.Model's functional constructor takes besides `inputs` and `outputs`, and `dtype`.
-_MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable", "dtype"}
+# What keras.Model's functional constructor takes besides `inputs` and `outputs`.
+_MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
