@@ -12,7 +12,8 @@ from keras_siamese.checks import check_integer, is_number
 
 def _check_private_keras_api():
     """LazyAdam overrides or calls these private methods of Keras' optimizers: a Keras release that
-    renamed or changed one would make it decay twice or not at all, so fail at import, naming it."""
+    renamed or changed one would make it decay twice or not at all, so a LazyAdam is refused, naming it
+    (checked when one is made, so users of the rest of the package never meet it)."""
     expected = {
         "_apply_weight_decay": ["self", "variables"],
         "_use_weight_decay": ["self", "variable"],
@@ -21,13 +22,11 @@ def _check_private_keras_api():
     for method, parameters in expected.items():
         function = getattr(keras.optimizers.Adam, method, None)
         if function is None or list(inspect.signature(function).parameters) != parameters:
-            raise ImportError(
+            raise RuntimeError(
                 f"keras_siamese.optimizers.LazyAdam needs keras.optimizers.Adam.{method}({', '.join(parameters)}), "
                 f"which Keras {keras.__version__} does not have."
             )
 
-
-_check_private_keras_api()
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -57,20 +56,11 @@ class LazyAdam(keras.optimizers.Adam):
     >>> model.compile(optimizer=optimizer)  # doctest: +SKIP
     """
 
-    def __init__(
-        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None, name="lazy_adam", **kwargs
-    ):
-        if kwargs.pop("amsgrad", False):
+    def __init__(self, learning_rate=0.001, *, amsgrad=False, name="lazy_adam", **kwargs):
+        if amsgrad:
             raise ValueError("LazyAdam has no amsgrad variant; use keras.optimizers.Adam(amsgrad=True).")
-        super().__init__(
-            learning_rate=learning_rate,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            weight_decay=weight_decay,
-            name=name,
-            **kwargs,
-        )
+        _check_private_keras_api()
+        super().__init__(learning_rate, name=name, **kwargs)
 
     def _apply_weight_decay(self, variables):
         # Keras decays every variable densely before updating any; LazyAdam decays each one in its

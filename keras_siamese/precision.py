@@ -79,11 +79,10 @@ def computing_in(model, compute_dtype):
 
     name = "float32" if check_precision(compute_dtype, "compute_dtype") == "float32" else policy_name(compute_dtype)
     layers = [
-        layer for layer in tf.train.TrackableView(model).descendants()
+        layer for layer in [model, *tf.train.TrackableView(model).descendants()]
         if isinstance(layer, keras.Layer) and layer.dtype_policy.quantization_mode is None
         and layer.dtype_policy.variable_dtype == "float32"
     ]
-    layers = list({id(layer): layer for layer in [model, *layers]}.values())
     policies = [layer.dtype_policy for layer in layers]
     try:
         for layer in layers:
