@@ -11,23 +11,28 @@ import numpy as np
 import tensorflow as tf
 
 from keras_siamese.checks import check_integer
+from keras_siamese.layers.preprocessor import PADDING_MASK, Preprocessor
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 
 _TRACED = weakref.WeakKeyDictionary()
+# Texts tokenised in one call, then sorted by token count: 64 batches at a time.
+_BATCHES_PER_WINDOW = 64
 
 
 def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, preprocessor=None, truncate_dim=None):
     """Embeds `texts` with `model`, returning float32 `[len(texts), dim]` in the order given
     (`[0, dim]` for no texts).
 
-    With a preprocessor (the `preprocessor` argument, else `model.preprocessor`
-    as `TripletSemiHard` and keras-hub's tasks have), texts are sorted by token
-    count (UTF-8 length for preprocessors that cannot count them) and each
-    batch is preprocessed and embedded in one traced call, so
-    the model sees token batches that carry little padding. Without one,
-    `model` takes string batches, sorted by UTF-8 length. Either way the
-    results come back in the caller's order, and a Keras model runs as one
-    `tf.function` (traced for a few batch shapes, then for any).
+    With a `keras_siamese` preprocessor (the `preprocessor` argument, else
+    `model.preprocessor` as `TripletSemiHard` has), texts are tokenised once,
+    a window of `batch_size * 64` texts at a time; each window's texts are
+    sorted by token count, cut into batches, and each batch, trimmed to its
+    length bucket, is embedded by one traced call of the token model: the model
+    sees batches that carry little padding. With another preprocessor (a
+    keras-hub task's), or none (`model` takes string batches), texts are sorted
+    by UTF-8 length and each batch runs preprocessor and model in one traced
+    call. Either way the results come back in the caller's order, and a Keras
+    model runs as one `tf.function` (traced for a few batch shapes, then for any).
 
     Args:
         model: a Keras model or layer; or any callable mapping a `[batch]`
@@ -54,24 +59,62 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     if not all(isinstance(text, bytes) for text in texts):
         raise ValueError("encode takes a sequence of str or bytes texts.")
     preprocessor = preprocessor if preprocessor is not None else getattr(model, "preprocessor", None)
-    if not texts:
-        empty = _select(_traced(model, preprocessor)(tf.constant([b""], tf.string)), output_key)
-        empty = empty if truncate_dim is None else _truncated(empty, truncate_dim)
-        return np.zeros((0,) + empty.shape[1:], empty.dtype)
-    if sort_by_length:
-        count_tokens = getattr(preprocessor, "token_lengths", None)  # keras-hub's preprocessors: bytes
-        lengths = count_tokens(texts) if count_tokens is not None else [len(text) for text in texts]
-        order = np.argsort(lengths, kind="stable")
+    if isinstance(preprocessor, Preprocessor) and isinstance(model, keras.layers.Layer):
+        embed_batches = _token_batches(model, preprocessor, output_key)
     else:
-        order = np.arange(len(texts))
-    run = _traced(model, preprocessor)
-    outputs = np.concatenate([
-        _select(run(tf.constant([texts[i] for i in order[start : start + batch_size]], tf.string)), output_key)
-        for start in range(0, len(texts), batch_size)
-    ])
+        embed_batches = _text_batches(model, preprocessor, output_key)
+    window = batch_size * _BATCHES_PER_WINDOW
+    chunks = [embed_batches(texts[start : start + window] or [b""], batch_size, sort_by_length)
+              for start in range(0, max(len(texts), 1), window)]
+    result = np.concatenate(chunks)[: len(texts)]
+    return result if truncate_dim is None else _truncated(result, truncate_dim)
+
+
+def _token_batches(model, preprocessor, output_key):
+    """`embed(texts, batch_size, sort)`: the texts tokenised in one call, then embedded in
+    batches of similar token counts, each trimmed to its length bucket."""
+    tokenize, run = _traced(preprocessor, model)
+    buckets = np.asarray(preprocessor.buckets)
+
+    def embed(texts, batch_size, sort):
+        tokens = {name: value.numpy() for name, value in tokenize(tf.constant(texts, tf.string)).items()}
+        lengths = tokens[PADDING_MASK].sum(axis=1)
+        order = np.argsort(lengths, kind="stable") if sort else np.arange(len(lengths))
+        batches = []
+        for rows in _split(order, batch_size):
+            length = buckets[np.argmax(buckets >= lengths[rows].max())]
+            batches.append(_select(run({name: value[rows, :length] for name, value in tokens.items()}), output_key))
+        return _in_given_order(batches, order)
+
+    return embed
+
+
+def _text_batches(model, preprocessor, output_key):
+    """`embed(texts, batch_size, sort)`: batches of texts of similar UTF-8 length, each
+    preprocessed (if there is a preprocessor) and embedded in one traced call."""
+    _, run = _traced(preprocessor, model)
+
+    def embed(texts, batch_size, sort):
+        order = np.argsort([len(text) for text in texts], kind="stable") if sort else np.arange(len(texts))
+        batches = [
+            _select(run(tf.constant([texts[i] for i in rows], tf.string)), output_key)
+            for rows in _split(order, batch_size)
+        ]
+        return _in_given_order(batches, order)
+
+    return embed
+
+
+def _split(order, batch_size):
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _in_given_order(batches, order):
+    """The rows of `batches` (embedded in `order`) back in the texts' order."""
+    outputs = np.concatenate(batches)
     result = np.empty_like(outputs)
     result[order] = outputs
-    return result if truncate_dim is None else _truncated(result, truncate_dim)
+    return result
 
 
 def is_texts(x):
@@ -89,21 +132,26 @@ def is_texts(x):
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, (str, bytes)) for t in x)
 
 
-def _traced(model, preprocessor):
-    """For Keras models, one graph function from a string batch to the model's outputs, the
-    preprocessor inside it (see benchmarks/README.md, encoding); other callables as they are."""
+def _traced(preprocessor, model):
+    """`(tokenize, run)`: for Keras models, graph functions of the preprocessor (None without
+    one) and of the model, the model's traced on token batches when `preprocessor` is a
+    `keras_siamese` `Preprocessor`, else on string batches with the preprocessor inside
+    (see benchmarks/README.md, encoding). Other callables run as they are."""
     if not isinstance(model, keras.layers.Layer):
         signature = getattr(model, "structured_input_signature", None)
         if signature and not signature[0] and len(signature[1]) == 1:
             (name,) = signature[1]  # a SavedModel signature takes keyword arguments only
-            return lambda batch: model(**{name: batch})
-        return model
+            return None, lambda batch: model(**{name: batch})
+        return None, model
     traced = _TRACED.setdefault(model, {})
     if id(preprocessor) not in traced:
-        prepare = preprocessor if preprocessor is not None else (lambda texts: texts)
-        traced[id(preprocessor)] = tf.function(
-            lambda texts: model(prepare(texts), training=False), reduce_retracing=True
-        )
+        if isinstance(preprocessor, Preprocessor):
+            tokenize = tf.function(preprocessor, input_signature=[tf.TensorSpec([None], tf.string)])
+            run = tf.function(lambda tokens: model(tokens, training=False), reduce_retracing=True)
+        else:
+            prepare = preprocessor if preprocessor is not None else (lambda texts: texts)
+            tokenize, run = None, tf.function(lambda texts: model(prepare(texts), training=False), reduce_retracing=True)
+        traced[id(preprocessor)] = tokenize, run
     return traced[id(preprocessor)]
 
 

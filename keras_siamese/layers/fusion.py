@@ -1,0 +1,230 @@
+"""The encoder's graph in the forms TensorFlow's oneDNN fusions take.
+
+Keras 3 writes a `Dense` on `[batch, length, hidden]` tokens as a 3-D matrix
+product, a reshape, a broadcast add and the activation's elementwise ops, and a
+`LayerNormalization` as moments, a reciprocal square root and four products.
+TensorFlow's graph optimiser (grappler's remapper, then oneDNN) fuses neither:
+it takes a 2-D `MatMul` followed by a `BiasAdd` and an activation (GELU
+included) as one `_FusedMatMul`, and a layer norm written as `FusedBatchNormV3`
+over `[1, rows, hidden, 1]` as one `_MklLayerNorm`. `fuse(backbone)` makes the
+`Dense`, `EinsumDense` and `LayerNormalization` layers inside a backbone
+compute in those forms: same variables, same config, same saved files, the same
+numbers to float32 round-off (benchmarks/README.md, "Fused graphs").
+
+Only the layers of the backbone given are changed, and only while fusion is on
+(`set_fused_graph(False)` or `KERAS_SIAMESE_FUSED_GRAPH=0` turns it off for the
+graphs traced afterwards); any other model keeps Keras' own graph. A layer the
+fused forms do not cover (LoRA, quantised, an einsum that is not a matrix
+product, a layer norm over several axes or with RMS scaling) runs Keras' call.
+
+How the layers are changed: each covered layer gets an instance attribute
+`call` that Keras' `Layer.__call__` runs in place of the class's `call` (the
+way Keras itself wraps each layer's `build`). That relies on the layer
+attributes listed in `_REQUIRED_ATTRIBUTES`; when a Keras release renames them,
+`fuse` warns once and leaves every layer as Keras wrote it.
+"""
+
+import inspect
+import os
+import string
+import warnings
+
+import keras
+import tensorflow as tf
+
+_ENV_SWITCH = "KERAS_SIAMESE_FUSED_GRAPH"
+_enabled = os.environ.get(_ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
+# The Keras layer attributes the fused calls read, by layer class.
+_REQUIRED_ATTRIBUTES = {
+    keras.layers.Dense: ("kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
+    keras.layers.EinsumDense: ("equation", "kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
+    keras.layers.LayerNormalization: ("axis", "epsilon", "gamma", "beta", "rms_scaling", "compute_dtype"),
+}
+_warned = []
+
+
+def set_fused_graph(enabled):
+    """Turns the fused forms on or off for every graph traced afterwards (default: on, unless
+    the environment sets `KERAS_SIAMESE_FUSED_GRAPH=0`). Graphs already traced keep their form:
+    set it before building or loading a model.
+
+    Example:
+    >>> set_fused_graph(False)  # Keras' own graph, e.g. to compare
+    >>> fused_graph_enabled()
+    False
+    >>> set_fused_graph(True)
+    """
+    global _enabled
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_fused_graph takes True or False, got {enabled!r}.")
+    _enabled = enabled
+
+
+def fused_graph_enabled():
+    """Whether graphs traced now take the fused forms."""
+    return _enabled
+
+
+def fuse(layer):
+    """Makes every `Dense`, `EinsumDense` and `LayerNormalization` inside `layer` (a keras-hub
+    backbone, or any layer or model) compute in the forms oneDNN fuses; returns `layer`.
+
+    Calling it twice is harmless. Weights, config and saved files do not change.
+
+    Example:
+    >>> backbone = keras_hub.models.BertBackbone(100, 2, 2, 32, 64)  # doctest: +SKIP
+    >>> fuse(backbone)  # doctest: +SKIP
+    """
+    for sublayer in [layer, *tf.train.TrackableView(layer).descendants()]:
+        fused_call = _FUSED_CALLS.get(type(sublayer))
+        if fused_call is not None and sublayer.built and not is_fused(sublayer) and _readable(sublayer):
+            object.__setattr__(sublayer, "call", _switched(sublayer, fused_call, sublayer.call))
+    return layer
+
+
+def is_fused(layer):
+    """Whether `fuse` changed `layer`'s call."""
+    return getattr(vars(layer).get("call"), "_fused_form_of", None) is layer
+
+
+def _switched(layer, fused_call, stock_call):
+    """The layer's call: the fused form while fusion is on and covers the call, else Keras' own."""
+
+    def call(inputs, *args, **kwargs):
+        if _enabled:
+            outputs = fused_call(layer, inputs)
+            if outputs is not None:
+                return outputs
+        return stock_call(inputs, *args, **kwargs)
+
+    call._fused_form_of = layer
+    call.__signature__ = inspect.signature(stock_call)
+    return call
+
+
+def _dense(layer, inputs):
+    """`Dense` on a rank >= 3 input as a 2-D MatMul + BiasAdd + activation (`_FusedMatMul`)."""
+    if inputs.shape.rank is None or inputs.shape.rank < 3 or not _plain_matmul_layer(layer):
+        return None
+    return _matmul_bias_activation(layer, inputs, layer.kernel, layer.bias, [layer.kernel.shape[-1]])
+
+
+def _einsum_dense(layer, inputs):
+    """`EinsumDense` whose equation is a matrix product over the input's trailing axes
+    (attention's `abc,cde->abde` and `abcd,cde->abe`) as a 2-D MatMul + BiasAdd + activation."""
+    if not _plain_matmul_layer(layer):
+        return None
+    split = _matrix_product_split(layer.equation)
+    if split is None:
+        return None
+    contracted, free = split
+    kernel_shape = tuple(layer.kernel.shape)
+    if layer.bias is not None and tuple(layer.bias.shape) != kernel_shape[contracted:]:
+        return None  # a bias over only some of the output axes
+    if inputs.shape.rank != len(layer.equation.split(",")[0]):
+        return None
+    rows = _product(kernel_shape[:contracted])
+    kernel = tf.reshape(_read(layer.kernel, inputs.dtype), [rows, -1])
+    bias = None if layer.bias is None else tf.reshape(_read(layer.bias, inputs.dtype), [-1])
+    x = tf.reshape(inputs, tf.concat([[-1], [rows]], 0))
+    x = _fused_matmul(x, kernel, bias, layer.activation)
+    batch_shape = tf.shape(inputs)[: inputs.shape.rank - contracted]
+    return tf.reshape(x, tf.concat([batch_shape, kernel_shape[contracted:]], 0))
+
+
+def _layer_normalization(layer, inputs):
+    """`LayerNormalization` over the last axis as tf.keras 2 wrote it: `FusedBatchNormV3` on
+    `[1, rows, hidden, 1]` (`_MklLayerNorm` when served), statistics in float32."""
+    axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+    rank = inputs.shape.rank
+    if axis is None or rank is None or layer.rms_scaling or axis not in (-1, rank - 1):
+        return None
+    shape = tf.shape(inputs)
+    rows = tf.reduce_prod(shape[:-1])
+    hidden = inputs.shape[-1] if inputs.shape[-1] is not None else shape[-1]
+    # FusedBatchNormV3 computes the statistics in float32 for float16/bfloat16 inputs too.
+    normalized, *_ = tf.compat.v1.nn.fused_batch_norm(
+        tf.reshape(inputs, [1, rows, hidden, 1]),
+        scale=tf.ones([rows], tf.float32),
+        offset=tf.zeros([rows], tf.float32),
+        epsilon=layer.epsilon,
+        data_format="NCHW",
+        is_training=True,
+    )
+    y = tf.reshape(normalized, shape)
+    if layer.gamma is not None:
+        y = y * _read(layer.gamma, y.dtype)
+    if layer.beta is not None:
+        y = y + _read(layer.beta, y.dtype)
+    return tf.cast(y, layer.compute_dtype)
+
+
+_FUSED_CALLS = {
+    keras.layers.Dense: _dense,
+    keras.layers.EinsumDense: _einsum_dense,
+    keras.layers.LayerNormalization: _layer_normalization,
+}
+
+
+def _matmul_bias_activation(layer, inputs, kernel, bias, output_shape):
+    x = tf.reshape(inputs, [-1, inputs.shape[-1]])
+    bias = None if bias is None else _read(bias, inputs.dtype)
+    x = _fused_matmul(x, _read(kernel, inputs.dtype), bias, layer.activation)
+    return tf.reshape(x, tf.concat([tf.shape(inputs)[:-1], output_shape], 0))
+
+
+def _fused_matmul(x, kernel, bias, activation):
+    x = tf.matmul(x, kernel)
+    if bias is not None:
+        x = tf.nn.bias_add(x, bias)
+    return x if activation is None else activation(x)
+
+
+def _plain_matmul_layer(layer):
+    return not layer.lora_enabled and layer.quantization_mode is None
+
+
+def _matrix_product_split(equation):
+    """For an einsum `batch+contracted, contracted+free -> batch+free` (plain letters, no
+    ellipsis, no transposition): `(number of contracted axes, number of free axes)`, else None."""
+    if "." in equation or "->" not in equation:
+        return None
+    operands, output = equation.replace(" ", "").split("->")
+    if operands.count(",") != 1:
+        return None
+    inputs, kernel = operands.split(",")
+    if not all(set(part) <= set(string.ascii_letters) for part in (inputs, kernel, output)):
+        return None
+    contracted = [letter for letter in kernel if letter in inputs and letter not in output]
+    count = len(contracted)
+    if count == 0:
+        return None
+    batch, free = inputs[: len(inputs) - count], kernel[count:]
+    if inputs[len(batch):] != kernel[:count] or output != batch + free or set(batch) & set(kernel):
+        return None
+    return count, len(free)
+
+
+def _read(variable, dtype):
+    return tf.cast(variable, dtype)
+
+
+def _product(values):
+    result = 1
+    for value in values:
+        result *= int(value)
+    return result
+
+
+def _readable(layer):
+    """Whether `layer` has the attributes its fused call reads; warns once (and the layer keeps
+    Keras' call) where a Keras release renamed them."""
+    missing = [name for name in _REQUIRED_ATTRIBUTES[type(layer)] if not hasattr(layer, name)]
+    if missing and not _warned:
+        _warned.append(True)
+        warnings.warn(
+            f"keras_siamese.layers.fusion: this Keras ({keras.__version__}) {type(layer).__name__} has no "
+            f"{', '.join(missing)}; such layers run Keras' own graph (unfused: slower on CPUs).",
+            UserWarning, stacklevel=3,
+        )
+    return not missing
