@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_siamese.checks import check_integer
-from keras_siamese.layers.preprocessor import PADDING_MASK, Preprocessor
+from keras_siamese.layers.preprocessor import PADDING_MASK, TOKEN_IDS, Preprocessor
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 
 _TRACED = weakref.WeakKeyDictionary()
@@ -32,7 +32,7 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     keras-hub task's), or none (`model` takes string batches), texts are sorted
     by UTF-8 length and each batch runs preprocessor and model in one traced
     call. Either way the results come back in the caller's order, and a Keras
-    model runs as one `tf.function` (traced for a few batch shapes, then for any).
+    model runs as one `tf.function`, traced once for batches of any shape.
 
     Args:
         model: a Keras model or layer; or any callable mapping a `[batch]`
@@ -145,12 +145,14 @@ def _traced(preprocessor, model):
         return None, model
     traced = _TRACED.setdefault(model, {})
     if id(preprocessor) not in traced:
-        if isinstance(preprocessor, Preprocessor):
-            tokenize = tf.function(preprocessor, input_signature=[tf.TensorSpec([None], tf.string)])
-            run = tf.function(lambda tokens: model(tokens, training=False), reduce_retracing=True)
+        texts = tf.TensorSpec([None], tf.string)
+        if isinstance(preprocessor, Preprocessor):  # its outputs: int32 [batch, length] tensors
+            tokens = {name: tf.TensorSpec([None, None], tf.int32) for name in (TOKEN_IDS, PADDING_MASK)}
+            tokenize = tf.function(preprocessor, input_signature=[texts])
+            run = tf.function(lambda tokens: model(tokens, training=False), input_signature=[tokens])
         else:
             prepare = preprocessor if preprocessor is not None else (lambda texts: texts)
-            tokenize, run = None, tf.function(lambda texts: model(prepare(texts), training=False), reduce_retracing=True)
+            tokenize, run = None, tf.function(lambda texts: model(prepare(texts), training=False), input_signature=[texts])
         traced[id(preprocessor)] = tokenize, run
     return traced[id(preprocessor)]
 
