@@ -25,7 +25,7 @@ Steps before timing: keras_siamese and the study's recipe first run warm-up batc
 reported apart), sentence-transformers 2 steps. Writes benchmarks/results/train_throughput.md.
 
     python benchmarks/train_throughput.py [--glosses 20000] [--steps 40] [--study-steps 12] [--jit]
-        [--precisions float32,bfloat16] [--fast]
+        [--precisions float32,bfloat16] [--fast] [--stock]
 """
 
 import argparse
@@ -84,12 +84,13 @@ def minilm_encoder(**options):
     return TextEncoder.from_preset(minilm_directory(), sequence_length=SEQUENCE_LENGTH, **options)
 
 
-def keras_siamese_row(texts, labels, batches, lengths, jit_compile, precision="float32", fast=False):
+def keras_siamese_row(texts, labels, batches, lengths, jit_compile, precision="float32", fast=False, fused=True):
     """The user's plain `fit` of `TripletSemiHard.from_encoder` on the given batches of texts
     (the model maps its preprocessor over them in tf.data); `fast`: LazyAdam and
-    `steps_per_execution=8`."""
+    `steps_per_execution=8`; `fused=False`: Keras' own graph (`set_fused_graph(False)`)."""
     import keras
 
+    from keras_siamese.layers.fusion import set_fused_graph
     from keras_siamese.models import TripletSemiHard
     from keras_siamese.optimizers import LazyAdam
     from keras_siamese.precision import training_precision
@@ -107,7 +108,11 @@ def keras_siamese_row(texts, labels, batches, lengths, jit_compile, precision="f
     # three batches of different lengths, after which the traced step takes any length.
     firsts = np.unique(batch_buckets, return_index=True)[1]
     warmup = batches[np.sort(firsts if jit_compile else firsts[:3])]
-    seconds, warmup_seconds = timed_fit(model, gathered(texts, labels, warmup), gathered(texts, labels, batches))
+    set_fused_graph(fused)
+    try:
+        seconds, warmup_seconds = timed_fit(model, gathered(texts, labels, warmup), gathered(texts, labels, batches))
+    finally:
+        set_fused_graph(True)
     return seconds, warmup_seconds, len(warmup)
 
 
@@ -134,6 +139,8 @@ def main():
     parser.add_argument("--jit", action="store_true", help="also time keras_siamese with jit_compile=True")
     parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
     parser.add_argument("--fast", action="store_true", help="also time LazyAdam with steps_per_execution=8")
+    parser.add_argument("--stock", action="store_true",
+                        help="also time the P x K row with Keras' own (unfused) graph: set_fused_graph(False)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "train_throughput.md"))
     args = parser.parse_args()
@@ -162,10 +169,12 @@ def main():
             rows.append((f"keras_siamese, length-bucketed P x K, jit_compile={jit_compile}", precision, seconds,
                          args.steps, note))
             print(rows[-1], flush=True)
-        for fast in [False, True] if args.fast else [False]:
+        variants = [("", {})] + [(", Keras' own graph (not fused)", {"fused": False})] * args.stock + [
+            (", LazyAdam, steps_per_execution=8", {"fast": True})] * args.fast
+        for suffix, options in variants:
             seconds, warmup_seconds, warmup_steps = keras_siamese_row(
-                texts, labels, plain[2:], lengths, False, precision, fast)
-            rows.append((PK_ROW + (", LazyAdam, steps_per_execution=8" if fast else ""), precision, seconds, args.steps,
+                texts, labels, plain[2:], lengths, False, precision, **options)
+            rows.append((PK_ROW + suffix, precision, seconds, args.steps,
                          f"the sentence-transformers row's timed batches; warm-up: {warmup_steps} batches"))
             print(rows[-1], flush=True)
         with tempfile.TemporaryDirectory() as work_dir:

@@ -11,6 +11,9 @@ import contextlib
 import warnings
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+MATMUL_PRECISIONS = ("float32", "bf16")
+# oneDNN's fpmath mode, which TensorFlow reads once, at the process's first float32 matrix product.
+_FPMATH_MODE_VARIABLE = "TF_SET_ONEDNN_FPMATH_MODE"
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # /proc/cpuinfo flags of CPUs with fast matmuls in each type
 _CPU_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
@@ -93,7 +96,43 @@ def computing_in(model, compute_dtype):
             layer.dtype_policy = policy
 
 
-def _warn_if_slow(precision):
+def set_matmul_precision(precision):
+    """How this process's float32 matrix products compute on CPUs: `"bf16"` rounds their
+    inputs to bfloat16 and accumulates in float32 (oneDNN's bf16 fpmath mode, on CPUs with
+    bfloat16 instructions); `"float32"` (TensorFlow's default) keeps them whole.
+
+    Variables, activations, gradients and the optimizer stay float32: unlike
+    `training_precision("bfloat16")`, only the products' inputs are rounded.
+    TensorFlow reads the setting (the environment variable `TF_SET_ONEDNN_FPMATH_MODE`)
+    once, when the process runs its first float32 matrix product: call this before
+    building or running any model (`keras-siamese train --matmul-precision bf16` does),
+    or set `TF_SET_ONEDNN_FPMATH_MODE=BF16` in the environment. Later calls of this
+    function do not change a process that already ran one.
+
+    Example:
+    >>> set_matmul_precision("bf16")  # doctest: +SKIP
+    >>> model = TripletSemiHard.from_encoder(encoder)  # doctest: +SKIP
+    """
+    import os
+
+    if not isinstance(precision, str) or precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}.")
+    if precision == "bf16":
+        _warn_if_slow("bfloat16", stacklevel=3)
+        os.environ[_FPMATH_MODE_VARIABLE] = "BF16"
+    else:
+        os.environ.pop(_FPMATH_MODE_VARIABLE, None)
+
+
+def matmul_precision():
+    """`"bf16"` where this process's environment asks oneDNN for bfloat16 matrix-product
+    inputs (`set_matmul_precision`), else `"float32"`."""
+    import os
+
+    return "bf16" if os.environ.get(_FPMATH_MODE_VARIABLE) == "BF16" else "float32"
+
+
+def _warn_if_slow(precision, stacklevel=4):
     """A `UserWarning` (at the caller of `training_precision`) when `precision` has no fast
     arithmetic here: no GPU and no CPU instructions for it, so it runs slower than float32."""
     import tensorflow as tf
@@ -104,7 +143,7 @@ def _warn_if_slow(precision):
     warnings.warn(
         f"precision {precision} on a machine without a GPU or CPU instructions for {precision} "
         f"({' or '.join(_CPU_FLAGS[precision])}): it runs slower than float32 here; {advice}.",
-        UserWarning, stacklevel=4,
+        UserWarning, stacklevel=stacklevel,
     )
 
 

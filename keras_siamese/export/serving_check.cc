@@ -38,6 +38,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor.pb.h"
 #include "tensorflow/core/framework/tensor_shape.pb.h"
+#include "tensorflow/core/framework/step_stats.pb.h"
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/platform/env.h"
@@ -236,9 +237,26 @@ PredictRequest ParsePredictionLog(std::string_view record, int index) {
 
 // Runs `request` as TF Serving's Predict does: inputs must match the
 // signature's inputs exactly; outputs are all of the signature's, or the filter.
+// Counts the op types the session executed (after grappler and the oneDNN rewrite), by kernel
+// launch: each node's timeline label reads "name = OpType(inputs)".
+void CountExecutedOps(const tensorflow::RunMetadata& metadata,
+                      std::map<std::string, int>* executed_ops) {
+  for (const auto& device : metadata.step_stats().dev_stats()) {
+    for (const auto& node : device.node_stats()) {
+      const std::string& label = node.timeline_label();
+      size_t start = label.find(" = ");
+      size_t end = label.find('(', start == std::string::npos ? 0 : start);
+      if (start == std::string::npos || end == std::string::npos) continue;
+      ++(*executed_ops)[label.substr(start + 3, end - start - 3)];
+    }
+  }
+}
+
+// Runs `request`; with `executed_ops`, traced, counting the op types that ran.
 std::vector<tensorflow::Tensor> Predict(const tensorflow::SavedModelBundle& bundle,
                                         const PredictRequest& request,
-                                        const std::string& stage) {
+                                        const std::string& stage,
+                                        std::map<std::string, int>* executed_ops = nullptr) {
   const auto& signatures = bundle.meta_graph_def.signature_def();
   auto signature = signatures.find(request.signature_name);
   if (signature == signatures.end()) {
@@ -278,10 +296,13 @@ std::vector<tensorflow::Tensor> Predict(const tensorflow::SavedModelBundle& bund
     fetches.push_back(info->second.name());
   }
   std::vector<tensorflow::Tensor> results;
+  tensorflow::RunOptions run_options;
+  if (executed_ops != nullptr) run_options.set_trace_level(tensorflow::RunOptions::FULL_TRACE);
   tensorflow::RunMetadata metadata;
-  tensorflow::Status status = bundle.session->Run(tensorflow::RunOptions(), feeds, fetches,
+  tensorflow::Status status = bundle.session->Run(run_options, feeds, fetches,
                                                   {}, &results, &metadata);
   if (!status.ok()) throw CheckError{stage, std::string(status.message())};
+  if (executed_ops != nullptr) CountExecutedOps(metadata, executed_ops);
   return results;
 }
 
@@ -549,6 +570,20 @@ std::string Check(const Options& options) {
   }
   embeddings.close();
   if (!embeddings) throw CheckError{"run", "could not write " + options.embeddings_path};
+  // The first batch once more, traced: which kernels (fused or not) the optimised graph runs.
+  std::map<std::string, int> executed_ops;
+  std::vector<uint32_t> first_batch(std::min<size_t>(options.batch_size, texts.size()));
+  for (size_t i = 0; i < first_batch.size(); ++i) first_batch[i] = i;
+  Predict(bundle, PredictRequest{options.signature_name,
+                                 {{inputs.begin()->first, TextBatch(texts, first_batch)}},
+                                 {output_name}},
+          "trace", &executed_ops);
+  std::string executed_ops_json = "{";
+  for (const auto& [op, count] : executed_ops) {
+    executed_ops_json += (executed_ops_json.size() > 1 ? ", " : "") + Json(op) + ": " +
+                         std::to_string(count);
+  }
+  executed_ops_json += "}";
 
   std::string load_json = "null";
   if (!options.load_plan_path.empty()) {
@@ -578,6 +613,7 @@ std::string Check(const Options& options) {
          ", \"columns\": " + std::to_string(std::max<int64_t>(columns, 0)) +
          ", \"batch_size\": " + std::to_string(options.batch_size) +
          ", \"latencies_seconds\": " + JsonList(latencies, [](double s) { return Json(s); }) +
+         ", \"executed_ops\": " + executed_ops_json +
          ", \"load\": " + load_json + "}";
 }
 

@@ -31,6 +31,8 @@ from keras_siamese.checks import check_integer, is_number
 from keras_siamese.export.requests import as_bytes
 
 SOURCE_NAME = "serving_check.cc"
+# The oneDNN kernels of the fused graph (keras_siamese.layers.fusion) as TensorFlow names them.
+FUSED_KERNELS = ("_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklLayerNorm")
 
 # Texts a served embedding model meets: plain, empty, blank, non-Latin, long.
 DEFAULT_TEXTS = (
@@ -114,7 +116,15 @@ class ServingCheckReport:
     batch_size: int
     latencies_seconds: list
     embeddings: np.ndarray
+    executed_ops: dict
     load: ServingLoadReport = None
+
+    @property
+    def fused_ops(self):
+        """{oneDNN fused kernel: launches in one request}: the fused matrix products
+        (`_MklNativeFusedMatMul`, `_MklFusedMatMul`) and layer norms (`_MklLayerNorm`) the
+        C++ loader's optimised graph ran (see `keras_siamese.layers.fusion`)."""
+        return {op: count for op, count in self.executed_ops.items() if op in FUSED_KERNELS}
 
     def summary(self):
         """A short human-readable report.
@@ -142,6 +152,8 @@ class ServingCheckReport:
             f"{self.batch_size}: latency median {np.median(latencies):.1f} ms, "
             f"max {latencies.max():.1f} ms per request"
         )
+        fused = ", ".join(f"{op} x{count}" for op, count in sorted(self.fused_ops.items())) or "none"
+        lines.append(f"   fused kernels in one request: {fused}")
         norms = np.linalg.norm(self.embeddings, axis=1)
         lines.append(
             f"   {self.output}: {self.embeddings.shape[0]} x {self.embeddings.shape[1]} float32, "
@@ -264,6 +276,7 @@ def check_serving(
         batch_size=report["batch_size"],
         latencies_seconds=report["latencies_seconds"],
         embeddings=embeddings.reshape(report["rows"], report["columns"]),
+        executed_ops=report["executed_ops"],
         load=load_report,
     )
 

@@ -41,6 +41,7 @@ _REQUIRED_ATTRIBUTES = {
     keras.layers.LayerNormalization: ("axis", "epsilon", "gamma", "beta", "rms_scaling", "compute_dtype"),
 }
 _warned = []
+_BATCH_NORM_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 
 
 def set_fused_graph(enabled):
@@ -104,7 +105,9 @@ def _switched(layer, fused_call, stock_call):
 
 def _dense(layer, inputs):
     """`Dense` on a rank >= 3 input as a 2-D MatMul + BiasAdd + activation (`_FusedMatMul`)."""
-    if inputs.shape.rank is None or inputs.shape.rank < 3 or not _plain_matmul_layer(layer):
+    if not _dense_tensor(inputs) or inputs.shape.rank is None or inputs.shape.rank < 3:
+        return None
+    if not _plain_matmul_layer(layer):
         return None
     return _matmul_bias_activation(layer, inputs, layer.kernel, layer.bias, [layer.kernel.shape[-1]])
 
@@ -112,7 +115,7 @@ def _dense(layer, inputs):
 def _einsum_dense(layer, inputs):
     """`EinsumDense` whose equation is a matrix product over the input's trailing axes
     (attention's `abc,cde->abde` and `abcd,cde->abe`) as a 2-D MatMul + BiasAdd + activation."""
-    if not _plain_matmul_layer(layer):
+    if not _dense_tensor(inputs) or not _plain_matmul_layer(layer):
         return None
     split = _matrix_product_split(layer.equation)
     if split is None:
@@ -137,6 +140,8 @@ def _layer_normalization(layer, inputs):
     `[1, rows, hidden, 1]` (`_MklLayerNorm` when served), statistics in float32."""
     axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
     rank = inputs.shape.rank
+    if not _dense_tensor(inputs) or inputs.dtype not in _BATCH_NORM_DTYPES:
+        return None
     if axis is None or rank is None or layer.rms_scaling or axis not in (-1, rank - 1):
         return None
     shape = tf.shape(inputs)
@@ -178,6 +183,10 @@ def _fused_matmul(x, kernel, bias, activation):
     if bias is not None:
         x = tf.nn.bias_add(x, bias)
     return x if activation is None else activation(x)
+
+
+def _dense_tensor(inputs):
+    return isinstance(inputs, tf.Tensor)  # not ragged or sparse
 
 
 def _plain_matmul_layer(layer):

@@ -66,6 +66,28 @@ def test_cpp_loader_serves_what_keras_predicts(exported):
     assert "serving check passed" in summary and "3 record(s) replayed" in summary
 
 
+def test_cpp_loader_runs_the_fused_kernels(exported, tmp_path, monkeypatch):
+    from keras_siamese.layers.fusion import set_fused_graph
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # TF's oneDNN rewrite, as TF Serving's x86 builds run it
+    model, version_dir = exported
+    report = check_serving(version_dir, PROBE_TEXTS[:3])
+    fused = report.fused_ops
+    # ALBERT's one shared transformer layer runs twice: 2 x (4 attention projections + 2 feed-forward
+    # dense layers) fused matrix products, 2 x 2 layer norms and the embeddings' one.
+    assert fused.get("_MklNativeFusedMatMul", 0) >= 12 and fused.get("_MklLayerNorm", 0) >= 5
+    set_fused_graph(False)
+    try:
+        stock_dir = export_saved_model(model, tmp_path / "stock")
+    finally:
+        set_fused_graph(True)
+    stock = check_serving(stock_dir, PROBE_TEXTS[:3])
+    assert "_MklLayerNorm" not in stock.fused_ops
+    assert stock.fused_ops.get("_MklNativeFusedMatMul", 0) < fused["_MklNativeFusedMatMul"]
+    np.testing.assert_allclose(stock.embeddings, report.embeddings, atol=1e-5)
+    assert "fused kernels in one request: _MklLayerNorm x" in report.summary()
+
+
 def test_round_robin_trim_model_runs_in_cpp(glosses, tmp_path):
     module = save_pair_packing_model(tmp_path / "1", sentencepiece_proto(glosses[0][:300]))
     report = check_serving(tmp_path / "1", PROBE_TEXTS)
