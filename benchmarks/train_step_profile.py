@@ -16,9 +16,10 @@ Times the parts of the step that benchmarks/train_throughput.py measures whole, 
 
 A second table splits forward + loss + gradients by TensorFlow op type (TensorFlow's
 profiler: the self time of each type's calls summed; ops that run side by side overlap). With --onednn-off each part is also timed
-in a subprocess with TF_ENABLE_ONEDNN_OPTS=0. Writes benchmarks/results/train_step_profile.md.
+in a subprocess with TF_ENABLE_ONEDNN_OPTS=0, with --stock in Keras' own graph
+(`KERAS_SIAMESE_FUSED_GRAPH=0`, before keras_siamese.layers.fusion). Writes benchmarks/results/train_step_profile.md.
 
-    python benchmarks/train_step_profile.py [--repeats 15] [--onednn-off]
+    python benchmarks/train_step_profile.py [--repeats 15] [--onednn-off] [--stock]
 """
 
 import argparse
@@ -217,6 +218,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--onednn-off", action="store_true")
+    parser.add_argument("--stock", action="store_true",
+                        help="also profile Keras' own (unfused) graph: KERAS_SIAMESE_FUSED_GRAPH=0")
     parser.add_argument("--json", default=None, help=argparse.SUPPRESS)  # one precision, in a subprocess
     args = parser.parse_args()
     if args.json:
@@ -225,9 +228,11 @@ def main():
     columns, kinds = {}, {}
     for precision in PRECISIONS:
         # Each precision in a fresh process: the first model's traced functions and caches stay out.
-        done = subprocess.run([sys.executable, __file__, "--json", precision, "--repeats", str(args.repeats)],
-                              capture_output=True, text=True, check=True)
-        columns[f"ms, {precision}"], kinds[precision] = json.loads(done.stdout.strip().splitlines()[-1])
+        for graph, switch in [("", "1")] + [(", Keras' own graph", "0")] * args.stock:
+            done = subprocess.run([sys.executable, __file__, "--json", precision, "--repeats", str(args.repeats)],
+                                  capture_output=True, text=True, check=True,
+                                  env={**os.environ, "KERAS_SIAMESE_FUSED_GRAPH": switch})
+            columns[f"ms, {precision}{graph}"], kinds[precision + graph] = json.loads(done.stdout.strip().splitlines()[-1])
         if args.onednn_off:
             done = subprocess.run(
                 [sys.executable, __file__, "--json", precision, "--repeats", str(args.repeats)],
@@ -253,12 +258,13 @@ def main():
         "Forward + loss + gradients by TensorFlow op type (self time of the calls per step, ms, summed; "
         "ops that run side by side overlap):",
         "",
-        "| op type | " + " | ".join(PRECISIONS) + " |",
-        "|---|" + "---:|" * len(PRECISIONS),
+        "| op type | " + " | ".join(kinds) + " |",
+        "|---|" + "---:|" * len(kinds),
     ]
-    top = sorted(kinds[PRECISIONS[0]], key=lambda kind: -max(kinds[p].get(kind, 0) for p in PRECISIONS))[:12]
+    top = sorted({kind for found in kinds.values() for kind in found},
+                 key=lambda kind: -max(found.get(kind, 0) for found in kinds.values()))[:16]
     for kind in top:
-        lines.append(f"| {kind} | " + " | ".join(f"{kinds[p].get(kind, 0.0):.1f}" for p in PRECISIONS) + " |")
+        lines.append(f"| {kind} | " + " | ".join(f"{found.get(kind, 0.0):.1f}" for found in kinds.values()) + " |")
     write_report(os.path.join(HERE, "results", "train_step_profile.md"), lines)
 
 
