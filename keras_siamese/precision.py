@@ -98,8 +98,9 @@ def computing_in(model, compute_dtype):
 
 def set_matmul_precision(precision):
     """How this process's float32 matrix products compute on CPUs: `"bf16"` rounds their
-    inputs to bfloat16 and accumulates in float32 (oneDNN's bf16 fpmath mode, on CPUs with
-    bfloat16 instructions); `"float32"` (TensorFlow's default) keeps them whole.
+    inputs to bfloat16 and accumulates in float32 (oneDNN's bf16 fpmath mode, which oneDNN
+    applies on CPUs with AMX; it warns and changes nothing elsewhere); `"float32"`
+    (TensorFlow's default) keeps them whole.
 
     Variables, activations, gradients and the optimizer stay float32: unlike
     `training_precision("bfloat16")`, only the products' inputs are rounded.
@@ -118,7 +119,12 @@ def set_matmul_precision(precision):
     if not isinstance(precision, str) or precision not in MATMUL_PRECISIONS:
         raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}.")
     if precision == "bf16":
-        _warn_if_slow("bfloat16", stacklevel=3)
+        if not _cpu_has(("amx_bf16",)):
+            warnings.warn(
+                "matmul precision bf16 on a CPU without AMX (amx_bf16): oneDNN keeps float32 products "
+                "whole here, so it changes neither speed nor numbers (benchmarks/README.md).",
+                UserWarning, stacklevel=2,
+            )
         os.environ[_FPMATH_MODE_VARIABLE] = "BF16"
     else:
         os.environ.pop(_FPMATH_MODE_VARIABLE, None)
@@ -132,7 +138,7 @@ def matmul_precision():
     return "bf16" if os.environ.get(_FPMATH_MODE_VARIABLE) == "BF16" else "float32"
 
 
-def _warn_if_slow(precision, stacklevel=4):
+def _warn_if_slow(precision):
     """A `UserWarning` (at the caller of `training_precision`) when `precision` has no fast
     arithmetic here: no GPU and no CPU instructions for it, so it runs slower than float32."""
     import tensorflow as tf
@@ -143,7 +149,7 @@ def _warn_if_slow(precision, stacklevel=4):
     warnings.warn(
         f"precision {precision} on a machine without a GPU or CPU instructions for {precision} "
         f"({' or '.join(_CPU_FLAGS[precision])}): it runs slower than float32 here; {advice}.",
-        UserWarning, stacklevel=stacklevel,
+        UserWarning, stacklevel=4,
     )
 
 

@@ -406,6 +406,8 @@ CASES = {
     # training settings
     "config precision float64": (lambda: TrainingConfig(precision="float64").check(), ValueError,
                                  "precision must be one of ('float32', 'bfloat16', 'float16'), got 'float64'"),
+    "config matmul precision": (lambda: TrainingConfig(matmul_precision="tf32").check(), ValueError,
+                                "matmul_precision must be one of ('float32', 'bf16'), got 'tf32'"),
     "config epochs 0": (lambda: TrainingConfig(epochs=0).check(), ValueError,
                         "epochs must be a positive integer, got 0"),
     "config learning rate negative": (lambda: TrainingConfig(learning_rate=-1e-3).check(), ValueError,

@@ -53,6 +53,7 @@ def test_train_and_compare_share_the_data_and_encoder_flags():
         (["train", "--backup-steps", "0"], "backup_steps must be a positive integer, got 0"),
         (["train", "--pooling", "median"], "argument --pooling: invalid choice: 'median'"),
         (["train", "--precision", "int8"], "argument --precision: invalid choice: 'int8'"),
+        (["train", "--matmul-precision", "fp8"], "argument --matmul-precision: invalid choice: 'fp8'"),
         (["train", "--margin", "nan"], "margin must be a finite number >= 0, got nan"),
         (["train", "--learning-rate", "-1"], "learning_rate must be a finite positive number"),
         (["train", "--samples-per-class", "1"], "samples_per_class must be an integer >= 2, got 1"),

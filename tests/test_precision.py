@@ -144,3 +144,21 @@ def test_unknown_precisions_are_value_errors_and_float16_without_fast_float16_wa
         with training_precision("float16"):
             assert keras.config.dtype_policy().name == "mixed_float16"
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_matmul_precision_sets_onednn_fpmath_mode_and_warns_without_amx(monkeypatch):
+    monkeypatch.delenv("TF_SET_ONEDNN_FPMATH_MODE", raising=False)
+    assert precision.matmul_precision() == "float32"
+    monkeypatch.setattr(precision, "_cpu_has", lambda flags: True)  # a CPU with AMX
+    precision.set_matmul_precision("bf16")
+    assert precision.matmul_precision() == "bf16"
+    import os
+
+    assert os.environ["TF_SET_ONEDNN_FPMATH_MODE"] == "BF16"  # the exact value TensorFlow reads
+    precision.set_matmul_precision("float32")
+    assert "TF_SET_ONEDNN_FPMATH_MODE" not in os.environ
+    monkeypatch.setattr(precision, "_cpu_has", lambda flags: False)
+    with pytest.warns(UserWarning, match="without AMX"):
+        precision.set_matmul_precision("bf16")
+    with pytest.raises(ValueError, match=r"matmul precision must be one of \('float32', 'bf16'\), got 'BF16'"):
+        precision.set_matmul_precision("BF16")
