@@ -9,7 +9,7 @@ included) as one `_FusedMatMul`, and a layer norm written as `FusedBatchNormV3`
 over `[1, rows, hidden, 1]` as one `_MklLayerNorm`. `fuse(backbone)` makes the
 `Dense`, `EinsumDense` and `LayerNormalization` layers inside a backbone
 compute in those forms: same variables, same config, same saved files, the same
-numbers to float32 round-off (benchmarks/README.md, "Fused graphs").
+numbers to float32 round-off (benchmarks/README.md, "The fused graph").
 
 Only the layers of the backbone given are changed, and only while fusion is on
 (`set_fused_graph(False)` or `KERAS_SIAMESE_FUSED_GRAPH=0` turns it off for the
@@ -24,6 +24,7 @@ attributes listed in `_REQUIRED_ATTRIBUTES`; when a Keras release renames them,
 `fuse` warns once and leaves every layer as Keras wrote it.
 """
 
+import functools
 import inspect
 import os
 import string
@@ -36,7 +37,7 @@ _ENV_SWITCH = "KERAS_SIAMESE_FUSED_GRAPH"
 _enabled = os.environ.get(_ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
 # The Keras layer attributes the fused calls read, by layer class.
 _REQUIRED_ATTRIBUTES = {
-    keras.layers.Dense: ("kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
+    keras.layers.Dense: ("units", "kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
     keras.layers.EinsumDense: ("equation", "kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
     keras.layers.LayerNormalization: ("axis", "epsilon", "gamma", "beta", "rms_scaling", "compute_dtype"),
 }
@@ -109,7 +110,10 @@ def _dense(layer, inputs):
         return None
     if not _plain_matmul_layer(layer):
         return None
-    return _matmul_bias_activation(layer, inputs, layer.kernel, layer.bias, [layer.kernel.shape[-1]])
+    bias = None if layer.bias is None else _read(layer.bias, inputs.dtype)
+    x = tf.reshape(inputs, [-1, inputs.shape[-1]])
+    x = _fused_matmul(x, _read(layer.kernel, inputs.dtype), bias, layer.activation)
+    return tf.reshape(x, tf.concat([tf.shape(inputs)[:-1], [layer.units]], 0))
 
 
 def _einsum_dense(layer, inputs):
@@ -117,10 +121,9 @@ def _einsum_dense(layer, inputs):
     (attention's `abc,cde->abde` and `abcd,cde->abe`) as a 2-D MatMul + BiasAdd + activation."""
     if not _dense_tensor(inputs) or not _plain_matmul_layer(layer):
         return None
-    split = _matrix_product_split(layer.equation)
-    if split is None:
+    contracted = _contracted_axes(layer.equation)
+    if contracted is None:
         return None
-    contracted, free = split
     kernel_shape = tuple(layer.kernel.shape)
     if layer.bias is not None and tuple(layer.bias.shape) != kernel_shape[contracted:]:
         return None  # a bias over only some of the output axes
@@ -129,7 +132,7 @@ def _einsum_dense(layer, inputs):
     rows = _product(kernel_shape[:contracted])
     kernel = tf.reshape(_read(layer.kernel, inputs.dtype), [rows, -1])
     bias = None if layer.bias is None else tf.reshape(_read(layer.bias, inputs.dtype), [-1])
-    x = tf.reshape(inputs, tf.concat([[-1], [rows]], 0))
+    x = tf.reshape(inputs, [-1, rows])
     x = _fused_matmul(x, kernel, bias, layer.activation)
     batch_shape = tf.shape(inputs)[: inputs.shape.rank - contracted]
     return tf.reshape(x, tf.concat([batch_shape, kernel_shape[contracted:]], 0))
@@ -137,25 +140,28 @@ def _einsum_dense(layer, inputs):
 
 def _layer_normalization(layer, inputs):
     """`LayerNormalization` over the last axis as tf.keras 2 wrote it: `FusedBatchNormV3` on
-    `[1, rows, hidden, 1]` (`_MklLayerNorm` when served), statistics in float32."""
+    `[1, rows, hidden, 1]` (`_MklLayerNorm` when served), statistics in float32. On CPUs only:
+    GPU batch-norm kernels raise a small epsilon (BERT's 1e-12) to cuDNN's 1e-5."""
     axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
     rank = inputs.shape.rank
     if not _dense_tensor(inputs) or inputs.dtype not in _BATCH_NORM_DTYPES:
         return None
-    if axis is None or rank is None or layer.rms_scaling or axis not in (-1, rank - 1):
+    if axis is None or rank is None or layer.rms_scaling or axis not in (-1, rank - 1) or _has_gpu():
         return None
     shape = tf.shape(inputs)
     rows = tf.reduce_prod(shape[:-1])
     hidden = inputs.shape[-1] if inputs.shape[-1] is not None else shape[-1]
-    # FusedBatchNormV3 computes the statistics in float32 for float16/bfloat16 inputs too.
-    normalized, *_ = tf.compat.v1.nn.fused_batch_norm(
-        tf.reshape(inputs, [1, rows, hidden, 1]),
+    # Statistics in float32 for float16/bfloat16 inputs too; the layer's epsilon as it is.
+    normalized = tf.raw_ops.FusedBatchNormV3(
+        x=tf.reshape(inputs, [1, rows, hidden, 1]),
         scale=tf.ones([rows], tf.float32),
         offset=tf.zeros([rows], tf.float32),
+        mean=tf.constant([], tf.float32),
+        variance=tf.constant([], tf.float32),
         epsilon=layer.epsilon,
         data_format="NCHW",
         is_training=True,
-    )
+    ).y
     y = tf.reshape(normalized, shape)
     if layer.gamma is not None:
         y = y * _read(layer.gamma, y.dtype)
@@ -171,18 +177,16 @@ _FUSED_CALLS = {
 }
 
 
-def _matmul_bias_activation(layer, inputs, kernel, bias, output_shape):
-    x = tf.reshape(inputs, [-1, inputs.shape[-1]])
-    bias = None if bias is None else _read(bias, inputs.dtype)
-    x = _fused_matmul(x, _read(kernel, inputs.dtype), bias, layer.activation)
-    return tf.reshape(x, tf.concat([tf.shape(inputs)[:-1], output_shape], 0))
-
-
 def _fused_matmul(x, kernel, bias, activation):
     x = tf.matmul(x, kernel)
     if bias is not None:
         x = tf.nn.bias_add(x, bias)
     return x if activation is None else activation(x)
+
+
+@functools.cache
+def _has_gpu():
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _dense_tensor(inputs):
@@ -193,9 +197,9 @@ def _plain_matmul_layer(layer):
     return not layer.lora_enabled and layer.quantization_mode is None
 
 
-def _matrix_product_split(equation):
+def _contracted_axes(equation):
     """For an einsum `batch+contracted, contracted+free -> batch+free` (plain letters, no
-    ellipsis, no transposition): `(number of contracted axes, number of free axes)`, else None."""
+    ellipsis, no transposition): the number of contracted axes, else None."""
     if "." in equation or "->" not in equation:
         return None
     operands, output = equation.replace(" ", "").split("->")
@@ -211,7 +215,7 @@ def _matrix_product_split(equation):
     batch, free = inputs[: len(inputs) - count], kernel[count:]
     if inputs[len(batch):] != kernel[:count] or output != batch + free or set(batch) & set(kernel):
         return None
-    return count, len(free)
+    return count
 
 
 def _read(variable, dtype):
