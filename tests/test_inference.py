@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_siamese import inference
 from keras_siamese.export import export_saved_model
 from keras_siamese.inference import encode
-from keras_siamese.layers import Pooling, TextEncoder
+from keras_siamese.layers import Pooling, TextEncoder, token_inputs
+from keras_siamese.models import TextTask
 
 WORDS = "a dog cat barked at the small large red house tree of in on".split()
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
@@ -38,6 +40,18 @@ def test_sorted_batches_come_back_in_the_callers_order(model, batch_size):
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(encode(model, TEXTS, batch_size=batch_size, sort_by_length=False), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size, batches_per_window", [(1, 64), (7, 2), (64, 1)])
+def test_token_models_tokenise_once_and_trace_once(model, monkeypatch, batch_size, batches_per_window):
+    encoder = next(layer for layer in model.layers if isinstance(layer, TextEncoder))
+    tokens = token_inputs()
+    token_model = TextTask(inputs=tokens, outputs=Pooling("mean")(encoder(tokens)), preprocessor=encoder.preprocessor)
+    monkeypatch.setattr(inference, "_BATCHES_PER_WINDOW", batches_per_window)  # several windows of texts
+    got = encode(token_model, TEXTS, batch_size=batch_size)
+    np.testing.assert_allclose(got, one_by_one(model, TEXTS), atol=1e-5)  # oracle: the strings model, text by text
+    _, run = inference._traced(encoder.preprocessor, token_model)
+    assert run.experimental_get_tracing_count() == 1  # batches of every length bucket, one trace
 
 
 def test_bytes_and_str_give_the_same_embeddings(model):
