@@ -63,10 +63,12 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
         embed_batches = _token_batches(model, preprocessor, output_key)
     else:
         embed_batches = _text_batches(model, preprocessor, output_key)
-    window = batch_size * _BATCHES_PER_WINDOW
-    chunks = [embed_batches(texts[start : start + window] or [b""], batch_size, sort_by_length)
-              for start in range(0, max(len(texts), 1), window)]
-    result = np.concatenate(chunks)[: len(texts)]
+    if texts:
+        window = batch_size * _BATCHES_PER_WINDOW
+        result = np.concatenate([embed_batches(texts[start : start + window], batch_size, sort_by_length)
+                                 for start in range(0, len(texts), window)])
+    else:  # the model's output shape, for no rows
+        result = embed_batches([b""], 1, False)[:0]
     return result if truncate_dim is None else _truncated(result, truncate_dim)
 
 

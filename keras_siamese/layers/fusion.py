@@ -25,9 +25,9 @@ attributes listed in `_REQUIRED_ATTRIBUTES`; when a Keras release renames them,
 """
 
 import functools
-import inspect
 import os
 import string
+import types
 import warnings
 
 import keras
@@ -78,30 +78,24 @@ def fuse(layer):
     >>> fuse(backbone)  # doctest: +SKIP
     """
     for sublayer in [layer, *tf.train.TrackableView(layer).descendants()]:
-        fused_call = _FUSED_CALLS.get(type(sublayer))
-        if fused_call is not None and sublayer.built and not is_fused(sublayer) and _readable(sublayer):
-            object.__setattr__(sublayer, "call", _switched(sublayer, fused_call, sublayer.call))
+        if type(sublayer) in _FUSED_CALLS and sublayer.built and not is_fused(sublayer) and _readable(sublayer):
+            # A method bound to the layer: a deep copy of the layer gets one bound to the copy.
+            object.__setattr__(sublayer, "call", types.MethodType(_fused_or_keras_call, sublayer))
     return layer
 
 
 def is_fused(layer):
     """Whether `fuse` changed `layer`'s call."""
-    return getattr(vars(layer).get("call"), "_fused_form_of", None) is layer
+    return getattr(vars(layer).get("call"), "__func__", None) is _fused_or_keras_call
 
 
-def _switched(layer, fused_call, stock_call):
-    """The layer's call: the fused form while fusion is on and covers the call, else Keras' own."""
-
-    def call(inputs, *args, **kwargs):
-        if _enabled:
-            outputs = fused_call(layer, inputs)
-            if outputs is not None:
-                return outputs
-        return stock_call(inputs, *args, **kwargs)
-
-    call._fused_form_of = layer
-    call.__signature__ = inspect.signature(stock_call)
-    return call
+def _fused_or_keras_call(layer, inputs, *args, **kwargs):
+    """A fused layer's call: the fused form while fusion is on and covers the call, else Keras' own."""
+    if _enabled:
+        outputs = _FUSED_CALLS[type(layer)](layer, inputs)
+        if outputs is not None:
+            return outputs
+    return type(layer).call(layer, inputs, *args, **kwargs)
 
 
 def _dense(layer, inputs):

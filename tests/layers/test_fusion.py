@@ -213,3 +213,14 @@ class _StepLosses(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.model.step_losses.append(float(logs["loss"]))
+
+
+def test_a_deep_copy_computes_with_its_own_weights():
+    import copy
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype("float32")
+    dense = fuse(_randomised(keras.layers.Dense(5), x))
+    twin = copy.deepcopy(dense)  # Keras copies a layer without its instance call: Keras' own graph
+    twin.kernel.assign(np.zeros((4, 5), "float32"))
+    np.testing.assert_allclose(twin(x), np.broadcast_to(twin.bias.numpy(), (2, 3, 5)), atol=1e-6)
+    assert np.abs(dense(x) - twin(x)).max() > 0.1
