@@ -96,6 +96,20 @@ def computing_in(model, compute_dtype):
             layer.dtype_policy = policy
 
 
+def check_matmul_precision(precision, name="matmul precision"):
+    """`precision` if it is one of `MATMUL_PRECISIONS`; otherwise a ValueError naming them.
+
+    Example:
+    >>> check_matmul_precision("tf32")
+    Traceback (most recent call last):
+    ...
+    ValueError: matmul precision must be one of ('float32', 'bf16'), got 'tf32'.
+    """
+    if not isinstance(precision, str) or precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"{name} must be one of {MATMUL_PRECISIONS}, got {precision!r}.")
+    return precision
+
+
 def set_matmul_precision(precision):
     """How this process's float32 matrix products compute on CPUs: `"bf16"` rounds their
     inputs to bfloat16 and accumulates in float32 (oneDNN's bf16 fpmath mode, which oneDNN
@@ -116,9 +130,7 @@ def set_matmul_precision(precision):
     """
     import os
 
-    if not isinstance(precision, str) or precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}.")
-    if precision == "bf16":
+    if check_matmul_precision(precision) == "bf16":
         if not _cpu_has(("amx_bf16",)):
             warnings.warn(
                 "matmul precision bf16 on a CPU without AMX (amx_bf16): oneDNN keeps float32 products "

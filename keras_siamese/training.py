@@ -22,7 +22,14 @@ from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
 from keras_siamese.models import TripletSemiHard, load_model
 from keras_siamese.optimizers import check_fine_tuning_settings, fine_tuning_optimizer
-from keras_siamese.precision import MATMUL_PRECISIONS, PRECISIONS, check_precision, set_matmul_precision, training_precision
+from keras_siamese.precision import (
+    MATMUL_PRECISIONS,
+    PRECISIONS,
+    check_matmul_precision,
+    check_precision,
+    set_matmul_precision,
+    training_precision,
+)
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
@@ -99,7 +106,7 @@ class TrainingConfig:
     matmul_precision: str = setting(
         None,
         "bf16 runs float32 matrix products with bfloat16 inputs and float32 sums (oneDNN's fpmath mode, "
-        "for CPUs with bfloat16 instructions; variables, activations and gradients stay float32); "
+        "applied on CPUs with AMX; variables, activations and gradients stay float32); "
         "float32 keeps them whole; auto: the environment's TF_SET_ONEDNN_FPMATH_MODE (float32 unless BF16)",
         MATMUL_PRECISIONS, type=str,
     )
@@ -141,8 +148,8 @@ class TrainingConfig:
         check_fine_tuning_settings(1e-3, 1, self.warmup_fraction, self.weight_decay)
         check_margin(self.margin)
         check_precision(self.precision)
-        if self.matmul_precision is not None and self.matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}.")
+        if self.matmul_precision is not None:
+            check_matmul_precision(self.matmul_precision, "matmul_precision")
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if not self.model_name or os.sep in self.model_name:

@@ -235,8 +235,6 @@ PredictRequest ParsePredictionLog(std::string_view record, int index) {
   return request;
 }
 
-// Runs `request` as TF Serving's Predict does: inputs must match the
-// signature's inputs exactly; outputs are all of the signature's, or the filter.
 // Counts the op types the session executed (after grappler and the oneDNN rewrite), by kernel
 // launch: each node's timeline label reads "name = OpType(inputs)".
 void CountExecutedOps(const tensorflow::RunMetadata& metadata,
@@ -252,7 +250,9 @@ void CountExecutedOps(const tensorflow::RunMetadata& metadata,
   }
 }
 
-// Runs `request`; with `executed_ops`, traced, counting the op types that ran.
+// Runs `request` as TF Serving's Predict does: inputs must match the
+// signature's inputs exactly; outputs are all of the signature's, or the filter.
+// With `executed_ops`, traced, counting the op types that ran.
 std::vector<tensorflow::Tensor> Predict(const tensorflow::SavedModelBundle& bundle,
                                         const PredictRequest& request,
                                         const std::string& stage,
