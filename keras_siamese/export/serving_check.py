@@ -264,20 +264,10 @@ def check_serving(
             f"non-finite values, answers up to {load_report.max_difference:.3g} away from the same "
             f"request alone (tolerance {load.tolerance:g})", "load",
         )
+    fields = {field.name for field in dataclasses.fields(ServingCheckReport)} - {"embeddings", "load"}
     return ServingCheckReport(
-        model_dir=report["model_dir"],
-        signature=report["signature"],
-        output=report["output"],
-        signatures=report["signatures"],
-        op_libraries=report["op_libraries"],
-        load_seconds=report["load_seconds"],
-        warmup_records=report["warmup_records"],
-        warmup_seconds=report["warmup_seconds"],
-        batch_size=report["batch_size"],
-        latencies_seconds=report["latencies_seconds"],
-        embeddings=embeddings.reshape(report["rows"], report["columns"]),
-        executed_ops=report["executed_ops"],
-        load=load_report,
+        **{name: report[name] for name in fields},
+        embeddings=embeddings.reshape(report["rows"], report["columns"]), load=load_report,
     )
 
 
