@@ -100,7 +100,22 @@ def export_saved_model(
     # The signatures are traced here, in the dtype they serve in.
     with contextlib.nullcontext() if compute_dtype is None else computing_in(model, compute_dtype):
         archive = _export_archive(model, signatures, truncate_dim)
-    base_dir = os.fspath(base_dir)
+    metadata = {**description, "signatures": _signature_names(signatures),
+                "compute_dtype": compute_dtype or model.compute_dtype}
+
+    def write(directory):
+        archive.write_out(directory, verbose=False)
+        check_serving_ops(directory)
+        write_metadata(directory, metadata)
+        if warmup_texts is not None:
+            write_warmup_requests(directory, warmup_texts, warmup_batch_sizes)
+
+    return _write_version(os.fspath(base_dir), version, write)
+
+
+def _write_version(base_dir, version, write):
+    """Runs `write(directory)` on a hidden partial directory in `base_dir`, then renames it to
+    `base_dir/<version>` (the next version when None); a failure leaves no version behind."""
     os.makedirs(base_dir, exist_ok=True)
     remove_abandoned_partials(base_dir)
     version = next_version(base_dir) if version is None else version
@@ -110,18 +125,9 @@ def export_saved_model(
             f"Version {version} already exists at {final_dir}; versions are never "
             "overwritten. Pass another version or leave it as None for the next one."
         )
-    partial_dir = tempfile.mkdtemp(
-        prefix=f"{PARTIAL_MARK}{os.getpid()}-{version}-", dir=base_dir
-    )
+    partial_dir = tempfile.mkdtemp(prefix=f"{PARTIAL_MARK}{os.getpid()}-{version}-", dir=base_dir)
     try:
-        archive.write_out(partial_dir, verbose=False)
-        check_serving_ops(partial_dir)
-        write_metadata(partial_dir, {
-            **description, "signatures": _signature_names(signatures),
-            "compute_dtype": compute_dtype or model.compute_dtype,
-        })
-        if warmup_texts is not None:
-            write_warmup_requests(partial_dir, warmup_texts, warmup_batch_sizes)
+        write(partial_dir)
         fsync_tree(partial_dir)
         os.rename(partial_dir, final_dir)
         fsync_path(base_dir)

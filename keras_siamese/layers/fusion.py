@@ -25,6 +25,7 @@ attributes listed in `_REQUIRED_ATTRIBUTES`; when a Keras release renames them,
 """
 
 import functools
+import math
 import os
 import string
 import types
@@ -123,7 +124,7 @@ def _einsum_dense(layer, inputs):
         return None  # a bias over only some of the output axes
     if inputs.shape.rank != len(layer.equation.split(",")[0]):
         return None
-    rows = _product(kernel_shape[:contracted])
+    rows = math.prod(kernel_shape[:contracted])
     kernel = tf.reshape(_read(layer.kernel, inputs.dtype), [rows, -1])
     bias = None if layer.bias is None else tf.reshape(_read(layer.bias, inputs.dtype), [-1])
     x = tf.reshape(inputs, [-1, rows])
@@ -214,13 +215,6 @@ def _contracted_axes(equation):
 
 def _read(variable, dtype):
     return tf.cast(variable, dtype)
-
-
-def _product(values):
-    result = 1
-    for value in values:
-        result *= int(value)
-    return result
 
 
 def _readable(layer):
