@@ -2,7 +2,7 @@
 
 Rows, each one timed run over the same glosses at batch 64 with 2 threads,
 after one warm-up batch:
-- keras_siamese `model.predict(list_of_texts)`: a token-level `TextTask`
+- keras_siamese `model.predict(list_of_texts)`: a token-level `SentenceEmbedder`
   (TextEncoder.from_preset(<package dir>) -> Pooling("mean") -> L2Normalize,
   with the encoder's preprocessor), which embeds through the one sorted
   encode path (`keras_siamese.inference.encode`);
@@ -96,14 +96,14 @@ def minilm_directory():
 
 def embedding_model(directory, precision="float32", **encoder_options):
     from keras_siamese.layers import L2Normalize, Pooling, TextEncoder, token_inputs
-    from keras_siamese.models import TextTask
+    from keras_siamese.models import SentenceEmbedder
     from keras_siamese.precision import training_precision
 
     with training_precision(precision):
         encoder = TextEncoder.from_preset(directory, sequence_length=256, **encoder_options)
         tokens = token_inputs()
         embedding = L2Normalize()(Pooling("mean")(encoder(tokens)))
-        return TextTask(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)
+        return SentenceEmbedder(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)
 
 
 def timed_predict(model, texts):

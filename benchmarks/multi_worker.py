@@ -4,7 +4,7 @@ on the same global batches: training examples/s, the collectives' time per step,
 The model is the main job's default: a 2-layer, hidden-128 ALBERT with a SentencePiece
 vocabulary trained on the bundled WordNet glosses, mean pooling, Dense(64, relu) -> Dense(64),
 L2 normalisation, semi-hard loss, Adam; global batches of 16 classes x 4 glosses, each worker
-reading its half (`TextTask.distributed_batches`). The first epoch warms up (tracing, the first
+reading its half (`SentenceEmbedder.distributed_batches`). The first epoch warms up (tracing, the first
 collectives); the second is timed. Then, in the 2-worker run, the step's collectives alone are
 timed: the all-gather of the embeddings and labels the loss mines, and the all-reduce of one
 gradient per trainable variable. One box cannot show a speed-up (the two workers share its 2

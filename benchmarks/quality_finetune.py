@@ -160,7 +160,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
     from keras_siamese import inference
-    from keras_siamese.models import TripletSemiHard
+    from keras_siamese.models import SentenceEmbedder
 
     split = fixed_split(args.train, args.test, args.seed)
     partial = os.path.splitext(args.output)[0] + ".partial.json"
@@ -182,7 +182,7 @@ def main():
     def embed_with(model):
         return lambda texts: inference.encode(model, texts, batch_size=256)
 
-    untrained = TripletSemiHard.from_encoder(minilm(), pooling="mean")  # the encoder's own embedding
+    untrained = SentenceEmbedder.from_encoder(minilm(), pooling="mean")  # the encoder's own embedding
     if "untrained encoder" not in results:
         record("untrained encoder", scores(split, embed_with(untrained), (None,) + MATRYOSHKA_DIMS[:-1]))
     triplets = triplet_batches(split, args.steps, args.seed)

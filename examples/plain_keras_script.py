@@ -18,7 +18,7 @@ encoder = AlbertEncoder.from_corpus(texts, vocabulary_size=4000, sequence_length
 tokens = token_inputs()  # the model trains on tokens; its preprocessor makes them in tf.data
 pooled = Pooling("mean")(encoder(tokens))  # from scratch; "pooled" suits a pretrained encoder
 embedding = L2Normalize()(Projection(output_units=64, hidden_units=(64,))(pooled))
-model = TripletSemiHard(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor, margin=0.5)
+model = TripletSemiHard(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)  # a SentenceEmbedder
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
 batches = class_balanced_batches(texts, labels, classes_per_batch=16, samples_per_class=4, seed=0,
@@ -30,5 +30,5 @@ model.fit(
 )
 
 reloaded = keras.saving.load_model("runs/example/model.keras")
-print(reloaded.predict(["a domestic dog", "to run fast"]).shape)
+print(reloaded.encode(["a domestic dog", "to run fast"]).shape)
 print("exported", export_saved_model(reloaded, "runs/example/serving/wordnet"))

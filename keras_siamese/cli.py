@@ -61,12 +61,13 @@ def _import_tensorflow_quietly():
     sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in _STARTUP_NOISE)))
 
 
-def _settings_command(commands, name, help, settings, run):
+def _settings_command(commands, name, help, settings, run, check=None):
     """A subcommand whose flags are the fields of the settings instance `settings`.
 
     `run(settings, corpus, args)` gets a checked copy, the loaded `(texts, labels,
-    class_names)` and the parsed arguments; a setting that cannot run, or data that
-    cannot be read, is one argparse error line (exit status 2).
+    class_names)` and the parsed arguments; a setting that cannot run (or that
+    `check(settings, args)` refuses), or data that cannot be read, is one argparse
+    error line (exit status 2).
     """
     from keras_siamese.settings import add_setting_arguments, settings_from_arguments
 
@@ -77,6 +78,8 @@ def _settings_command(commands, name, help, settings, run):
         configured = settings_from_arguments(settings, args)
         try:
             configured.check()
+            if check is not None:
+                check(configured, args)
             corpus = configured.corpus.load()
         except (OSError, ValueError) as error:
             parser.error(str(error))
@@ -90,43 +93,76 @@ def _add_train_command(commands):
     from keras_siamese.training import TrainingConfig
 
     def run(config, corpus, args):
-        from keras_siamese.training import train
+        from keras_siamese.cluster import is_watched
 
-        from keras_siamese.artifacts import UnreadableFileError
-        from keras_siamese.cluster import is_watched, local_cluster, run_workers
+        if args.workers > 1 or (os.environ.get("TF_CONFIG") and not is_watched()):
+            return _launch_workers(config, args)
+        return _train(config, *corpus[:2])
 
-        if config.workers > 1 or (os.environ.get("TF_CONFIG") and not is_watched()):
-            # This process starts the workers and watches them: each is this command with --workers 1.
-            tf_configs = local_cluster(config.workers) if config.workers > 1 else [os.environ["TF_CONFIG"]]
-            return run_workers(
-                [sys.executable, "-m", "keras_siamese", *args.argv, "--workers", "1"], tf_configs,
-                config.cluster_timeout,
-                rerun_hint=f" Rerun the same command to resume from the last backup in {config.output_dir}.",
-            )
-        import tensorflow as tf
-
-        texts, labels, _ = corpus
-        try:
-            train(config, texts, labels)
-        except FloatingPointError as error:  # diverged: the user's settings, not a bug
-            print(f"keras-siamese train: {error}", file=sys.stderr)
-            return 1
-        except tf.errors.UnavailableError as error:  # another worker of the cluster stopped
-            reason = str(error).strip().splitlines()[0]
-            print(f"keras-siamese train: error: a worker of the cluster stopped ({reason}); rerun every worker "
-                  f"to resume from the last backup in {config.output_dir}.", file=sys.stderr)
-            return 1
-        except UnreadableFileError as error:  # a damaged backup in the output directory
-            print(f"keras-siamese train: error: {error}", file=sys.stderr)
-            return 2
-        return 0
-
-    _settings_command(
+    parser = _settings_command(
         commands, "train",
         "train on labelled texts (default: the bundled WordNet glosses and a small ALBERT from scratch), "
         "evaluate, checkpoint and export for TF Serving",
-        TrainingConfig(), run,
+        TrainingConfig(), run, check=_check_cluster_arguments,
     )
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="train on this many local worker processes (TF_CONFIG on free localhost ports). With TF_CONFIG "
+        "set, this process is one worker of the cluster it names (default: 1)",
+    )
+    parser.add_argument(
+        "--cluster-timeout", type=int, default=120,
+        help="seconds to wait for every worker of the cluster to join before giving up (default: 120)",
+    )
+
+
+def _check_cluster_arguments(config, args):
+    """Raises `ValueError` for a cluster this command cannot start or join."""
+    from keras_siamese.checks import check_integer
+    from keras_siamese.cluster import check_port_free, cluster_task
+
+    check_integer(args.workers, "workers")
+    check_integer(args.cluster_timeout, "cluster_timeout")
+    task = cluster_task()
+    if task is not None and args.workers > 1:
+        raise ValueError(f"TF_CONFIG already names a cluster of {task.num_workers} workers; leave out workers.")
+    config.check_workers(args.workers if task is None else task.num_workers)
+    if task is not None:
+        check_port_free(task)
+
+
+def _launch_workers(config, args):
+    """Starts the workers and watches them: each is this command with `--workers 1`."""
+    from keras_siamese.cluster import local_cluster, run_workers
+
+    tf_configs = local_cluster(args.workers) if args.workers > 1 else [os.environ["TF_CONFIG"]]
+    return run_workers(
+        [sys.executable, "-m", "keras_siamese", *args.argv, "--workers", "1"], tf_configs, args.cluster_timeout,
+        rerun_hint=f" Rerun the same command to resume from the last backup in {config.output_dir}.",
+    )
+
+
+def _train(config, texts, labels):
+    """Runs the main job; a diverged training, a lost worker or a damaged backup is one line."""
+    import tensorflow as tf
+
+    from keras_siamese.artifacts import UnreadableFileError
+    from keras_siamese.training import train
+
+    try:
+        train(config, texts, labels)
+    except FloatingPointError as error:  # diverged: the user's settings, not a bug
+        print(f"keras-siamese train: {error}", file=sys.stderr)
+        return 1
+    except tf.errors.UnavailableError as error:  # another worker of the cluster stopped
+        reason = str(error).strip().splitlines()[0]
+        print(f"keras-siamese train: error: a worker of the cluster stopped ({reason}); rerun every worker "
+              f"to resume from the last backup in {config.output_dir}.", file=sys.stderr)
+        return 1
+    except UnreadableFileError as error:  # a damaged backup in the output directory
+        print(f"keras-siamese train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _add_compare_command(commands):
@@ -191,15 +227,14 @@ def _add_export_command(commands):
 
     def run(args):
         from keras_siamese.export import export_saved_model
-        from keras_siamese.export.saved_model import check_version
-        from keras_siamese.export.serving_check import read_lines
+        from keras_siamese.export.versions import check_version
         from keras_siamese.losses.matryoshka import check_truncate_dim
         from keras_siamese.models import load_model
 
         try:  # what the user gave: one argparse line, exit status 2
             if args.version is not None:
                 check_version(args.version, "--version")
-            warmup_texts = read_lines(args.warmup_texts) if args.warmup_texts else None
+            warmup_texts = _read_lines(args.warmup_texts) if args.warmup_texts else None
             model = load_model(args.model)
             if args.truncate_dim is not None:
                 check_truncate_dim(args.truncate_dim, model.outputs[0].shape[-1])
@@ -218,15 +253,59 @@ def _add_export_command(commands):
 
 
 def _add_check_serving_command(commands):
-    from keras_siamese.export import serving_check
+    from keras_siamese.export.serving_check import ServingLoad
 
     parser = commands.add_parser(
         "check-serving",
         help="load a version directory as TF Serving does (C++ loader) and run it",
-        description=serving_check.__doc__.splitlines()[0],
+        description="Serving check without Docker: load a SavedModel through TensorFlow's C++ loader.",
     )
-    serving_check.add_arguments(parser)
-    parser.set_defaults(run=serving_check.run)
+    parser.add_argument("path", help="a version directory: base_path/<version>/")
+    parser.add_argument("--texts", help="file with one text per line ('-': stdin) "
+                        "(default: a few mixed probe texts)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="texts per request (default: all in one)")
+    parser.add_argument("--signature", default="serving_default",
+                        help="the string signature to run (default: serving_default)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warmup replay (default: replay the version's warmup file)")
+    parser.add_argument("--load-threads", type=int, default=0,
+                        help="then send --load-requests mixed requests from this many threads at once "
+                        "and compare each answer with the same request alone (default: 0, no load)")
+    parser.add_argument("--load-requests", type=int, default=ServingLoad.requests,
+                        help=f"requests per thread, batches of 1 to {ServingLoad.max_batch_size} of the "
+                        f"texts (default: {ServingLoad.requests})")
+    parser.set_defaults(run=lambda args: _run_check_serving(parser, args))
+
+
+def _run_check_serving(parser, args):
+    """Prints the report; exit status 0 if the model passed, 1 if it failed, 2 (one argparse
+    line) if the arguments, the texts file or the version directory cannot be used."""
+    from keras_siamese.export import ServingCheckError, UnsupportedOpsError, check_serving
+    from keras_siamese.export.serving_check import DEFAULT_TEXTS, ServingLoad
+
+    try:
+        texts = _read_lines(args.texts) if args.texts else DEFAULT_TEXTS
+        load = ServingLoad(args.load_threads, args.load_requests) if args.load_threads else None
+        report = check_serving(args.path, texts, batch_size=args.batch_size,
+                               signature_name=args.signature, warmup=not args.no_warmup, load=load)
+    except (ServingCheckError, UnsupportedOpsError) as error:
+        print(f"serving check failed: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    print(report.summary())
+    return 0
+
+
+def _read_lines(path):
+    """The lines of a UTF-8 text file (`-`: stdin), without their line ends (`--texts`, `--warmup-texts`)."""
+    from keras_siamese.artifacts import reading
+
+    if path == "-":
+        return [line.rstrip("\n") for line in sys.stdin]
+    with reading(path, "texts file (UTF-8, one text per line)"), open(path, encoding="utf-8") as file:
+        return [line.rstrip("\n") for line in file]
 
 
 if __name__ == "__main__":

@@ -69,9 +69,9 @@ class ClusterTask:
 def cluster_task(environ=None):
     """The task `TF_CONFIG` names, checked; `None` without a `TF_CONFIG`.
 
-    A `TF_CONFIG` that is not JSON, names no cluster or no task, names a task the
-    cluster does not have, or whose own port is taken on this machine is a
-    `ValueError` that says so.
+    A `TF_CONFIG` that is not JSON, names no cluster or no task, or names a task
+    the cluster does not have is a `ValueError` that says so. Reading it binds
+    nothing (`check_port_free` does).
 
     Example:
     >>> cluster_task({"TF_CONFIG": '{"cluster": {"worker": ["localhost:0"]}, "task": {"type": "worker", "index": 0}}'})
@@ -95,14 +95,18 @@ def cluster_task(environ=None):
     if not isinstance(addresses, list) or not isinstance(index, int) or not 0 <= index < len(addresses):
         raise ValueError(f"TF_CONFIG's task {task['type']} {index} is not in its cluster {cluster}.")
     found = ClusterTask(cluster, task["type"], index)
-    _check_port_free(found)
+    if not found.address.rpartition(":")[2].isdigit():
+        raise ValueError(f"TF_CONFIG's address for {found.task_type} {index} has no port: {found.address!r}")
     return found
 
 
-def _check_port_free(task):
+def check_port_free(task):
+    """Raises `ValueError` when `task`'s own port is taken on this machine.
+
+    Example:
+    >>> check_port_free(cluster_task())  # doctest: +SKIP
+    """
     port = task.address.rpartition(":")[2]
-    if not port.isdigit():
-        raise ValueError(f"TF_CONFIG's address for {task.task_type} {task.task_index} has no port: {task.address!r}")
     with socket.socket() as probe:
         try:
             probe.bind(("", int(port)))
@@ -122,6 +126,7 @@ def connect():
     """
     import tensorflow as tf
 
+    check_port_free(cluster_task())
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     joined_fd = os.environ.get(_JOINED_FD)
     if joined_fd is not None:

@@ -1,6 +1,6 @@
 """The one encode path: texts in batches of similar length, one traced graph, the caller's order kept.
 
-`TripletSemiHard.predict`, `SemanticSearch`, the evaluation callbacks,
+`SentenceEmbedder.encode`, `SemanticSearch`, the evaluation callbacks,
 `compare` and the main job all embed texts through `encode`.
 """
 
@@ -24,7 +24,7 @@ def encode(model, texts, batch_size=64, sort_by_length=True, output_key=None, pr
     (`[0, dim]` for no texts).
 
     With a `keras_siamese` preprocessor (the `preprocessor` argument, else
-    `model.preprocessor` as `TripletSemiHard` has), texts are tokenised once,
+    `model.preprocessor` as a `SentenceEmbedder` has), texts are tokenised once,
     a window of `batch_size * 64` texts at a time; each window's texts are
     sorted by token count, cut into batches, and each batch, trimmed to its
     length bucket, is embedded by one traced call of the token model: the model

@@ -1,7 +1,6 @@
 """The main job: fine-tune (or train from scratch) an encoder on labelled texts, measured against
 the untrained encoder every epoch; checkpoint, export the best epoch."""
 
-import csv
 import dataclasses
 import json
 import math
@@ -16,11 +15,12 @@ from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.cluster import cluster_task, connect, worker_backup_dir
 from keras_siamese.data import class_balanced_batches, train_test_split_by_label
-from keras_siamese.evaluation import RetrievalEvaluation
-from keras_siamese.export import ServingCheckError, check_serving, export_saved_model
+from keras_siamese.evaluation import BestEpoch, RetrievalEvaluation
+from keras_siamese.export import ServingCheckBuildError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
-from keras_siamese.models import TripletSemiHard, load_model
+from keras_siamese.models import SentenceEmbedder, TripletSemiHard, load_model
+from keras_siamese.models.triplet_semihard import MARGIN
 from keras_siamese.optimizers import check_fine_tuning_settings, fine_tuning_optimizer
 from keras_siamese.precision import (
     MATMUL_PRECISIONS,
@@ -53,11 +53,9 @@ class TrainingConfig:
     - a pretrained encoder (`encoder_source`) keeps its geometry: no
       projection head (tokens -> encoder -> pooling -> L2), AdamW at 1e-4;
     - the from-scratch ALBERT gets the study's Dense(64, relu) -> Dense(64)
-      head and 1e-3 (2e-3 and above collapse its embeddings).
+      head and 1e-3.
     Both warm the learning rate up linearly over `warmup_fraction` of the
-    steps, then decay it (cosine) to 0. Mean pooling and margin 0.5 train
-    steadily from scratch and on MiniLM, where the random tanh pooler and
-    margin 1.0 barely move held-out retrieval in the same steps.
+    steps, then decay it (cosine) to 0.
 
     Example:
     >>> config = TrainingConfig(epochs=1, corpus=CorpusSource("news.jsonl", label_field="topic"))
@@ -76,7 +74,7 @@ class TrainingConfig:
         f"(auto: {FROM_SCRATCH_OUTPUT_UNITS} for {FROM_CORPUS}, none for a pretrained encoder)",
         type=int,
     )
-    margin: float = setting(0.5, "triplet margin of the semi-hard loss (embeddings are unit vectors: distances in [0, 2])")
+    margin: float = setting(MARGIN, "triplet margin of the semi-hard loss (embeddings are unit vectors: distances in [0, 2])")
     classes_per_batch: int = setting(16, "classes in each training batch (P)")
     samples_per_class: int = setting(4, "texts of each class in a batch (K)")
     learning_rate: float = setting(
@@ -110,14 +108,6 @@ class TrainingConfig:
         "float32 keeps them whole; auto: the environment's TF_SET_ONEDNN_FPMATH_MODE (float32 unless BF16)",
         MATMUL_PRECISIONS, type=str,
     )
-    workers: int = setting(
-        1,
-        "train on this many local worker processes (TF_CONFIG on free localhost ports; the command line's). "
-        "With TF_CONFIG set, this process is one worker of the cluster it names",
-    )
-    cluster_timeout: int = setting(
-        120, "seconds the command line waits for every worker of the cluster to join before it gives up"
-    )
 
     @property
     def pretrained(self):
@@ -137,7 +127,7 @@ class TrainingConfig:
     def check(self):
         """Raises `ValueError` for settings that cannot run."""
         self.encoder_source.check()
-        check_integers(self, ("epochs", "steps_per_epoch", "backup_steps", "workers", "cluster_timeout"))
+        check_integers(self, ("epochs", "steps_per_epoch", "backup_steps"))
         check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
         check_integers(self, ("seed",), minimum=0)
         if self.output_units is not None:
@@ -155,9 +145,11 @@ class TrainingConfig:
         if not self.model_name or os.sep in self.model_name:
             raise ValueError(f"model_name must be a non-empty name without {os.sep!r}, got {self.model_name!r}.")
         task = cluster_task()
-        if task is not None and self.workers > 1:
-            raise ValueError(f"TF_CONFIG already names a cluster of {task.num_workers} workers; leave out workers.")
-        workers = task.num_workers if task is not None else self.workers
+        if task is not None:
+            self.check_workers(task.num_workers)
+
+    def check_workers(self, workers):
+        """Raises `ValueError` unless the global batch splits evenly over `workers` workers."""
         if (self.classes_per_batch * self.samples_per_class) % workers:
             raise ValueError(
                 f"The global batch of {self.classes_per_batch} x {self.samples_per_class} texts does not split "
@@ -183,8 +175,9 @@ def train(config=None, texts=None, labels=None):
     left it, ending with the weights of an uninterrupted run.
 
     With a `TF_CONFIG` in the environment this process is one worker of that
-    cluster (`MultiWorkerMirroredStrategy`): each worker reads its slice of the
-    same global batches and the loss mines them whole. Only the chief measures,
+    cluster (`MultiWorkerMirroredStrategy`; `keras-siamese train --workers N`
+    starts N on this machine): each worker reads its slice of the same global
+    batches and the loss mines them whole. Only the chief measures,
     checkpoints, exports and writes the summary; the other workers back up to a
     temporary directory (seeded from the chief's backup, so a rerun resumes on
     every worker: the output directory must be shared) and return
@@ -193,43 +186,68 @@ def train(config=None, texts=None, labels=None):
     Example:
     >>> summary = train(TrainingConfig(epochs=1, steps_per_epoch=20))  # doctest: +SKIP
     """
+    config = prepare(config)
+    task = cluster_task()
+    strategy = connect() if task is not None else tf.distribute.get_strategy()
+    keras.utils.set_random_seed(config.seed)
+    split = split_corpus(config, texts, labels, task)
+    model, encoder, batches = build_training(config, split, strategy, task)
+    held_out = HeldOutMeasurement(config, split, encoder) if task is None or task.is_chief else None
+    history, seconds = fit_resumably(config, model, batches, held_out, task)
+    if held_out is None:
+        return {"worker": task.name, "final_loss": float(history.history["loss"][-1])}
+    return export_best_epoch(config, split, held_out, history, seconds)
+
+
+def prepare(config):
+    """`config` (default: `TrainingConfig()`) checked, its automatic settings resolved; applies its
+    matmul precision, which must precede the first matrix product it governs."""
     config = config or TrainingConfig()
     config.check()
     config = config.resolved()
     if config.matmul_precision is not None:
-        set_matmul_precision(config.matmul_precision)  # before the first matrix product it governs
-    if config.workers > 1:
-        raise ValueError("workers > 1 starts worker processes: run `keras-siamese train --workers N`.")
-    task = cluster_task()
-    strategy = connect() if task is not None else tf.distribute.get_strategy()
-    chief = task is None or task.is_chief
-    keras.utils.set_random_seed(config.seed)
+        set_matmul_precision(config.matmul_precision)
+    return config
+
+
+@dataclasses.dataclass
+class CorpusSplit:
+    """The labelled texts `train` trains on and the held-out ones it measures with."""
+
+    train_texts: list
+    train_labels: np.ndarray
+    test_texts: list
+    test_labels: np.ndarray
+
+
+def split_corpus(config, texts=None, labels=None, task=None):
+    """The corpus (`texts`/`labels`, or `config.corpus`) split by label; the chief says how big it is."""
     if texts is None:
         texts, labels, _ = config.corpus.load()
-    train_texts, train_labels, test_texts, test_labels = train_test_split_by_label(
-        texts, labels, test_fraction=config.test_fraction, seed=config.seed
-    )
-    if chief:
+    split = CorpusSplit(*train_test_split_by_label(texts, labels, test_fraction=config.test_fraction, seed=config.seed))
+    if task is None or task.is_chief:
         print(
-            f"Corpus {config.corpus.data}: {len(train_texts)} training and {len(test_texts)} held-out "
-            f"texts, {len(set(np.asarray(train_labels).tolist()))} classes"
+            f"Corpus {config.corpus.data}: {len(split.train_texts)} training and {len(split.test_texts)} held-out "
+            f"texts, {len(set(np.asarray(split.train_labels).tolist()))} classes"
             + (f", {task.num_workers} workers." if task is not None else ".")
         )
+    return split
+
+
+def build_training(config, split, strategy, task=None):
+    """(compiled model, encoder, batches): class-balanced batches of the training texts (checked
+    against the corpus before the model is built), the model built and compiled under `strategy`."""
 
     def batches_for(input_context=None):
         return class_balanced_batches(
-            train_texts,
-            train_labels,
-            classes_per_batch=config.classes_per_batch,
-            samples_per_class=config.samples_per_class,
-            seed=config.seed,
-            batches_per_epoch=config.steps_per_epoch,
+            split.train_texts, split.train_labels, classes_per_batch=config.classes_per_batch,
+            samples_per_class=config.samples_per_class, seed=config.seed, batches_per_epoch=config.steps_per_epoch,
             input_context=input_context,
         )
 
-    batches = batches_for()  # checks the batch shape against the corpus before the model is built
+    batches = batches_for()
     with strategy.scope(), training_precision(config.precision):
-        encoder = config.encoder_source.build(train_texts)
+        encoder = config.encoder_source.build(split.train_texts)
         model = build_model(config, encoder)
         model.compile(optimizer=fine_tuning_optimizer(
             config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay,
@@ -237,95 +255,7 @@ def train(config=None, texts=None, labels=None):
         ))
     if task is not None:
         batches = model.distributed_batches(batches_for)
-
-    backup_dir = os.path.join(config.output_dir, "backup")
-    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
-    callbacks = [keras.callbacks.TerminateOnNaN()]
-    if chief:
-        # The baseline, the encoder's own embedding (its pooling + L2, nothing trained), is measured
-        # here, before training changes the encoder both models share.
-        held_out = RetrievalEvaluation(
-            test_texts, test_labels, train_texts, train_labels, ks=(1, 5), verbose=1,
-            baseline=TripletSemiHard.from_encoder(encoder, pooling=config.pooling),
-        )
-        baseline = _unprefixed(held_out.baseline_metrics)
-        _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", baseline)
-        checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        if resuming:
-            print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
-        epochs_log = os.path.join(checkpoint_dir, "epochs.csv")
-        callbacks += [
-            held_out,
-            keras.callbacks.CSVLogger(epochs_log, append=resuming),
-            keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "epoch{epoch:02d}.keras")),
-        ]
-    started = time.perf_counter()
-    try:
-        # A rerun on the same output_dir continues an interrupted training exactly (TextTask.fit
-        # keeps the batches in step with the restored optimizer).
-        with worker_backup_dir(backup_dir, task) as own_backup_dir:
-            backup = keras.callbacks.BackupAndRestore(own_backup_dir, save_freq=config.backup_steps)
-            history = model.fit(
-                batches, epochs=config.epochs, shuffle=False, callbacks=[backup, *callbacks], verbose=2 if chief else 0
-            )
-    except UnreadableFileError as error:  # only the backup is read back during fit
-        raise UnreadableFileError(
-            error.path, error.kind, f"{error.reason}; delete {backup_dir} to start the training afresh"
-        ) from error
-    training_seconds = time.perf_counter() - started
-    if not all(math.isfinite(loss) for loss in history.history["loss"]):
-        raise FloatingPointError(
-            f"Training diverged (loss {history.history['loss'][-1]}); nothing was exported. "
-            "Lower --learning-rate or check the data."
-        )
-    if not chief:
-        return {"worker": task.name, "final_loss": float(history.history["loss"][-1])}
-
-    epochs = _epoch_metrics(epochs_log)
-    best_epoch = max(epochs, key=lambda epoch: (epochs[epoch]["hit@1"], epochs[epoch]["recall@5"], -epoch))
-    best = epochs[best_epoch]
-    best_checkpoint = os.path.join(checkpoint_dir, f"epoch{best_epoch:02d}.keras")
-    beat_encoder = best["hit@1"] > baseline["hit@1"]
-    _print_metrics(f"Best epoch ({best_epoch} of {config.epochs})", best)
-    if beat_encoder:
-        print(f"  {100 * (best['hit@1'] - baseline['hit@1']):+.1f} points hit@1 over the untrained encoder.")
-    else:
-        print(
-            f"No epoch beat the untrained encoder (hit@1 {baseline['hit@1']:.3f}): the export below is "
-            "worse than the encoder as it is. Try a lower --learning-rate, no projection head "
-            "(--output-units 0) or more data."
-        )
-    print(f"Checkpoints: {os.path.abspath(checkpoint_dir)}/epoch01.keras ... epoch{config.epochs:02d}.keras")
-
-    version_dir = export_saved_model(
-        load_model(best_checkpoint),  # outside any strategy: the export holds plain variables
-        os.path.join(config.output_dir, "serving", config.model_name),
-        warmup_texts=test_texts[:WARMUP_TEXTS],
-        compute_dtype=config.precision,
-    )
-    print(f"Exported epoch {best_epoch} (the best held-out hit@1), computing in {config.precision}.")
-    summary = {
-        "untrained_encoder": baseline,
-        "epochs": {str(epoch): metrics for epoch, metrics in epochs.items()},
-        "best_epoch": best_epoch,
-        "best": best,
-        "beat_untrained_encoder": beat_encoder,
-        "settings": {
-            "output_units": config.output_units, "learning_rate": config.learning_rate, "precision": config.precision,
-            "lazy_adam": config.lazy_adam,
-        },
-        "training_seconds": training_seconds,
-        "final_loss": float(history.history["loss"][-1]),
-        "checkpoint_dir": os.path.abspath(checkpoint_dir),
-        "best_checkpoint": os.path.abspath(best_checkpoint),
-        "saved_model": os.path.abspath(version_dir),
-        "serving_check": _check_serving(version_dir, test_texts[:SERVING_CHECK_TEXTS]),
-    }
-    with atomic_file_path(os.path.join(config.output_dir, "summary.json")) as path, open(path, "w") as f:
-        json.dump(summary, f, indent=2)
-    _print_serving_help(config.model_name, os.path.abspath(version_dir))
-    return summary
+    return model, encoder, batches
 
 
 def build_model(config, encoder):
@@ -339,38 +269,124 @@ def build_model(config, encoder):
     """
     units = config.output_units or None
     return TripletSemiHard.from_encoder(
-        encoder,
-        pooling=config.pooling,
-        output_units=units,
-        hidden_units=(units,) if units else (),
-        margin=config.margin,
+        encoder, pooling=config.pooling, output_units=units, hidden_units=(units,) if units else (), margin=config.margin
     )
 
 
-def _unprefixed(metrics):
-    return {name.removeprefix("val_"): value for name, value in metrics.items()}
+class HeldOutMeasurement:
+    """What the chief measures and keeps: the untrained encoder's held-out retrieval (measured now,
+    before training changes the encoder both models share), then every epoch's, a `.keras`
+    checkpoint per epoch and the best epoch (`BestEpoch`, which survives a resume)."""
+
+    def __init__(self, config, split, encoder):
+        self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        self.retrieval = RetrievalEvaluation(
+            split.test_texts, split.test_labels, split.train_texts, split.train_labels, ks=(1, 5), verbose=1,
+            baseline=SentenceEmbedder.from_encoder(encoder, pooling=config.pooling),
+        )
+        self.baseline = {name.removeprefix("val_"): value for name, value in self.retrieval.baseline_metrics.items()}
+        _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", self.baseline)
+        self.epochs = BestEpoch(
+            "val_hit@1", tie_breakers=("val_recall@5",), keep=("loss",), path=os.path.join(self.checkpoint_dir, "epochs.json")
+        )
+
+    def callbacks(self, resuming):
+        return [
+            self.retrieval,
+            self.epochs,
+            keras.callbacks.CSVLogger(os.path.join(self.checkpoint_dir, "epochs.csv"), append=resuming),
+            keras.callbacks.ModelCheckpoint(os.path.join(self.checkpoint_dir, "epoch{epoch:02d}.keras")),
+        ]
+
+    def checkpoint(self, epoch):
+        return os.path.join(self.checkpoint_dir, f"epoch{epoch:02d}.keras")
 
 
-def _epoch_metrics(path):
-    """{epoch number (1-based): {"hit@1", "recall@5", "loss"}} from the CSVLogger file (a resumed
-    run appends: the last row of an epoch counts)."""
-    with open(path, newline="") as file:
-        rows = list(csv.DictReader(file))
-    return {
-        int(row["epoch"]) + 1: {
-            "hit@1": float(row["val_hit@1"]), "recall@5": float(row["val_recall@5"]), "loss": float(row["loss"])
-        }
-        for row in rows
+def fit_resumably(config, model, batches, held_out, task=None):
+    """`model.fit` backed up every `config.backup_steps` steps: a rerun on the same output
+    directory resumes exactly (the batches follow the restored optimizer). Returns (history,
+    seconds); a diverged training is a `FloatingPointError`."""
+    backup_dir = os.path.join(config.output_dir, "backup")
+    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if held_out is not None:
+        if resuming:
+            print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
+        callbacks += held_out.callbacks(resuming)
+    started = time.perf_counter()
+    try:
+        with worker_backup_dir(backup_dir, task) as own_backup_dir:
+            backup = keras.callbacks.BackupAndRestore(own_backup_dir, save_freq=config.backup_steps)
+            history = model.fit(
+                batches, epochs=config.epochs, shuffle=False, callbacks=[backup, *callbacks],
+                verbose=2 if held_out is not None else 0,
+            )
+    except UnreadableFileError as error:  # only the backup is read back during fit
+        raise UnreadableFileError(
+            error.path, error.kind, f"{error.reason}; delete {backup_dir} to start the training afresh"
+        ) from error
+    if not all(math.isfinite(loss) for loss in history.history["loss"]):
+        raise FloatingPointError(
+            f"Training diverged (loss {history.history['loss'][-1]}); nothing was exported. "
+            "Lower --learning-rate or check the data."
+        )
+    return history, time.perf_counter() - started
+
+
+def export_best_epoch(config, split, held_out, history, seconds):
+    """Says how the best epoch compares with the untrained encoder, exports it for TF Serving,
+    runs the C++ serving check, writes summary.json and returns the summary."""
+    best_epoch, best, baseline = held_out.epochs.best_epoch, held_out.epochs.best, held_out.baseline
+    _report_best_epoch(config, best_epoch, best, baseline, held_out.checkpoint_dir)
+    version_dir = export_saved_model(
+        load_model(held_out.checkpoint(best_epoch)),  # outside any strategy: the export holds plain variables
+        os.path.join(config.output_dir, "serving", config.model_name),
+        warmup_texts=split.test_texts[:WARMUP_TEXTS],
+        compute_dtype=config.precision,
+    )
+    print(f"Exported epoch {best_epoch} (the best held-out hit@1), computing in {config.precision}.")
+    summary = {
+        "untrained_encoder": baseline,
+        "epochs": {str(epoch): metrics for epoch, metrics in held_out.epochs.epochs.items()},
+        "best_epoch": best_epoch,
+        "best": best,
+        "beat_untrained_encoder": best["hit@1"] > baseline["hit@1"],
+        "settings": {
+            "output_units": config.output_units, "learning_rate": config.learning_rate, "precision": config.precision,
+            "lazy_adam": config.lazy_adam,
+        },
+        "training_seconds": seconds,
+        "final_loss": float(history.history["loss"][-1]),
+        "checkpoint_dir": os.path.abspath(held_out.checkpoint_dir),
+        "best_checkpoint": os.path.abspath(held_out.checkpoint(best_epoch)),
+        "saved_model": os.path.abspath(version_dir),
+        "serving_check": _check_serving(version_dir, split.test_texts[:SERVING_CHECK_TEXTS]),
     }
+    with atomic_file_path(os.path.join(config.output_dir, "summary.json")) as path, open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    _print_serving_help(config.model_name, os.path.abspath(version_dir))
+    return summary
+
+
+def _report_best_epoch(config, best_epoch, best, baseline, checkpoint_dir):
+    _print_metrics(f"Best epoch ({best_epoch} of {config.epochs})", best)
+    if best["hit@1"] > baseline["hit@1"]:
+        print(f"  {100 * (best['hit@1'] - baseline['hit@1']):+.1f} points hit@1 over the untrained encoder.")
+    else:
+        print(
+            f"No epoch beat the untrained encoder (hit@1 {baseline['hit@1']:.3f}): the export below is "
+            "worse than the encoder as it is. Try a lower --learning-rate, no projection head "
+            "(--output-units 0) or more data."
+        )
+    print(f"Checkpoints: {os.path.abspath(checkpoint_dir)}/epoch01.keras ... epoch{config.epochs:02d}.keras")
 
 
 def _check_serving(version_dir, texts):
     """Runs the C++ serving check and prints its report; skipped without a compiler."""
     try:
         report = check_serving(version_dir, texts)
-    except ServingCheckError as error:
-        if error.stage != "build":
-            raise
+    except ServingCheckBuildError as error:  # no C++ compiler here
         print(f"Serving check skipped: {error}")
         return None
     print(report.summary())

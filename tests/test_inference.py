@@ -10,7 +10,7 @@ from keras_siamese import inference
 from keras_siamese.export import export_saved_model
 from keras_siamese.inference import encode
 from keras_siamese.layers import Pooling, TextEncoder, token_inputs
-from keras_siamese.models import TextTask
+from keras_siamese.models import SentenceEmbedder
 
 WORDS = "a dog cat barked at the small large red house tree of in on".split()
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
@@ -46,7 +46,7 @@ def test_sorted_batches_come_back_in_the_callers_order(model, batch_size):
 def test_token_models_tokenise_once_and_trace_once(model, monkeypatch, batch_size, batches_per_window):
     encoder = next(layer for layer in model.layers if isinstance(layer, TextEncoder))
     tokens = token_inputs()
-    token_model = TextTask(inputs=tokens, outputs=Pooling("mean")(encoder(tokens)), preprocessor=encoder.preprocessor)
+    token_model = SentenceEmbedder(inputs=tokens, outputs=Pooling("mean")(encoder(tokens)), preprocessor=encoder.preprocessor)
     monkeypatch.setattr(inference, "_BATCHES_PER_WINDOW", batches_per_window)  # several windows of texts
     got = encode(token_model, TEXTS, batch_size=batch_size)
     np.testing.assert_allclose(got, one_by_one(model, TEXTS), atol=1e-5)  # oracle: the strings model, text by text

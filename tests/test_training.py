@@ -56,7 +56,7 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     assert summary["best_epoch"] == int(best) and summary["best"] == epochs[best]
     assert summary["beat_untrained_encoder"] == (epochs[best]["hit@1"] > summary["untrained_encoder"]["hit@1"])
     assert np.isfinite(summary["final_loss"])
-    assert sorted(os.listdir(output_dir / "checkpoints")) == ["epoch01.keras", "epoch02.keras", "epochs.csv"]
+    assert sorted(os.listdir(output_dir / "checkpoints")) == ["epoch01.keras", "epoch02.keras", "epochs.csv", "epochs.json"]
 
     # The best epoch's checkpoint is the exported model: same embeddings from both.
     checkpoint = keras.saving.load_model(output_dir / "checkpoints" / f"epoch{int(best):02d}.keras")
@@ -131,5 +131,6 @@ def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tm
     assert not [line for line in output.splitlines() if CPP_LOG_LINE.match(line)] and "absl" not in output, output
     assert os.listdir(output_dir / "serving" / "wordnet") == ["1"]
     assert sorted(os.listdir(output_dir)) == ["checkpoints", "serving", "summary.json"]  # no backup left
+    assert sorted(json.loads((output_dir / "summary.json").read_text())["epochs"]) == ["1", "2"]  # the killed run's too
     # The other worker's backups are gone (the killed runs' too: a worker's next run removes them).
     assert not [name for name in os.listdir(environment["TMPDIR"]) if name.startswith("keras-siamese")]

@@ -24,14 +24,12 @@ import time
 import keras
 import numpy as np
 
-from keras_siamese import inference
 from keras_siamese.data import class_balanced_batches, encode_labels, train_test_split_by_label
 from keras_siamese.evaluation import classification_report, knn_classify, knn_scores, retrieval_metrics
-from keras_siamese.layers import L2Normalize, Pooling, Projection, TextEncoder, token_inputs
+from keras_siamese.layers import TextEncoder
 from keras_siamese.layers.pooling import POOLING_MODES
-from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.losses.distances import check_margin
-from keras_siamese.models import TripletSemiHard
+from keras_siamese.models import SentenceEmbedder, TripletSemiHard
 from keras_siamese.settings import check_fraction, check_integers, check_positive_number, setting
 
 VARIANTS = ("frozen", "trained", "siamese")
@@ -46,9 +44,8 @@ class ComparisonConfig:
     class-balanced batches of `classes_per_batch` x `samples_per_class`
     texts train the `trained` and `siamese` variants alike.
 
-    `jit_compile` is off by default: on CPU, XLA compiled MiniLM's train step
-    once per length bucket (tens of seconds each) and the compiled step was
-    not faster than the traced graph (benchmarks/README.md); try it on GPU.
+    `jit_compile` (XLA) compiles the train step once per length bucket; it is
+    off by default, as it did not pay on CPU (benchmarks/README.md).
     """
 
     output_dir: str = setting("runs/compare", "results.md/json, predictions, figures and projector files go here")
@@ -57,7 +54,7 @@ class ComparisonConfig:
     pooling: str = setting("pooled", "how token states become one vector per text", POOLING_MODES)
     hidden_units: tuple = setting((64,), "hidden Dense(relu) sizes of the projection")
     output_units: int = setting(64, "embedding size")
-    margin: float = setting(1.0, "triplet margin of the siamese variant")
+    margin: float = setting(1.0, "triplet margin of the siamese variant (the study's: tensorflow-addons' default)")
     classes_per_batch: int = setting(16, "classes in each training batch (P)")
     samples_per_class: int = setting(4, "texts of each class in a batch (K)")
     learning_rate: float = setting(1e-4, "Adam's learning rate of the encoder training")
@@ -98,8 +95,8 @@ class VariantRun:
     Attributes:
         name: `"frozen"`, `"trained"` or `"siamese"`.
         encoder: the variant's own copy of the encoder.
-        embedding_model: strings -> the variant's embeddings.
-        classifier: strings -> class probabilities.
+        embedding_model: a `SentenceEmbedder`: texts -> the variant's embeddings.
+        classifier: a `SentenceEmbedder`: texts -> class probabilities.
         train_embeddings, test_embeddings: float32 embeddings of the split.
         test_probabilities: the classifier's `[n_test, num_classes]` output.
         history: per-epoch curves (`loss`, `monitor_knn_accuracy`, `head_loss`).
@@ -180,8 +177,6 @@ def compare(encoder, texts, labels, config=None, class_names=None, test_texts=No
     runs = {}
     for number, name in enumerate(config.variants):
         variant_encoder = first_encoder if number == 0 else _fresh_encoder(encoder)
-        if config.pooling != "pooled" and hasattr(variant_encoder, "pooler_trainable"):
-            variant_encoder.pooler_trainable = False  # nothing reads it: no gradients to apply
         print(f"[compare] {name}: training")
         runs[name] = _VARIANT_BUILDERS[name](variant_encoder, data, monitor, config)
     metrics = {name: score_run(run, train_ids, test_ids, len(class_names), config.knn_k) for name, run in runs.items()}
@@ -284,8 +279,8 @@ def length_bucketing(preprocessor, lengths, config):
 
 
 def _batches(encoder, data, config):
-    """Class-balanced P x K batches of tokens, from one length bucket each when configured."""
-    texts = class_balanced_batches(
+    """Class-balanced P x K batches of texts, from one length bucket each when configured."""
+    return class_balanced_batches(
         data.train_texts,
         data.train_ids,
         config.classes_per_batch,
@@ -294,39 +289,33 @@ def _batches(encoder, data, config):
         batches_per_epoch=config.steps_per_epoch,
         **length_bucketing(encoder.preprocessor, data.train_lengths, config),
     )
-    return preprocess_batches(texts, encoder.preprocessor)
-
-
-def _embed(token_model, encoder, texts, config):
-    return inference.encode(token_model, texts, config.eval_batch_size, preprocessor=encoder.preprocessor)
 
 
 class _MonitorCallback(keras.callbacks.Callback):
     """Records the kNN accuracy of a fixed held-out sample after each epoch."""
 
-    def __init__(self, embedding_model, encoder, data, monitor, config):
+    def __init__(self, embedder, data, monitor, config):
         super().__init__()
-        self.embedding_model, self.encoder, self.data = embedding_model, encoder, data
-        self.monitor, self.config = monitor, config
+        self.embedder, self.data, self.monitor, self.config = embedder, data, monitor, config
         self.accuracy = []
         self.seconds = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         started = time.perf_counter()
-        self.accuracy.append(_monitor_accuracy(self.embedding_model, self.encoder, self.data, self.monitor, self.config))
+        self.accuracy.append(_monitor_accuracy(self.embedder, self.data, self.monitor, self.config))
         self.seconds += time.perf_counter() - started
 
 
-def _monitor_accuracy(token_model, encoder, data, monitor, config):
+def _monitor_accuracy(embedder, data, monitor, config):
     queries, corpus = monitor
     texts = [data.test_texts[i] for i in queries] + [data.train_texts[i] for i in corpus]
-    vectors = _embed(token_model, encoder, texts, config)
+    vectors = embedder.encode(texts, batch_size=config.eval_batch_size)
     k = min(config.knn_k, len(corpus))
     predicted = knn_classify(vectors[: len(queries)], vectors[len(queries):], data.train_ids[corpus], k=k)
     return float(np.mean(predicted == data.test_ids[queries]))
 
 
-def _fit_encoder(model, encoder, data, monitor, config, token_model, loss=None):
+def _fit_encoder(model, encoder, data, monitor, config, embedder, loss=None):
     """Trains `model` on the shared batches; returns (history dict, seconds, examples)."""
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -335,7 +324,7 @@ def _fit_encoder(model, encoder, data, monitor, config, token_model, loss=None):
     )
     callbacks = []
     if monitor is not None:
-        callbacks.append(_MonitorCallback(token_model, encoder, data, monitor, config))
+        callbacks.append(_MonitorCallback(embedder, data, monitor, config))
     started = time.perf_counter()
     history = model.fit(
         _batches(encoder, data, config), epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=2
@@ -374,34 +363,24 @@ def fit_classifier_head(train_features, train_labels, num_classes, config):
     return head, [float(value) for value in history.history["loss"]]
 
 
-def _strings_model(encoder, layers, name):
-    text = keras.Input(shape=(), dtype="string", name="text")
-    x = encoder(text)
-    for layer in layers:
-        x = layer(x)
-    return keras.Model(text, x, name=name)
-
-
-def _token_model(encoder, layers, name):
-    tokens = token_inputs()
-    x = encoder(tokens)
-    for layer in layers:
-        x = layer(x)
-    return keras.Model(tokens, x, name=name)
+def _with_head(embedder, head, name):
+    """A `SentenceEmbedder` of `embedder`'s layers followed by `head` (same weights)."""
+    return SentenceEmbedder(
+        inputs=embedder.input, outputs=head(embedder.outputs[0]), preprocessor=embedder.preprocessor, name=name
+    )
 
 
 def _run_frozen(encoder, data, monitor, config):
     encoder.trainable = False
-    pooling = Pooling(config.pooling, name="pooling")
-    token_model = _token_model(encoder, [pooling], "frozen_tokens")
-    train_embeddings = _embed(token_model, encoder, data.train_texts, config)
-    test_embeddings = _embed(token_model, encoder, data.test_texts, config)
+    embedder = SentenceEmbedder.from_encoder(encoder, config.pooling, normalize=False, name="frozen_embedding")
+    train_embeddings = embedder.encode(data.train_texts, batch_size=config.eval_batch_size)
+    test_embeddings = embedder.encode(data.test_texts, batch_size=config.eval_batch_size)
     head, head_loss = fit_classifier_head(train_embeddings, data.train_ids, data.num_classes, config)
     return VariantRun(
         name="frozen",
         encoder=encoder,
-        embedding_model=_strings_model(encoder, [pooling], "frozen_embedding"),
-        classifier=_strings_model(encoder, [pooling, head], "frozen_classifier"),
+        embedding_model=embedder,
+        classifier=_with_head(embedder, head, "frozen_classifier"),
         train_embeddings=train_embeddings,
         test_embeddings=test_embeddings,
         test_probabilities=np.asarray(head.predict(test_embeddings, batch_size=1024, verbose=0)),
@@ -412,21 +391,21 @@ def _run_frozen(encoder, data, monitor, config):
 
 
 def _run_trained(encoder, data, monitor, config):
-    pooling = Pooling(config.pooling, name="pooling")
-    projection = Projection(config.output_units, config.hidden_units, name="projection")
-    output = keras.layers.Dense(data.num_classes, activation="softmax", name="classifier_output")
-    token_embedding = _token_model(encoder, [pooling, projection], "trained_embedding_tokens")
-    token_classifier = _token_model(encoder, [pooling, projection, output], "trained_classifier_tokens")
-    curves, seconds, examples = _fit_encoder(
-        token_classifier, encoder, data, monitor, config, token_embedding, loss="sparse_categorical_crossentropy"
+    embedder = SentenceEmbedder.from_encoder(
+        encoder, config.pooling, config.output_units, config.hidden_units, normalize=False, name="trained_embedding"
     )
-    test_embeddings = _embed(token_embedding, encoder, data.test_texts, config)
+    output = keras.layers.Dense(data.num_classes, activation="softmax", name="classifier_output")
+    classifier = _with_head(embedder, output, "trained_classifier")
+    curves, seconds, examples = _fit_encoder(
+        classifier, encoder, data, monitor, config, embedder, loss="sparse_categorical_crossentropy"
+    )
+    test_embeddings = embedder.encode(data.test_texts, batch_size=config.eval_batch_size)
     return VariantRun(
         name="trained",
         encoder=encoder,
-        embedding_model=_strings_model(encoder, [pooling, projection], "trained_embedding"),
-        classifier=_strings_model(encoder, [pooling, projection, output], "trained_classifier"),
-        train_embeddings=_embed(token_embedding, encoder, data.train_texts, config),
+        embedding_model=embedder,
+        classifier=classifier,
+        train_embeddings=embedder.encode(data.train_texts, batch_size=config.eval_batch_size),
         test_embeddings=test_embeddings,
         test_probabilities=np.asarray(output(test_embeddings)),  # the classifier's last layer
         history=curves,
@@ -436,24 +415,19 @@ def _run_trained(encoder, data, monitor, config):
 
 
 def _run_siamese(encoder, data, monitor, config):
-    layers = [
-        Pooling(config.pooling, name="pooling"),
-        Projection(config.output_units, config.hidden_units, name="projection"),
-        L2Normalize(name="embedding"),
-    ]
-    token_embedding = _token_model(encoder, layers, "siamese_embedding_tokens")
-    model = TripletSemiHard.from_embedding_model(token_embedding, margin=config.margin)
-    curves, seconds, examples = _fit_encoder(model, encoder, data, monitor, config, token_embedding)
-    train_embeddings = _embed(token_embedding, encoder, data.train_texts, config)
-    test_embeddings = _embed(token_embedding, encoder, data.test_texts, config)
+    model = TripletSemiHard.from_encoder(
+        encoder, config.pooling, config.output_units, config.hidden_units, margin=config.margin,
+        name="siamese_embedding",
+    )
+    curves, seconds, examples = _fit_encoder(model, encoder, data, monitor, config, model)
+    train_embeddings = model.encode(data.train_texts, batch_size=config.eval_batch_size)
+    test_embeddings = model.encode(data.test_texts, batch_size=config.eval_batch_size)
     head, curves["head_loss"] = fit_classifier_head(train_embeddings, data.train_ids, data.num_classes, config)
     return VariantRun(
         name="siamese",
         encoder=encoder,
-        embedding_model=TripletSemiHard.from_embedding_model(
-            _strings_model(encoder, layers, "siamese_embedding"), margin=config.margin
-        ),
-        classifier=_strings_model(encoder, layers + [head], "siamese_classifier"),
+        embedding_model=model,
+        classifier=_with_head(model, head, "siamese_classifier"),
         train_embeddings=train_embeddings,
         test_embeddings=test_embeddings,
         test_probabilities=np.asarray(head.predict(test_embeddings, batch_size=1024, verbose=0)),

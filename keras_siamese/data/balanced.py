@@ -226,7 +226,7 @@ def class_balanced_batches(
     rules (class weights, rare classes, optional length buckets).
 
     With a `tf.distribute.InputContext` (from `strategy.distribute_datasets_from_function`
-    or `TextTask.distributed_batches`) every input pipeline draws the same global
+    or `SentenceEmbedder.distributed_batches`) every input pipeline draws the same global
     P x K batches and yields its replicas' contiguous slices of each,
     `P * K / num_replicas_in_sync` rows a replica: together the workers train on the
     global batch, which their losses mine whole.

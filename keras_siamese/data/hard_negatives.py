@@ -181,7 +181,7 @@ def mine_hard_negatives(
     never anchors. Nothing is written to disk.
 
     Args:
-        model: what `inference.encode` takes: a `TripletSemiHard` or any model mapping strings to embeddings.
+        model: what `inference.encode` takes: a `SentenceEmbedder` or any model mapping strings to embeddings.
         texts, labels: the corpus (labels as in `class_balanced_batches`).
         num_negatives: negatives per anchor, >= 1.
         rank_range: `(start, stop)` window of candidate ranks, `0 <= start`, `stop - start >= num_negatives`.

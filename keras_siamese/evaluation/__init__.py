@@ -1,5 +1,7 @@
-"""Retrieval, classification and pair-similarity (STS) quality of embeddings, and a Keras callback that tracks retrieval."""
+"""Retrieval, classification and pair-similarity (STS) quality of embeddings, and Keras callbacks that
+track retrieval and the best epoch."""
 
+from keras_siamese.evaluation.best_epoch import BestEpoch
 from keras_siamese.evaluation.callbacks import RetrievalEvaluation
 from keras_siamese.evaluation.classification import (
     classification_report,
@@ -15,6 +17,7 @@ from keras_siamese.evaluation.correlation import (
 from keras_siamese.evaluation.retrieval import retrieval_metrics
 
 __all__ = [
+    "BestEpoch",
     "RetrievalEvaluation",
     "classification_report",
     "knn_classify",

@@ -23,7 +23,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     its inputs (texts, features) to embeddings.
 
     `baseline` is what training must beat: the untrained encoder's own
-    embedding (`TripletSemiHard.from_encoder(encoder, pooling)` built before
+    embedding (`SentenceEmbedder.from_encoder(encoder, pooling)` built before
     `fit`: its pooling + L2, nothing trained added; not a model with a random
     head). It is measured once, when the callback is created (so before
     training changes the weights it shares with the trained model), kept in
@@ -43,7 +43,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         baseline: optional model (or `embed_fn`-style callable) to measure once, at creation.
 
     Example:
-    >>> untrained = TripletSemiHard.from_encoder(encoder)  # doctest: +SKIP
+    >>> untrained = SentenceEmbedder.from_encoder(encoder)  # doctest: +SKIP
     >>> evaluation = RetrievalEvaluation(val_texts, val_labels, baseline=untrained, verbose=1)  # doctest: +SKIP
     >>> checkpoint = keras.callbacks.ModelCheckpoint(
     ...     "best.keras", monitor="val_hit@1", mode="max", save_best_only=True)  # doctest: +SKIP

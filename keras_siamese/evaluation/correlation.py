@@ -42,7 +42,7 @@ def pair_similarity_correlation(model, texts_a, texts_b, scores, batch_size=64):
     it is what `CoSENTLoss` trains.
 
     Args:
-        model: what `keras_siamese.inference.encode` takes (e.g. a `TripletSemiHard`).
+        model: what `keras_siamese.inference.encode` takes (e.g. a `SentenceEmbedder`).
         texts_a, texts_b: the pairs' texts, as many as `scores`, at least 2.
         scores: a graded similarity per pair (any scale).
         batch_size: texts per encoding call.

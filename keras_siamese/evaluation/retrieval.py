@@ -76,19 +76,42 @@ def retrieval_metrics(
     >>> metrics["hit@1"], metrics["mrr"], metrics["map@r"]
     (0.0, 0.5, 0.25)
     """
+    queries, query_ids, corpus, corpus_ids = _checked_sides(
+        query_embeddings, query_labels, corpus_embeddings, corpus_labels, exclude_self
+    )
+    ks = _check_ks(ks)
+    if normalize:
+        queries, corpus = l2_normalize(queries), l2_normalize(corpus)
+    hits, reciprocal_rank_sum, average_precision_sum = _ranking_sums(
+        queries, query_ids, corpus, corpus_ids, ks, exclude_self, batch_size
+    )
+    count = len(queries)
+    metrics = {}
+    for k in ks:
+        metrics[f"hit@{k}"] = metrics[f"recall@{k}"] = hits[k] / count
+    metrics["mrr"] = reciprocal_rank_sum / count
+    metrics["map@r"] = average_precision_sum / count
+    return metrics
+
+
+def _checked_sides(query_embeddings, query_labels, corpus_embeddings, corpus_labels, exclude_self):
+    """(queries, query ids, corpus, corpus ids): float32 embeddings and label ids equal exactly
+    where the labels are; a `ValueError` saying what does not fit."""
     queries = check_embeddings(query_embeddings, "query_embeddings")
     corpus = check_embeddings(corpus_embeddings, "corpus_embeddings")
     check_same_dimension(queries, corpus)
-    ks = _check_ks(ks)
     query_ids, corpus_ids = _encode_jointly(query_labels, len(queries), corpus_labels, len(corpus))
     if exclude_self and len(queries) != len(corpus):
         raise ValueError(
             f"exclude_self needs the queries to be the corpus, but there are {len(queries)} "
             f"queries and {len(corpus)} corpus items."
         )
-    if normalize:
-        queries, corpus = l2_normalize(queries), l2_normalize(corpus)
+    return queries, query_ids, corpus, corpus_ids
 
+
+def _ranking_sums(queries, query_ids, corpus, corpus_ids, ks, exclude_self, batch_size):
+    """({k: queries with a relevant item in their top k}, sum of reciprocal ranks, sum of AP@R),
+    scoring `batch_size` queries at a time."""
     corpus_ids = tf.constant(corpus_ids)
     hits = {k: 0.0 for k in ks}
     reciprocal_rank_sum = average_precision_sum = 0.0
@@ -107,14 +130,7 @@ def retrieval_metrics(
             tf.reduce_sum(tf.where(found, 1.0 / tf.cast(first_rank, tf.float64), 0.0))
         )
         average_precision_sum += float(np.sum(_average_precision_at_r(scores, relevant, num_relevant)))
-
-    count = len(queries)
-    metrics = {}
-    for k in ks:
-        metrics[f"hit@{k}"] = metrics[f"recall@{k}"] = hits[k] / count
-    metrics["mrr"] = reciprocal_rank_sum / count
-    metrics["map@r"] = average_precision_sum / count
-    return metrics
+    return hits, reciprocal_rank_sum, average_precision_sum
 
 
 def _first_relevant_rank(scores, relevant):

@@ -15,20 +15,35 @@ from keras_siamese.export.requests import (
     rest_predict_body,
     rest_predict_url,
 )
-from keras_siamese.export.saved_model import export_saved_model, next_version
+from keras_siamese.export.saved_model import export_saved_model
+from keras_siamese.export.versions import next_version, write_version
 from keras_siamese.export.serving_check import (
-    ServingCheckError,
     ServingCheckReport,
     ServingLoad,
     ServingLoadReport,
-    build_serving_check,
     check_serving,
 )
-from keras_siamese.export.warmup import write_warmup_requests
+from keras_siamese.export.serving_check_build import build_serving_check
+from keras_siamese.export.serving_check_errors import (
+    ServingCheckBuildError,
+    ServingCheckConcurrencyError,
+    ServingCheckError,
+    ServingCheckLoadError,
+    ServingCheckRunError,
+    ServingCheckTimeoutError,
+    ServingCheckWarmupError,
+)
+from keras_siamese.export.warmup import read_warmup_records, write_warmup_requests
 
 __all__ = [
+    "ServingCheckBuildError",
+    "ServingCheckConcurrencyError",
     "ServingCheckError",
+    "ServingCheckLoadError",
     "ServingCheckReport",
+    "ServingCheckRunError",
+    "ServingCheckTimeoutError",
+    "ServingCheckWarmupError",
     "ServingLoad",
     "ServingLoadReport",
     "UnsupportedOpsError",
@@ -39,9 +54,11 @@ __all__ = [
     "export_saved_model",
     "grpc_predict_request",
     "next_version",
+    "write_version",
     "parse_grpc_response",
     "parse_rest_response",
     "read_metadata",
+    "read_warmup_records",
     "rest_predict_body",
     "rest_predict_url",
     "saved_model_ops",

@@ -18,9 +18,9 @@ METADATA_FILE = os.path.join("assets.extra", "keras_siamese.json")
 def describe_model(model):
     """Embedding size, pooling, normalisation and sequence length of a Keras embedding model.
 
-    Read through the Keras API: the output shape, and layers found by class
-    name (`Pooling`, `L2Normalize`) or attribute (an encoder's
-    `sequence_length`) anywhere in the model; None where there is no such layer.
+    Read from the model's output shape and its layers, anywhere in the model:
+    the last `Pooling`'s mode, whether an `L2Normalize` is there, and the first
+    `Encoder`'s sequence length; None where there is no such layer.
 
     Example:
     >>> import keras
@@ -29,13 +29,15 @@ def describe_model(model):
     >>> describe_model(keras.Model(inputs, L2Normalize()(keras.layers.Dense(4)(inputs))))
     {'embedding_size': 4, 'pooling': None, 'normalized': True, 'sequence_length': None}
     """
+    from keras_siamese.layers import Encoder, L2Normalize, Pooling
+
     layers = list(_all_layers(model))
-    poolings = [layer.get_config()["mode"] for layer in layers if type(layer).__name__ == "Pooling"]
-    lengths = [layer.sequence_length for layer in layers if hasattr(layer, "sequence_length")]
+    poolings = [layer.mode for layer in layers if isinstance(layer, Pooling)]
+    lengths = [layer.sequence_length for layer in layers if isinstance(layer, Encoder)]
     return {
         "embedding_size": int(model.outputs[0].shape[-1]),
         "pooling": poolings[-1] if poolings else None,
-        "normalized": any(type(layer).__name__ == "L2Normalize" for layer in layers),
+        "normalized": any(isinstance(layer, L2Normalize) for layer in layers),
         "sequence_length": int(lengths[0]) if lengths else None,
     }
 

@@ -1,19 +1,16 @@
 """SavedModel export in TensorFlow Serving's layout, written atomically."""
 
 import contextlib
+import functools
 import os
-import re
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
-from keras_siamese.atomic import PARTIAL_MARK, fsync_path, fsync_tree, remove_abandoned_partials
-from keras_siamese.checks import is_integer
 from keras_siamese.export.metadata import describe_model, write_metadata
 from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from keras_siamese.export.versions import check_version, write_version
 from keras_siamese.export.warmup import write_warmup_requests
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 from keras_siamese.precision import check_precision, computing_in
@@ -53,7 +50,7 @@ def export_saved_model(
 
     Args:
         model: a token-level Keras model with a `preprocessor`
-            (`TripletSemiHard.from_encoder`, a keras-hub `TextEmbedder`), or
+            (`SentenceEmbedder.from_encoder`, a keras-hub `TextEmbedder`), or
             a Keras model mapping a `[batch]` string tensor to embeddings.
         base_dir: the model's base path (TF Serving's `base_path`).
         version: integer version; by default one more than the largest
@@ -89,10 +86,7 @@ def export_saved_model(
     signatures = _check_signatures(signatures)
     if compute_dtype is not None:
         check_precision(compute_dtype, "compute_dtype")
-    description = describe_model(model)
-    if truncate_dim is not None:
-        check_truncate_dim(truncate_dim, description["embedding_size"])
-        description = {**description, "embedding_size": truncate_dim, "truncated_from": description["embedding_size"]}
+    metadata = _export_metadata(model, signatures, truncate_dim, compute_dtype)
     if version is not None:
         check_version(version)
     if warmup_texts is not None and "text" not in signatures:
@@ -100,47 +94,30 @@ def export_saved_model(
     # The signatures are traced here, in the dtype they serve in.
     with contextlib.nullcontext() if compute_dtype is None else computing_in(model, compute_dtype):
         archive = _export_archive(model, signatures, truncate_dim)
-    metadata = {**description, "signatures": _signature_names(signatures),
-                "compute_dtype": compute_dtype or model.compute_dtype}
-
-    def write(directory):
-        archive.write_out(directory, verbose=False)
-        check_serving_ops(directory)
-        write_metadata(directory, metadata)
-        if warmup_texts is not None:
-            write_warmup_requests(directory, warmup_texts, warmup_batch_sizes)
-
-    return _write_version(os.fspath(base_dir), version, write)
+    write = functools.partial(_write_saved_model, archive=archive, metadata=metadata,
+                              warmup_texts=warmup_texts, warmup_batch_sizes=warmup_batch_sizes)
+    return write_version(os.fspath(base_dir), version, write)
 
 
-def _write_version(base_dir, version, write):
-    """Runs `write(directory)` on a hidden partial directory in `base_dir`, then renames it to
-    `base_dir/<version>` (the next version when None); a failure leaves no version behind."""
-    os.makedirs(base_dir, exist_ok=True)
-    remove_abandoned_partials(base_dir)
-    version = next_version(base_dir) if version is None else version
-    final_dir = os.path.join(base_dir, str(version))
-    if os.path.exists(final_dir):
-        raise FileExistsError(
-            f"Version {version} already exists at {final_dir}; versions are never "
-            "overwritten. Pass another version or leave it as None for the next one."
-        )
-    partial_dir = tempfile.mkdtemp(prefix=f"{PARTIAL_MARK}{os.getpid()}-{version}-", dir=base_dir)
-    try:
-        write(partial_dir)
-        fsync_tree(partial_dir)
-        os.rename(partial_dir, final_dir)
-        fsync_path(base_dir)
-    except BaseException:
-        shutil.rmtree(partial_dir, ignore_errors=True)
-        raise
-    return final_dir
+def _export_metadata(model, signatures, truncate_dim, compute_dtype):
+    """What `assets.extra/keras_siamese.json` says: `describe_model`'s description, with the
+    embedding size served, the signatures and the dtype the graph computes in."""
+    description = describe_model(model)
+    if truncate_dim is not None:
+        check_truncate_dim(truncate_dim, description["embedding_size"])
+        description = {**description, "embedding_size": truncate_dim, "truncated_from": description["embedding_size"]}
+    return {**description, "signatures": _signature_names(signatures),
+            "compute_dtype": compute_dtype or model.compute_dtype}
 
 
-def next_version(base_dir):
-    """One more than the largest integer version directory in `base_dir` (1 if none)."""
-    versions = [int(name) for name in _listdir(base_dir) if re.fullmatch(r"\d+", name)]
-    return max(versions, default=0) + 1
+def _write_saved_model(directory, *, archive, metadata, warmup_texts, warmup_batch_sizes):
+    """Writes the SavedModel, refuses ops TF Serving does not link, then adds the metadata and
+    the warmup records (given `warmup_texts`) to `directory`."""
+    archive.write_out(directory, verbose=False)
+    check_serving_ops(directory)
+    write_metadata(directory, metadata)
+    if warmup_texts is not None:
+        write_warmup_requests(directory, warmup_texts, warmup_batch_sizes)
 
 
 def _export_archive(model, signatures, truncate_dim):
@@ -185,7 +162,7 @@ def _token_input_names(model, preprocessor):
     if preprocessor is None or not isinstance(inputs, dict):
         raise ValueError(
             "The token signature needs a token-level model with a preprocessor, such as "
-            "TripletSemiHard.from_encoder(...) or a keras-hub TextEmbedder; "
+            "SentenceEmbedder.from_encoder(...) or a keras-hub TextEmbedder; "
             f"{getattr(model, 'name', model)!r} takes strings."
         )
     return sorted(inputs)
@@ -199,7 +176,7 @@ def _check_takes_texts(model):
         raise ValueError(
             f"The text signature feeds a [batch] string tensor, but {getattr(model, 'name', model)!r} "
             f"takes {described} and has no preprocessor to make its inputs from texts; export a model "
-            "that takes strings, or a token model with a preprocessor (TripletSemiHard.from_encoder)."
+            "that takes strings, or a token model with a preprocessor (SentenceEmbedder.from_encoder)."
         )
 
 
@@ -218,14 +195,3 @@ def _check_signatures(signatures):
     if not signatures or not set(signatures) <= set(SIGNATURE_KINDS) or len(set(signatures)) != len(signatures):
         raise ValueError(f"signatures must name one or both of {SIGNATURE_KINDS}, got {signatures!r}.")
     return signatures
-
-
-def check_version(version, name="version"):
-    """Raises `ValueError` unless `version` is an integer TF Serving can serve (0 to 2**63 - 1)."""
-    if not is_integer(version) or not 0 <= version < 2**63:
-        raise ValueError(f"{name} must be a non-negative integer that fits TF Serving's int64, got {version!r}.")
-    return version
-
-
-def _listdir(path):
-    return os.listdir(path) if os.path.isdir(path) else []

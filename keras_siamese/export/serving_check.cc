@@ -1,18 +1,23 @@
 // serving_check: loads a SavedModel version directory the way TensorFlow
 // Serving does and runs its string signature on texts read from a file.
 //
-// Built and driven by keras_siamese/export/serving_check.py; see that module
-// for the protocol. Steps, in TF Serving's order:
+// Built by keras_siamese/export/serving_check_build.py and driven by
+// keras_siamese/export/serving_check.py; see that module for the protocol.
+// Steps, in TF Serving's order:
 //   1. register op libraries (TF Text's, which TF Serving >= 2.20 links);
 //   2. tensorflow::LoadSavedModel(..., {"serve"}, &bundle);
-//   3. replay assets.extra/tf_serving_warmup_requests (TFRecord of
-//      tensorflow.serving.PredictionLog, predict_log records, at most 1000);
+//   3. replay the predict requests of assets.extra/tf_serving_warmup_requests,
+//      which serving_check.py decodes (`--warmup-requests`; `--warmup-error`
+//      when it could not: this step fails with that reason);
 //   4. run the signature on the texts, `--batch-size` texts per request;
-//   5. with `--load-plan`, the load stage: each planned request once alone
+//   5. with `--load-plan`, the concurrency stage: each planned request once alone
 //      (the reference), then `--load-threads` threads that each send every
 //      planned request, all at once through the one session, as concurrent
 //      clients do; each answer is compared with its reference.
 // Texts file: records of a little-endian uint32 byte length, then the bytes.
+// Warmup requests file: per request, strings framed as in the texts file: the
+// signature name; a uint32 input count, then each input's name and serialized
+// TensorProto; a uint32 output_filter count, then each output name.
 // Load plan: records of a uint32 count, then that many uint32 text indices.
 // Embeddings file: the chosen float output of every request, concatenated
 // along the batch axis, float32 in native byte order, row-major.
@@ -40,17 +45,12 @@
 #include "tensorflow/core/framework/tensor_shape.pb.h"
 #include "tensorflow/core/framework/step_stats.pb.h"
 #include "tensorflow/core/framework/types.h"
-#include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/platform/env.h"
-#include "tensorflow/core/platform/errors.h"
-#include "tensorflow/core/platform/path.h"
 #include "tensorflow/core/public/session.h"
 
 namespace {
 
 constexpr char kServeTag[] = "serve";  // TF Serving's default tag set.
-constexpr char kWarmupPath[] = "assets.extra/tf_serving_warmup_requests";
-constexpr int kMaxWarmupRecords = 1000;  // TF Serving's limit.
 
 // A failure at one stage of the check; reported as JSON, exit status 1.
 struct CheckError {
@@ -118,122 +118,12 @@ std::string TensorMapJson(
   return out + "}";
 }
 
-// --- A minimal protobuf wire-format reader for the few serving messages that
-// warmup records use (tensorflow_serving's protos are not in the TF wheel).
-class WireReader {
- public:
-  explicit WireReader(std::string_view data) : data_(data) {}
-
-  // Reads the next field; returns false at the end. Length-delimited fields
-  // fill `bytes`; scalar fields are skipped.
-  bool Next(int* field, std::string_view* bytes) {
-    if (pos_ >= data_.size()) return false;
-    uint64_t key = Varint();
-    *field = static_cast<int>(key >> 3);
-    *bytes = {};
-    switch (key & 7) {
-      case 0: Varint(); break;
-      case 1: Skip(8); break;
-      case 5: Skip(4); break;
-      case 2: {
-        uint64_t size = Varint();
-        if (size > data_.size() - pos_) throw Malformed();
-        *bytes = data_.substr(pos_, size);
-        pos_ += size;
-        break;
-      }
-      default: throw Malformed();
-    }
-    return true;
-  }
-
- private:
-  CheckError Malformed() const {
-    return {"warmup", "malformed PredictionLog record in " + std::string(kWarmupPath)};
-  }
-  uint64_t Varint() {
-    uint64_t value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= data_.size()) throw Malformed();
-      unsigned char byte = data_[pos_++];
-      value |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) return value;
-    }
-    throw Malformed();
-  }
-  void Skip(size_t n) {
-    if (n > data_.size() - pos_) throw Malformed();
-    pos_ += n;
-  }
-  std::string_view data_;
-  size_t pos_ = 0;
-};
-
 // The parts of tensorflow.serving.PredictRequest that Predict uses.
 struct PredictRequest {
   std::string signature_name;
   std::vector<std::pair<std::string, tensorflow::Tensor>> inputs;
   std::vector<std::string> output_filter;
 };
-
-PredictRequest ParsePredictionLog(std::string_view record, int index) {
-  const std::string where = "warmup record " + std::to_string(index);
-  // PredictionLog: 2 classify_log, 3 regress_log, 4 multi_inference_log,
-  // 5 session_run_log, 6 predict_log.
-  std::string_view predict_log;
-  bool found = false;
-  WireReader log(record);
-  int field;
-  std::string_view bytes;
-  while (log.Next(&field, &bytes)) {
-    if (field == 6) {
-      predict_log = bytes;
-      found = true;
-    } else if (field >= 2 && field <= 5) {
-      throw CheckError{"warmup", where + " is not a predict_log; this check replays "
-                                 "predict_log records only"};
-    }
-  }
-  if (!found) throw CheckError{"warmup", where + " holds no predict_log"};
-  std::string_view request_bytes;  // PredictLog: 1 request, 2 response.
-  WireReader predict(predict_log);
-  while (predict.Next(&field, &bytes)) {
-    if (field == 1) request_bytes = bytes;
-  }
-  PredictRequest request;  // PredictRequest: 1 model_spec, 2 inputs, 3 output_filter.
-  WireReader fields(request_bytes);
-  while (fields.Next(&field, &bytes)) {
-    if (field == 1) {
-      WireReader spec(bytes);  // ModelSpec: 3 signature_name.
-      std::string_view spec_bytes;
-      int spec_field;
-      while (spec.Next(&spec_field, &spec_bytes)) {
-        if (spec_field == 3) request.signature_name = std::string(spec_bytes);
-      }
-    } else if (field == 2) {
-      WireReader entry(bytes);  // map entry: 1 key, 2 TensorProto.
-      std::string key;
-      tensorflow::TensorProto proto;
-      std::string_view entry_bytes;
-      int entry_field;
-      while (entry.Next(&entry_field, &entry_bytes)) {
-        if (entry_field == 1) key = std::string(entry_bytes);
-        if (entry_field == 2 && !proto.ParseFromString(std::string(entry_bytes))) {
-          throw CheckError{"warmup", where + ": input " + key + " is not a TensorProto"};
-        }
-      }
-      tensorflow::Tensor tensor;
-      if (!tensor.FromProto(proto)) {
-        throw CheckError{"warmup", where + ": input " + key + " is not a valid tensor"};
-      }
-      request.inputs.emplace_back(key, tensor);
-    } else if (field == 3) {
-      request.output_filter.emplace_back(bytes);
-    }
-  }
-  if (request.signature_name.empty()) request.signature_name = "serving_default";
-  return request;
-}
 
 // Counts the op types the session executed (after grappler and the oneDNN rewrite), by kernel
 // launch: each node's timeline label reads "name = OpType(inputs)".
@@ -314,18 +204,56 @@ bool ReadUint32(std::istream& file, uint32_t* value) {
   return true;
 }
 
+// Reads a uint32 byte length, then that many bytes; false at the end of `file`.
+bool ReadString(std::istream& file, std::string* text) {
+  uint32_t size;
+  if (!ReadUint32(file, &size)) return false;
+  text->assign(size, '\0');
+  return !size || static_cast<bool>(file.read(text->data(), size));
+}
+
 std::vector<std::string> ReadTexts(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw CheckError{"input", "cannot open texts file " + path};
   std::vector<std::string> texts;
-  uint32_t size;
-  while (ReadUint32(file, &size)) {
-    std::string text(size, '\0');
-    if (size && !file.read(text.data(), size)) break;
-    texts.push_back(std::move(text));
-  }
+  std::string text;
+  while (ReadString(file, &text)) texts.push_back(std::move(text));
   if (file.gcount() != 0) throw CheckError{"input", "texts file " + path + " is truncated"};
   return texts;
+}
+
+// The warmup requests file; each input TensorProto becomes a Tensor, as TF Serving's
+// Predict makes it.
+std::vector<PredictRequest> ReadWarmupRequests(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw CheckError{"input", "cannot open warmup requests " + path};
+  const CheckError truncated{"input", "warmup requests " + path + " is truncated"};
+  std::vector<PredictRequest> requests;
+  PredictRequest request;
+  uint32_t count;
+  while (ReadString(file, &request.signature_name)) {
+    if (!ReadUint32(file, &count)) throw truncated;
+    for (uint32_t i = 0; i < count; ++i) {
+      std::string name, bytes;
+      if (!ReadString(file, &name) || !ReadString(file, &bytes)) throw truncated;
+      tensorflow::TensorProto proto;
+      tensorflow::Tensor tensor;
+      if (!proto.ParseFromString(bytes) || !tensor.FromProto(proto)) {
+        throw CheckError{"warmup", "warmup record " + std::to_string(requests.size() + 1) +
+                                       ": input " + name + " is not a valid tensor"};
+      }
+      request.inputs.emplace_back(name, tensor);
+    }
+    if (!ReadUint32(file, &count)) throw truncated;
+    request.output_filter.resize(count);
+    for (auto& name : request.output_filter) {
+      if (!ReadString(file, &name)) throw truncated;
+    }
+    requests.push_back(std::move(request));
+    request = PredictRequest();
+  }
+  if (file.gcount() != 0) throw truncated;
+  return requests;
 }
 
 std::vector<std::vector<uint32_t>> ReadLoadPlan(const std::string& path, size_t text_count) {
@@ -361,7 +289,7 @@ struct LoadResult {
   int64_t non_finite = 0;  // NaN or infinite values answered under load
 };
 
-// The load stage (step 5). Every answer must have its reference's shape.
+// The concurrency stage (step 5). Every answer must have its reference's shape.
 LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string& signature,
                    const std::string& input, const std::string& output,
                    const std::vector<std::string>& texts,
@@ -370,7 +298,7 @@ LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string
   std::vector<tensorflow::Tensor> references;
   for (const auto& indices : plan) {
     requests.push_back({signature, {{input, TextBatch(texts, indices)}}, {output}});
-    references.push_back(Predict(bundle, requests.back(), "load")[0]);
+    references.push_back(Predict(bundle, requests.back(), "concurrency")[0]);
   }
   std::vector<LoadResult> results(threads);
   std::vector<std::string> errors(threads);
@@ -382,10 +310,10 @@ LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string
       try {
         for (size_t n = 0; n < requests.size(); ++n) {
           size_t r = (n + t * requests.size() / threads) % requests.size();  // staggered starts
-          tensorflow::Tensor answer = Predict(bundle, requests[r], "load")[0];
+          tensorflow::Tensor answer = Predict(bundle, requests[r], "concurrency")[0];
           const tensorflow::Tensor& reference = references[r];
           if (answer.shape() != reference.shape() || answer.dims() != 2) {
-            throw CheckError{"load", "request " + std::to_string(r) + " answered shape " +
+            throw CheckError{"concurrency", "request " + std::to_string(r) + " answered shape " +
                                          answer.shape().DebugString() + " under load, " +
                                          reference.shape().DebugString() + " alone"};
           }
@@ -415,7 +343,9 @@ LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string
   }
   for (auto& client : clients) client.join();
   for (int t = 0; t < threads; ++t) {
-    if (!errors[t].empty()) throw CheckError{"load", "client " + std::to_string(t) + ": " + errors[t]};
+    if (!errors[t].empty()) {
+      throw CheckError{"concurrency", "client " + std::to_string(t) + ": " + errors[t]};
+    }
   }
   LoadResult total;
   total.seconds = Seconds(start);
@@ -429,13 +359,12 @@ LoadResult RunLoad(const tensorflow::SavedModelBundle& bundle, const std::string
 }
 
 struct Options {
-  std::string model_dir, texts_path, embeddings_path, load_plan_path;
+  std::string model_dir, texts_path, embeddings_path, warmup_path, warmup_error, load_plan_path;
   std::string signature_name = "serving_default";
   std::string output_name;  // empty: the signature's only output
   std::vector<std::string> op_libraries;
   int batch_size = 1;
   int load_threads = 8;
-  bool warmup = true;
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -454,7 +383,8 @@ Options ParseOptions(int argc, char** argv) {
     else if (flag == "--batch-size") options.batch_size = std::stoi(value());
     else if (flag == "--load-plan") options.load_plan_path = value();
     else if (flag == "--load-threads") options.load_threads = std::stoi(value());
-    else if (flag == "--no-warmup") options.warmup = false;
+    else if (flag == "--warmup-requests") options.warmup_path = value();
+    else if (flag == "--warmup-error") options.warmup_error = value();
     else if (!flag.empty() && flag[0] != '-' && options.model_dir.empty()) options.model_dir = flag;
     else throw std::invalid_argument("unknown argument " + flag);
   }
@@ -463,7 +393,7 @@ Options ParseOptions(int argc, char** argv) {
     throw std::invalid_argument(
         "usage: serving_check MODEL_DIR --texts FILE --embeddings FILE "
         "[--op-library SO]... [--signature NAME] [--output NAME] [--batch-size N] "
-        "[--load-plan FILE] [--load-threads N] [--no-warmup]");
+        "[--warmup-requests FILE | --warmup-error TEXT] [--load-plan FILE] [--load-threads N]");
   }
   return options;
 }
@@ -503,23 +433,12 @@ std::string Check(const Options& options) {
 
   int warmup_records = 0;
   double warmup_seconds = 0;
-  const std::string warmup_file = tensorflow::io::JoinPath(options.model_dir, kWarmupPath);
-  bool has_warmup = options.warmup && env->FileExists(warmup_file).ok();
-  if (has_warmup) {
+  if (!options.warmup_error.empty()) throw CheckError{"warmup", options.warmup_error};
+  if (!options.warmup_path.empty()) {
     start = std::chrono::steady_clock::now();
-    std::unique_ptr<tensorflow::RandomAccessFile> file;
-    status = env->NewRandomAccessFile(warmup_file, &file);
-    if (!status.ok()) throw CheckError{"warmup", std::string(status.message())};
-    tensorflow::io::SequentialRecordReader reader(file.get());
-    tensorflow::tstring record;
-    while ((status = reader.ReadRecord(&record)).ok()) {
-      if (++warmup_records > kMaxWarmupRecords) {
-        throw CheckError{"warmup", "more than 1000 warmup records; TF Serving refuses the model"};
-      }
-      Predict(bundle, ParsePredictionLog(record, warmup_records), "warmup");
-    }
-    if (!tensorflow::errors::IsOutOfRange(status)) {
-      throw CheckError{"warmup", warmup_file + ": " + std::string(status.message())};
+    for (const auto& request : ReadWarmupRequests(options.warmup_path)) {
+      ++warmup_records;
+      Predict(bundle, request, "warmup");
     }
     warmup_seconds = Seconds(start);
   }
@@ -604,7 +523,6 @@ std::string Check(const Options& options) {
          ", \"op_libraries\": " + JsonList(options.op_libraries, [](const std::string& s) { return Json(s); }) +
          ", \"load_seconds\": " + Json(load_seconds) +
          ", \"signatures\": " + signatures_json +
-         ", \"warmup_file\": " + (has_warmup ? Json(warmup_file) : "null") +
          ", \"warmup_records\": " + std::to_string(warmup_records) +
          ", \"warmup_seconds\": " + Json(warmup_seconds) +
          ", \"signature\": " + Json(options.signature_name) +

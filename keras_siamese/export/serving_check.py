@@ -3,34 +3,42 @@
 TF Serving is C++: it registers TF Text's ops, loads a version directory with
 `tensorflow::LoadSavedModel` (tag "serve"), replays
 `assets.extra/tf_serving_warmup_requests` and runs the requested SignatureDef.
-`check_serving` does the same with a small C++ program (`serving_check.cc`),
-compiled once against the `libtensorflow_cc` and headers shipped in the
-tensorflow wheel and cached per TensorFlow version and source hash, then runs
-the signature on a batch of strings and reports what it saw. With a
+`check_serving` does the same with a small C++ program (`serving_check.cc`,
+compiled once by `keras_siamese.export.serving_check_build`), then runs the
+signature on a batch of strings and reports what it saw. With a
 `ServingLoad`, it then sends the same mixed requests from several threads at
 once through the one loaded model and compares every answer with the answer
-the request got alone.
+the request got alone. A failure raises the `ServingCheckError` subclass of
+its stage (`keras_siamese.export.serving_check_errors`). The command line is
+`keras-siamese check-serving PATH`.
+
+Example:
+>>> from keras_siamese.export import check_serving
+>>> print(check_serving("serving/wordnet/1").summary())  # doctest: +SKIP
+serving check passed: serving/wordnet/1 ...
 """
 
-import argparse
 import dataclasses
-import hashlib
-import importlib.resources
 import json
 import os
-import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-from keras_siamese.artifacts import reading
 from keras_siamese.checks import check_integer, is_number
-from keras_siamese.export.requests import as_bytes
+from keras_siamese.export.requests import SIGNATURE_NAME, as_bytes
+from keras_siamese.export.serving_check_build import build_serving_check
+from keras_siamese.export.serving_check_errors import (
+    ERRORS_BY_STAGE,
+    ServingCheckConcurrencyError,
+    ServingCheckError,
+    ServingCheckTimeoutError,
+)
+from keras_siamese.export.warmup import MAX_WARMUP_RECORDS, read_warmup_records
 
-SOURCE_NAME = "serving_check.cc"
+EMBEDDINGS_FILE = "embeddings.f32"  # what the checker answered: float32 rows, native byte order
 # The oneDNN kernels of the fused graph (keras_siamese.layers.fusion) as TensorFlow names them.
 FUSED_KERNELS = ("_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklLayerNorm")
 
@@ -45,25 +53,16 @@ DEFAULT_TEXTS = (
 )
 
 
-class ServingCheckError(RuntimeError):
-    """The SavedModel failed the serving check (or the checker could not be built)."""
-
-    def __init__(self, message, stage=None, log=""):
-        self.stage = stage
-        self.log = log
-        super().__init__(message)
-
-
 @dataclasses.dataclass(frozen=True)
 class ServingLoad:
-    """The load stage of `check_serving`: concurrent clients against one loaded version.
+    """The concurrency stage of `check_serving`: concurrent clients against one loaded version.
 
     `requests` requests of random batch sizes from 1 to `max_batch_size` texts,
     drawn (seeded by `seed`) from the texts given to `check_serving`, are first
     answered one at a time; then `threads` threads each send all of them, at
     once, through the same session, as TF Serving's concurrent clients do.
     Every answer under load must be within `tolerance` of its one-at-a-time
-    answer and finite.
+    answer and finite, else `check_serving` raises `ServingCheckConcurrencyError`.
 
     Example:
     >>> check_serving("serving/wordnet/1", texts, load=ServingLoad(threads=8))  # doctest: +SKIP
@@ -90,7 +89,7 @@ class ServingLoad:
 
 @dataclasses.dataclass
 class ServingLoadReport:
-    """What the load stage saw: time under load, the largest difference, the norms."""
+    """What the concurrency stage saw: time under load, the largest difference, the norms."""
 
     threads: int
     requests_per_thread: int
@@ -203,8 +202,12 @@ def check_serving(
         A `ServingCheckReport`.
 
     Raises:
-        ServingCheckError: loading, warmup, the request or the load failed in C++,
-            or an answer under load differed from the same request alone.
+        ServingCheckBuildError: no C++ compiler, or the checker did not compile.
+        ServingCheckLoadError, ServingCheckWarmupError, ServingCheckRunError:
+            loading, the warmup replay or the requests failed in C++.
+        ServingCheckConcurrencyError: a request under `load` failed, or its
+            answer differed from the same request alone.
+        ServingCheckTimeoutError: `timeout` ran out.
         UnsupportedOpsError: the graph uses ops TF Serving does not link.
 
     Example:
@@ -212,8 +215,25 @@ def check_serving(
     >>> report.embeddings.shape  # doctest: +SKIP
     (2, 64)
     """
-    from keras_siamese.export.ops import check_serving_ops, tf_text_op_libraries
+    from keras_siamese.export.ops import check_serving_ops
 
+    saved_model_dir, encoded, batch_size = _check_arguments(saved_model_dir, texts, batch_size, load)
+    if check_ops:
+        check_serving_ops(saved_model_dir)
+    binary = build_serving_check(cache_dir)
+    with tempfile.TemporaryDirectory(prefix="keras_siamese_serving_check-") as work:
+        command = [binary, saved_model_dir, "--signature", signature_name, "--batch-size", str(batch_size),
+                   *_input_arguments(work, encoded, load), *_op_library_arguments()]
+        command += ["--output", output_name] if output_name else []
+        command += _warmup_arguments(work, saved_model_dir) if warmup else []
+        report = _run_checker(command, saved_model_dir, timeout)
+        embeddings = np.fromfile(os.path.join(work, EMBEDDINGS_FILE), dtype=np.float32)
+    return _checked_report(report, embeddings.reshape(report["rows"], report["columns"]), load)
+
+
+def _check_arguments(saved_model_dir, texts, batch_size, load):
+    """Raises `ValueError` for arguments `check_serving` cannot run; returns the absolute
+    version directory, the texts as bytes and the batch size."""
     saved_model_dir = os.path.abspath(os.fspath(saved_model_dir))
     if not os.path.isfile(os.path.join(saved_model_dir, "saved_model.pb")):
         raise ValueError(f"{saved_model_dir} is not a SavedModel directory (no saved_model.pb).")
@@ -225,172 +245,83 @@ def check_serving(
     batch_size = len(encoded) if batch_size is None else check_integer(batch_size, "batch_size")
     if load is not None and not isinstance(load, ServingLoad):
         raise ValueError(f"load must be a ServingLoad or None, got {load!r}.")
-    if check_ops:
-        check_serving_ops(saved_model_dir)
-    binary = build_serving_check(cache_dir)
-    libraries = tf_text_op_libraries()
-    with tempfile.TemporaryDirectory(prefix="keras_siamese_serving_check-") as work:
-        texts_path = os.path.join(work, "texts.bin")
-        embeddings_path = os.path.join(work, "embeddings.f32")
-        with open(texts_path, "wb") as file:
-            for text in encoded:
-                file.write(struct.pack("<I", len(text)) + text)
-        command = [binary, saved_model_dir, "--texts", texts_path, "--embeddings", embeddings_path,
-                   "--signature", signature_name, "--batch-size", str(batch_size)]
-        command += [argument for library in libraries for argument in ("--op-library", library)]
-        command += ["--output", output_name] if output_name else []
-        command += [] if warmup else ["--no-warmup"]
-        if load:
-            plan_path = os.path.join(work, "load_plan.bin")
-            with open(plan_path, "wb") as file:
-                for indices in load.plan(len(encoded)):
-                    file.write(struct.pack(f"<I{len(indices)}I", len(indices), *indices))
-            command += ["--load-plan", plan_path, "--load-threads", str(load.threads)]
-        environment = dict(os.environ)
-        environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                    env=environment)
-        except subprocess.TimeoutExpired as error:
-            raise ServingCheckError(
-                f"serving check of {saved_model_dir} did not finish in {timeout} s", "timeout"
-            ) from error
-        report = _parse_report(result, saved_model_dir)
-        embeddings = np.fromfile(embeddings_path, dtype=np.float32)
-    load_report = ServingLoadReport(**report["load"]) if load else None
-    if load_report and (load_report.non_finite_values or load_report.max_difference > load.tolerance):
-        raise ServingCheckError(
-            f"serving check of {saved_model_dir} failed under load: {load_report.non_finite_values} "
-            f"non-finite values, answers up to {load_report.max_difference:.3g} away from the same "
-            f"request alone (tolerance {load.tolerance:g})", "load",
-        )
-    fields = {field.name for field in dataclasses.fields(ServingCheckReport)} - {"embeddings", "load"}
-    return ServingCheckReport(
-        **{name: report[name] for name in fields},
-        embeddings=embeddings.reshape(report["rows"], report["columns"]), load=load_report,
-    )
+    return saved_model_dir, encoded, batch_size
 
 
-def build_serving_check(cache_dir=None):
-    """Compiles the C++ checker once and returns its path (cached, built atomically).
+def _input_arguments(work, encoded, load):
+    """Writes the checker's input files into `work`; returns the arguments that name them.
 
-    The binary is cached under `cache_dir` (default: `$KERAS_SIAMESE_CACHE`,
-    else `$XDG_CACHE_HOME/keras_siamese`, else `~/.cache/keras_siamese`), named
-    by the TensorFlow version and a hash of the source and build flags. Needs a
-    C++17 compiler (`$CXX`, else `g++`); takes about a minute once.
-
-    Example:
-    >>> os.access(build_serving_check(), os.X_OK)  # doctest: +SKIP
-    True
+    Texts: records of a little-endian uint32 byte length, then the bytes. Load
+    plan: records of a uint32 count, then that many uint32 indices of texts.
     """
-    import tensorflow as tf
-
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not compiler:
-        raise ServingCheckError(
-            "The serving check compiles a small C++ program and needs a C++17 compiler: "
-            "install g++ (Debian/Ubuntu: apt-get install g++) or set $CXX.", "build"
-        )
-    source = importlib.resources.files("keras_siamese.export").joinpath(SOURCE_NAME).read_bytes()
-    library_dir = tf.sysconfig.get_lib()
-    flags = [
-        "-std=c++17", "-O1", "-w", "-D_GLIBCXX_USE_CXX11_ABI=1", "-DEIGEN_MAX_ALIGN_BYTES=64",
-        f"-I{tf.sysconfig.get_include()}",
-    ]
-    # --no-as-needed keeps libtensorflow_cc, whose static registrars provide the
-    # session factory, although no symbol of it is referenced directly.
-    link = [f"-L{library_dir}", "-Wl,--no-as-needed", "-l:libtensorflow_cc.so.2",
-            "-l:libtensorflow_framework.so.2", f"-Wl,-rpath,{library_dir}"]
-    key = hashlib.sha256(
-        b"\0".join([source, tf.__version__.encode(), " ".join(flags + link).encode()])
-    ).hexdigest()[:16]
-    cache_dir = os.fspath(cache_dir or _default_cache_dir())
-    binary = os.path.join(cache_dir, f"serving_check-tf{tf.__version__}-{key}")
-    if os.access(binary, os.X_OK):
-        return binary
-    os.makedirs(cache_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".serving_check-build-", dir=cache_dir) as build:
-        source_path = os.path.join(build, SOURCE_NAME)
-        with open(source_path, "wb") as file:
-            file.write(source)
-        output = os.path.join(build, "serving_check")
-        try:
-            result = subprocess.run([compiler, *flags, source_path, "-o", output, *link],
-                                    capture_output=True, text=True)
-        except OSError as error:
-            raise ServingCheckError(f"Running the compiler {compiler} failed: {error}", "build") from error
-        if result.returncode != 0:
-            raise ServingCheckError(
-                f"Compiling the serving check with {compiler} failed:\n{result.stderr[-4000:]}",
-                "build", result.stderr,
-            )
-        os.replace(output, binary)  # concurrent builds each install a complete binary
-    return binary
+    texts_path = os.path.join(work, "texts.bin")
+    with open(texts_path, "wb") as file:
+        file.write(b"".join(_framed(text) for text in encoded))
+    arguments = ["--texts", texts_path, "--embeddings", os.path.join(work, EMBEDDINGS_FILE)]
+    if load:
+        plan_path = os.path.join(work, "load_plan.bin")
+        with open(plan_path, "wb") as file:
+            for indices in load.plan(len(encoded)):
+                file.write(struct.pack(f"<I{len(indices)}I", len(indices), *indices))
+        arguments += ["--load-plan", plan_path, "--load-threads", str(load.threads)]
+    return arguments
 
 
-def main(argv=None):
-    """`keras-siamese check-serving PATH`: prints the report, exit status 0 if it passed."""
-    parser = argparse.ArgumentParser(
-        prog="keras-siamese check-serving",
-        description="Load a SavedModel version directory as TF Serving does (C++ loader, "
-        "TF Text ops, warmup replay) and run its string signature.",
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+def _warmup_arguments(work, saved_model_dir):
+    """Decodes the version's warmup records and writes their requests into `work` for the
+    checker to replay after loading, as TF Serving does; returns the arguments that name them,
+    or, for records it cannot replay, the reason for the checker's warmup step to fail with.
 
-
-def add_arguments(parser):
-    """Adds check-serving's arguments to an argparse parser (for the CLI's subcommand)."""
-    parser.add_argument("path", help="a version directory: base_path/<version>/")
-    parser.add_argument("--texts", help="file with one text per line ('-': stdin) "
-                        "(default: a few mixed probe texts)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="texts per request (default: all in one)")
-    parser.add_argument("--signature", default="serving_default",
-                        help="the string signature to run (default: serving_default)")
-    parser.add_argument("--no-warmup", action="store_true",
-                        help="skip the warmup replay (default: replay the version's warmup file)")
-    parser.add_argument("--load-threads", type=int, default=0,
-                        help="then send --load-requests mixed requests from this many threads at once "
-                        "and compare each answer with the same request alone (default: 0, no load)")
-    parser.add_argument("--load-requests", type=int, default=ServingLoad.requests,
-                        help=f"requests per thread, batches of 1 to {ServingLoad.max_batch_size} of the "
-                        f"texts (default: {ServingLoad.requests})")
-    parser.set_defaults(usage_error=parser.error)
-    return parser
-
-
-def run(args):
-    """Runs the check for parsed `args`; prints the report; returns the exit status.
-
-    0: passed; 1: the model failed the check; 2 (one argparse line): the
-    arguments, the texts file or the version directory cannot be used.
+    Per request, each string a little-endian uint32 byte length, then the
+    bytes: the signature name; a uint32 input count, then each input's name
+    and serialized `TensorProto`; a uint32 output_filter count, then each
+    output name.
     """
-    from keras_siamese.export.ops import UnsupportedOpsError
-
     try:
-        texts = read_lines(args.texts) if args.texts else DEFAULT_TEXTS
-        load = ServingLoad(args.load_threads, args.load_requests) if args.load_threads else None
-        report = check_serving(args.path, texts, batch_size=args.batch_size,
-                               signature_name=args.signature, warmup=not args.no_warmup, load=load)
-    except (ServingCheckError, UnsupportedOpsError) as error:
-        print(f"serving check failed: {error}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as error:
-        args.usage_error(str(error))
-    print(report.summary())
-    return 0
+        logs = read_warmup_records(saved_model_dir)
+    except ValueError as error:  # UnreadableFileError: truncated, corrupt, not PredictionLogs
+        return ["--warmup-error", str(error)]
+    if len(logs) > MAX_WARMUP_RECORDS:
+        return ["--warmup-error", f"more than {MAX_WARMUP_RECORDS} warmup records; TF Serving refuses the model"]
+    for number, log in enumerate(logs, start=1):
+        if log.WhichOneof("log_type") != "predict_log":
+            return ["--warmup-error", f"warmup record {number} holds {log.WhichOneof('log_type') or 'no log'}; "
+                    "this check replays predict_log records only"]
+    if not logs:
+        return []
+    path = os.path.join(work, "warmup_requests.bin")
+    with open(path, "wb") as file:
+        for request in (log.predict_log.request for log in logs):
+            file.write(_framed((request.model_spec.signature_name or SIGNATURE_NAME).encode()))
+            file.write(struct.pack("<I", len(request.inputs)))
+            for name, tensor in request.inputs.items():
+                file.write(_framed(name.encode()) + _framed(tensor.SerializeToString()))
+            file.write(struct.pack("<I", len(request.output_filter)))
+            file.write(b"".join(_framed(name.encode()) for name in request.output_filter))
+    return ["--warmup-requests", path]
 
 
-def read_lines(path):
-    """The lines of a UTF-8 text file (`-`: stdin), without their line ends (a `--texts` file)."""
-    if path == "-":
-        return [line.rstrip("\n") for line in sys.stdin]
-    with reading(path, "texts file (UTF-8, one text per line)"), open(path, encoding="utf-8") as file:
-        return [line.rstrip("\n") for line in file]
+def _framed(data):
+    return struct.pack("<I", len(data)) + data
 
 
-def _parse_report(result, saved_model_dir):
+def _op_library_arguments():
+    """TF Text's op libraries, which TF Serving links, for the checker to register first."""
+    from keras_siamese.export.ops import tf_text_op_libraries
+
+    return [argument for library in tf_text_op_libraries() for argument in ("--op-library", library)]
+
+
+def _run_checker(command, saved_model_dir, timeout):
+    """Runs the C++ checker; returns its JSON report, or raises the error of the stage that failed."""
+    environment = dict(os.environ)
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
+    except subprocess.TimeoutExpired as error:
+        raise ServingCheckTimeoutError(
+            f"serving check of {saved_model_dir} did not finish in {timeout} s"
+        ) from error
     try:
         report = json.loads(result.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -399,11 +330,26 @@ def _parse_report(result, saved_model_dir):
             f"{result.stderr[-4000:]}", "crash", result.stderr,
         ) from None
     if not report["ok"]:
-        raise ServingCheckError(
+        error_class = ERRORS_BY_STAGE.get(report["stage"], ServingCheckError)
+        raise error_class(
             f"serving check of {saved_model_dir} failed at {report['stage']}: {report['error']}",
             report["stage"], result.stderr,
         )
     return report
+
+
+def _checked_report(report, embeddings, load):
+    """The `ServingCheckReport`; raises `ServingCheckConcurrencyError` if an answer under load was
+    not finite or not within `load.tolerance` of the same request alone."""
+    load_report = ServingLoadReport(**report["load"]) if load else None
+    if load_report and (load_report.non_finite_values or load_report.max_difference > load.tolerance):
+        raise ServingCheckConcurrencyError(
+            f"serving check of {report['model_dir']} failed under load: {load_report.non_finite_values} "
+            f"non-finite values, answers up to {load_report.max_difference:.3g} away from the same "
+            f"request alone (tolerance {load.tolerance:g})"
+        )
+    fields = {field.name for field in dataclasses.fields(ServingCheckReport)} - {"embeddings", "load"}
+    return ServingCheckReport(**{name: report[name] for name in fields}, embeddings=embeddings, load=load_report)
 
 
 def _describe(tensors):
@@ -411,14 +357,3 @@ def _describe(tensors):
         f"{name} {info['dtype']} {info['shape'] if info['shape'] is not None else '(any rank)'}"
         for name, info in tensors.items()
     )
-
-
-def _default_cache_dir():
-    if os.environ.get("KERAS_SIAMESE_CACHE"):
-        return os.environ["KERAS_SIAMESE_CACHE"]
-    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache_home, "keras_siamese")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

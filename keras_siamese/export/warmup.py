@@ -4,10 +4,19 @@ TF Serving reads `<version>/assets.extra/tf_serving_warmup_requests`, a
 TFRecord file of `tensorflow.serving.PredictionLog` protos (at most 1,000), and
 runs each request once before marking the version available, so the first
 real requests do not pay for graph optimisation and lazy initialisation.
+
+Example:
+>>> from keras_siamese.export.warmup import read_warmup_records, write_warmup_requests
+>>> write_warmup_requests("serving/wordnet/1", ["a dog"], batch_sizes=[1, 4])  # doctest: +SKIP
+'serving/wordnet/1/assets.extra/tf_serving_warmup_requests'
+>>> len(read_warmup_records("serving/wordnet/1"))  # doctest: +SKIP
+2
 """
 
 import os
+import re
 
+from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.checks import is_integer
 from keras_siamese.export.requests import INPUT_NAME, SIGNATURE_NAME, grpc_predict_request
@@ -67,3 +76,40 @@ def write_warmup_requests(
             )
             writer.write(log.SerializeToString())
     return path
+
+
+def read_warmup_records(version_dir):
+    """The `tensorflow.serving.PredictionLog` records of `version_dir`'s warmup file, in order.
+
+    The file is read with TensorFlow's record reader, the one TF Serving
+    reads it with; a version without a warmup file has no records.
+
+    Raises:
+        UnreadableFileError: the file is truncated or corrupt, or a record is
+            not a `PredictionLog`.
+
+    Example:
+    >>> logs = read_warmup_records("serving/wordnet/1")  # doctest: +SKIP
+    >>> logs[0].predict_log.request.model_spec.signature_name  # doctest: +SKIP
+    'serving_default'
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(os.fspath(version_dir), WARMUP_FILE)
+    if not os.path.isfile(path):
+        return []
+    records = []
+    try:
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            records.append(prediction_log_pb2.PredictionLog.FromString(record))
+    except tf.errors.DataLossError as error:
+        # The reader's own words, without the dataset op TensorFlow wraps them in.
+        reason = re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\][\s\S]*$", "", error.message)
+        raise UnreadableFileError(path, "TF Serving warmup file", reason) from None
+    except DecodeError as error:
+        raise UnreadableFileError(
+            path, "TF Serving warmup file", f"record {len(records) + 1} is not a PredictionLog ({error})"
+        ) from None
+    return records

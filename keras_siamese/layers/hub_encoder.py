@@ -8,15 +8,15 @@ import keras
 import tensorflow as tf
 from keras_hub.models import AlbertTokenizer, BertTokenizer
 
-from keras_siamese.layers.preprocessor import PADDING_MASK, TOKEN_IDS, Preprocessor, TextPreprocessor
-from keras_siamese.layers.text_encoder import token_features_spec
+from keras_siamese.layers.encoder import Encoder
+from keras_siamese.layers.preprocessor import Preprocessor, TextPreprocessor
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 ENCODER_OUTPUTS = ("pooled_output", "sequence_output")
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
-class HubEncoder(keras.layers.Layer):
+class HubEncoder(Encoder):
     """Runs a TF Hub-format encoder SavedModel on token ids, or on raw strings through its preprocessor.
 
     The encoder is any SavedModel following TF Hub's text-encoder interface
@@ -26,7 +26,7 @@ class HubEncoder(keras.layers.Layer):
     `sequence_output`. It has `TextEncoder`'s interface: called on the
     `{"token_ids", "padding_mask"}` dict of its `preprocessor`, or on a
     `[batch]` string tensor, and returning `sequence_output`, `pooled_output`
-    and `padding_mask`, so `Pooling`, `TripletSemiHard.from_encoder`, the
+    and `padding_mask`, so `Pooling`, `SentenceEmbedder.from_encoder`, the
     data pipeline and the export treat both alike. The preprocessor is a
     `HubPreprocessor` of the matching TF Hub preprocessor SavedModel or,
     without one, a `TextPreprocessor` with a keras-hub tokenizer built from
@@ -75,7 +75,7 @@ class HubEncoder(keras.layers.Layer):
             self.preprocessor = TextPreprocessor(tokenizer, **lengths, name=f"{self.name}_preprocessor")
         else:
             self.preprocessor = HubPreprocessor(preprocessor, **lengths, name=f"{self.name}_preprocessor")
-        self.hidden_dim = _check_encoder(self._encoder_model, encoder)
+        self._hidden_dim = _check_encoder(self._encoder_model, encoder)
         # Wrapping (not copying) the SavedModel's variables: its functions use them. Keras
         # tracks variables held in a layer attribute as the layer's weights.
         self.encoder_variables = [
@@ -88,30 +88,26 @@ class HubEncoder(keras.layers.Layer):
             )
             for variable in _encoder_variables(self._encoder_model)
         ]
-        self.supports_jit = False
         self.built = True
 
-    @property
-    def sequence_length(self):
-        return self.preprocessor.sequence_length
+    has_pooler = True  # TF Hub's BERT and ALBERT encoders return their pooler's output
 
-    def call(self, inputs, training=False):
-        tokens = inputs if isinstance(inputs, dict) else self.preprocessor(inputs)
-        token_ids, padding_mask = tokens[TOKEN_IDS], tf.cast(tokens[PADDING_MASK], tf.int32)
+    @property
+    def hidden_dim(self):
+        return self._hidden_dim
+
+    @property
+    def features_dtype(self):
+        return "float32"  # the SavedModel's own
+
+    def encode_tokens(self, token_ids, padding_mask, training):
         encoder_inputs = {
             "input_word_ids": token_ids,
-            "input_mask": padding_mask,
+            "input_mask": tf.cast(padding_mask, tf.int32),
             "input_type_ids": tf.zeros_like(token_ids),
         }
         outputs = self._encoder_model(encoder_inputs, training=bool(training))
-        return {
-            "sequence_output": outputs["sequence_output"],
-            "pooled_output": outputs["pooled_output"],
-            "padding_mask": tf.cast(padding_mask, tf.bool),
-        }
-
-    def compute_output_spec(self, inputs, training=False):
-        return token_features_spec(inputs, self.preprocessor, self.hidden_dim, "float32")
+        return outputs["sequence_output"], outputs["pooled_output"]
 
     def get_config(self):
         config = super().get_config()

@@ -4,28 +4,27 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from keras_siamese.layers.encoder import Encoder
 from keras_siamese.layers.freezing import freeze_backbone
 from keras_siamese.layers.fusion import fuse
 from keras_siamese.layers.preprocessor import PADDING_MASK, TOKEN_IDS, TextPreprocessor
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
-class TextEncoder(keras.layers.Layer):
+class TextEncoder(Encoder):
     """Runs a keras-hub text backbone on token ids, or on raw strings through its preprocessor.
 
     Called on the `{"token_ids", "padding_mask"}` dict that its `preprocessor`
     (a `TextPreprocessor`) makes, it runs only the backbone: the token-level
-    model that trains fast and compiles (`TripletSemiHard.from_encoder`
+    model that trains fast and compiles (`SentenceEmbedder.from_encoder`
     builds that one and maps the preprocessor over the data pipeline). Called
     on a `[batch]` string tensor, it runs the preprocessor first, inside the
     graph, so a strings-in functional model works as a drop-in layer too.
 
-    The output is a dict:
-    - `"sequence_output"`: float `[batch, length, hidden_dim]`,
-    - `"pooled_output"`: float `[batch, hidden_dim]` (the backbone's pooler, or
-      the `[CLS]` state for a backbone without one),
-    - `"padding_mask"`: bool `[batch, length]`.
-    Feed it to `keras_siamese.layers.Pooling` to get one vector per text.
+    The output is the `keras_siamese.layers.Encoder` dict (`sequence_output`,
+    `pooled_output`: the backbone's pooler, or the `[CLS]` state for a
+    backbone without one, `padding_mask`). Feed it to
+    `keras_siamese.layers.Pooling` to get one vector per text.
     Padding sits at the end and is masked, so the kept positions do not depend
     on how much padding a batch carries.
 
@@ -85,8 +84,6 @@ class TextEncoder(keras.layers.Layer):
         if frozen_layers is not None:
             freeze_backbone(backbone, frozen_layers)
         self.pooler_trainable = pooler_trainable
-        # Raw strings go through string ops, which XLA cannot compile.
-        self.supports_jit = False
 
     @classmethod
     def from_preset(cls, preset, sequence_length=128, **kwargs):
@@ -109,49 +106,36 @@ class TextEncoder(keras.layers.Layer):
         return self.preprocessor.tokenizer
 
     @property
-    def sequence_length(self):
-        return self.preprocessor.sequence_length
-
-    @property
     def hidden_dim(self):
         return self.backbone.hidden_dim
 
     @property
+    def features_dtype(self):
+        return self.backbone.compute_dtype
+
+    @property
+    def has_pooler(self):
+        return getattr(self.backbone, "pooled_dense", None) is not None
+
+    @property
     def pooler_trainable(self):
         """Whether the backbone's pooler trains (always `False` for a backbone without one)."""
-        pooler = getattr(self.backbone, "pooled_dense", None)
-        return pooler is not None and pooler.trainable
+        return self.has_pooler and self.backbone.pooled_dense.trainable
 
     @pooler_trainable.setter
     def pooler_trainable(self, trainable):
-        pooler = getattr(self.backbone, "pooled_dense", None)
-        if pooler is not None:
-            pooler.trainable = bool(trainable) and self.backbone.trainable
+        if self.has_pooler:
+            self.backbone.pooled_dense.trainable = bool(trainable) and self.backbone.trainable
 
-    def build(self, input_shape):
-        # keras-hub backbones are functional models, built when constructed.
-        self.built = True
-
-    def call(self, inputs, training=None):
-        tokens = inputs if isinstance(inputs, dict) else self.preprocessor(inputs)
-        token_ids, padding_mask = tokens[TOKEN_IDS], tokens[PADDING_MASK]
+    def encode_tokens(self, token_ids, padding_mask, training):
         backbone_inputs = {TOKEN_IDS: token_ids, PADDING_MASK: padding_mask}
         if "segment_ids" in self.backbone.input:
             backbone_inputs["segment_ids"] = tf.zeros_like(token_ids)
         outputs = self.backbone(backbone_inputs, training=training)
-        if isinstance(outputs, dict):
-            sequence_output = outputs["sequence_output"]
-            pooled_output = outputs.get("pooled_output", sequence_output[:, 0, :])
-        else:  # backbones without a pooler return the sequence only
-            sequence_output, pooled_output = outputs, outputs[:, 0, :]
-        return {
-            "sequence_output": sequence_output,
-            "pooled_output": pooled_output,
-            "padding_mask": tf.cast(padding_mask, "bool"),
-        }
-
-    def compute_output_spec(self, inputs, training=None):
-        return token_features_spec(inputs, self.preprocessor, self.hidden_dim, self.backbone.compute_dtype)
+        if not isinstance(outputs, dict):  # backbones without a pooler return the sequence only
+            return outputs, outputs[:, 0, :]
+        sequence_output = outputs["sequence_output"]
+        return sequence_output, outputs.get("pooled_output", sequence_output[:, 0, :])
 
     def get_config(self):
         config = super().get_config()
@@ -176,17 +160,3 @@ class TextEncoder(keras.layers.Layer):
         config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
         return cls(**config)
 
-
-def token_features_spec(inputs, preprocessor, hidden_dim, dtype):
-    """The output spec of an encoder called on `preprocessor`'s tokens or on strings:
-    `sequence_output`, `pooled_output` and `padding_mask` KerasTensors."""
-    if isinstance(inputs, dict):
-        batch, length = inputs[TOKEN_IDS].shape
-    else:
-        batch = inputs.shape[0]
-        length = None if preprocessor.dynamic_length else preprocessor.sequence_length
-    return {
-        "sequence_output": keras.KerasTensor((batch, length, hidden_dim), dtype),
-        "pooled_output": keras.KerasTensor((batch, hidden_dim), dtype),
-        "padding_mask": keras.KerasTensor((batch, length), "bool"),
-    }

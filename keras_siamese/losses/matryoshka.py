@@ -73,7 +73,7 @@ class MatryoshkaLoss(keras.losses.Loss):
 
     Inputs are those of the wrapped loss: `(labels, embeddings [B, D])` for
     the triplet losses (`model.compile(loss=MatryoshkaLoss(TripletSemiHardLoss(margin=0.5), ...))`
-    on `TripletSemiHard`), `(zeros, [B, 2 + H, D])` for
+    on a `TripletSemiHard`), `(zeros, [B, 2 + H, D])` for
     `MultipleNegativesRankingLoss` and `(labels, [B, 2, D])` for the pair
     losses on `pair_model`. Works under `mini_batch_size` (gradient
     caching) and `tf.distribute` as the wrapped loss does. Include the full

@@ -58,7 +58,7 @@ def in_multi_worker_mode(strategy):
 
 class MultiWorkerTraining:
     """Mixin for a `keras.Model` subclass: its `fit` and `evaluate` run under
-    `MultiWorkerMirroredStrategy` (keras-team/keras#20585). `TextTask` has it.
+    `MultiWorkerMirroredStrategy` (keras-team/keras#20585). `SentenceEmbedder` has it.
 
     Example:
     >>> class MyModel(MultiWorkerTraining, keras.Model): ...  # doctest: +SKIP

@@ -4,11 +4,11 @@ import keras
 
 from keras_siamese.checks import check_integer
 from keras_siamese.layers.preprocessor import text_input_prefix, token_inputs
-from keras_siamese.models.text_task import TextTask
+from keras_siamese.models.sentence_embedder import SentenceEmbedder
 
 
 def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=None):
-    """A `TextTask` mapping `num_texts` texts per row to stacked embeddings `[B, num_texts, D]`.
+    """A `SentenceEmbedder` mapping `num_texts` texts per row to stacked embeddings `[B, num_texts, D]`.
 
     Every text goes through the same `embedding_model` (shared weights), so the
     output is what the pair and ranking losses read: `ContrastiveLoss`,
@@ -19,7 +19,7 @@ def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=
     Train it with `compile(loss=...)` and `fit`; export `embedding_model`, which
     holds the trained weights.
 
-    A token-level `embedding_model` (`TripletSemiHard.from_encoder`) lends
+    A token-level `embedding_model` (`SentenceEmbedder.from_encoder`) lends
     its preprocessor, which `fit` maps over every text of a row.
 
     Args:
@@ -28,7 +28,7 @@ def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=
             embeddings.
         num_texts: texts per row, >= 2.
         name: the model's name.
-        mini_batch_size: rows per chunk of a gradient-cached step (see `TextTask`);
+        mini_batch_size: rows per chunk of a gradient-cached step (see `SentenceEmbedder`);
             `None` trains on the whole batch at once.
 
     Example:
@@ -48,4 +48,4 @@ def pair_model(embedding_model, num_texts=2, name="pair_model", mini_batch_size=
         shape, dtype = (tuple(input_spec.shape[1:]), input_spec.dtype) if input_spec is not None else ((), "string")
         texts = inputs = [keras.Input(shape=shape, dtype=dtype, name=f"text_{index}") for index in range(num_texts)]
     embeddings = keras.ops.stack([embedding_model(text) for text in texts], axis=1)
-    return TextTask(inputs, embeddings, preprocessor=preprocessor, name=name, mini_batch_size=mini_batch_size)
+    return SentenceEmbedder(inputs, embeddings, preprocessor=preprocessor, name=name, mini_batch_size=mini_batch_size)

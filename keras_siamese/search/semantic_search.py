@@ -26,7 +26,7 @@ class SemanticSearch:
     """Embeds query texts with `encoder` and looks them up in `index`.
 
     `encoder` is any of:
-    - a Keras model: a token model with a `preprocessor` (`TripletSemiHard`), or
+    - a Keras model: a token model with a `preprocessor` (`SentenceEmbedder`), or
       one mapping a batch of strings to embeddings;
     - a SavedModel signature, e.g. `tf.saved_model.load(dir).signatures["serving_default"]`
       (one string input, one output);

@@ -9,8 +9,6 @@ metric functions.
 import csv
 import json
 import math
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,9 +17,7 @@ import tensorflow as tf
 
 from keras_siamese.cli import main
 from keras_siamese.comparison import VARIANTS, ComparisonConfig, compare, run_comparison
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "evaluation"))
-from test_retrieval import oracle_metrics  # noqa: E402  (plain-Python ranking from the definitions)
+from tests.evaluation.oracles import oracle_metrics
 
 TINY = dict(
     pooling="mean",

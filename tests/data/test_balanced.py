@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_siamese.data.balanced import ClassBalancedSampler, class_balanced_batches
+from tests.harness import check_bad_input
 
 
 def _corpus(sizes):
@@ -132,6 +133,48 @@ def test_bad_input_raises_a_clear_value_error(texts, labels, kwargs, message):
     kwargs = {"classes_per_batch": 2, "samples_per_class": 2, **kwargs}
     with pytest.raises(ValueError, match=message):
         class_balanced_batches(texts, labels, **kwargs)
+
+
+TEXTS = [f"text {i} of class {i % 3}" for i in range(30)]
+TEXT_LABELS = [i % 3 for i in range(30)]
+
+
+def _balanced(**kwargs):
+    return class_balanced_batches(TEXTS, TEXT_LABELS, 3, 2, **kwargs)
+
+
+BAD_INPUT = {
+    "more classes per batch than classes": (lambda: class_balanced_batches(TEXTS, TEXT_LABELS, 4, 2),
+                                            ValueError, "classes_per_batch=4 exceeds the 3 classes"),
+    "global batch over workers": (lambda: class_balanced_batches(
+        TEXTS, TEXT_LABELS, 3, 3, input_context=tf.distribute.InputContext(2, 0)),
+        ValueError, "global batch of 9 rows does not split evenly over 2 replicas"),
+    "samples_per_class 1": (lambda: class_balanced_batches(TEXTS, TEXT_LABELS, 3, 1), ValueError,
+                            "samples_per_class must be an integer >= 2, got 1"),
+    "samples_per_class 0": (lambda: class_balanced_batches(TEXTS, TEXT_LABELS, 3, 0), ValueError, "got 0"),
+    "samples_per_class float": (lambda: class_balanced_batches(TEXTS, TEXT_LABELS, 3, 2.0), ValueError,
+                                "got 2.0"),
+    "classes_per_batch bool": (lambda: class_balanced_batches(TEXTS, TEXT_LABELS, True, 2), ValueError,
+                               "classes_per_batch must be an integer >= 2, got True"),
+    "batches_per_epoch 0": (lambda: _balanced(batches_per_epoch=0), ValueError,
+                            "batches_per_epoch must be a positive integer, got 0"),
+    "seed negative": (lambda: _balanced(seed=-1), ValueError, "seed must be a non-negative integer, got -1"),
+    "one class to balance": (lambda: class_balanced_batches(TEXTS, [0] * 30, 2, 2), ValueError,
+                             "need at least 2 classes with >= 2 examples each, found 1"),
+    "lengths without bucket_boundaries": (lambda: _balanced(lengths=[1] * 30), ValueError,
+                                          "lengths and bucket_boundaries must be given together"),
+    "NaN lengths": (lambda: _balanced(lengths=[np.nan] * 30, bucket_boundaries=[4]), ValueError,
+                    "lengths must be 30 finite numbers, one per text"),
+    "string bucket_boundaries": (lambda: _balanced(lengths=[1] * 30, bucket_boundaries=["8"]), ValueError,
+                                 "bucket_boundaries must be a non-empty increasing 1-D sequence of numbers"),
+    "input_context not an InputContext": (lambda: _balanced(input_context=2), ValueError,
+                                          "input_context must be a tf.distribute.InputContext, got int"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_whole_number_float_labels_are_accepted():

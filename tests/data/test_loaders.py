@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.data.loaders import load_csv, load_huffpost, load_jsonl
+from tests.harness import check_bad_input, scratch_dir
 
 
 def _write_jsonl(path, rows):
@@ -82,3 +83,35 @@ def test_load_huffpost_joins_filters_and_labels(tmp_path):
     assert len(load_huffpost(tmp_path / "news.json", min_words=3)[0]) == 3
     with pytest.raises(ValueError, match="no field 'short_description'"):
         load_huffpost(_write_jsonl(tmp_path / "bad.json", [{"category": "A", "headline": "h"}]))
+
+
+def _corpus_file(name, text):
+    path = scratch_dir() / name
+    path.write_text(text)
+    return path
+
+
+BAD_INPUT = {
+    "jsonl file missing": (lambda: load_jsonl(scratch_dir() / "absent.jsonl", "text", "label"),
+                           FileNotFoundError, "no such corpus file: "),
+    "jsonl path None": (lambda: load_jsonl(None, "text", "label"), ValueError,
+                        "path must be a file path, got NoneType"),
+    "jsonl file empty": (lambda: load_jsonl(_corpus_file("empty.jsonl", ""), "text", "label"), ValueError,
+                         "empty.jsonl: no labelled texts found"),
+    "jsonl field missing": (lambda: load_jsonl(_corpus_file("c.jsonl", '{"text": "a dog", "label": "pet"}\n'),
+                                               "sentence", "label"),
+                            ValueError, "line 1: no field 'sentence'; fields are ['label', 'text']"),
+    "csv column missing": (lambda: load_csv(_corpus_file("c.csv", "sentence,label\na,b\n"), "text", "label"),
+                           ValueError, "no column ['text'] in the header; columns are ['sentence', 'label']"),
+    "csv file empty": (lambda: load_csv(_corpus_file("empty.csv", ""), "text", "label"), ValueError,
+                       "no column ['text', 'label'] in the header; columns are []"),
+    "csv file missing": (lambda: load_csv(scratch_dir() / "absent.csv", "text", "label"), FileNotFoundError,
+                         "no such corpus file: "),
+    "huffpost min_words string": (lambda: load_huffpost(_corpus_file("news.json", ""), min_words="10"),
+                                  ValueError, "min_words must be a non-negative integer, got '10'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

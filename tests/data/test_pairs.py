@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.data.pairs import PairSampler, anchor_positive_batches, pair_batches
+from tests.harness import check_bad_input
 
 
 def _corpus():
@@ -61,6 +62,24 @@ def test_bad_positive_fraction(fraction):
     texts, labels = _corpus()
     with pytest.raises(ValueError, match="positive_fraction"):
         pair_batches(texts, labels, batch_size=4, positive_fraction=fraction)
+
+
+TEXTS = [f"text {i} of class {i % 3}" for i in range(30)]
+TEXT_LABELS = [i % 3 for i in range(30)]
+BAD_INPUT = {
+    "pair batch of 0": (lambda: pair_batches(TEXTS, TEXT_LABELS, batch_size=0), ValueError, "batch_size"),
+    "positive_fraction 1.5": (lambda: pair_batches(TEXTS, TEXT_LABELS, positive_fraction=1.5), ValueError,
+                              "positive_fraction must be a number in [0, 1], got 1.5"),
+    "anchor-positive batch of 1": (lambda: anchor_positive_batches(TEXTS, TEXT_LABELS, batch_size=1),
+                                   ValueError, "batch_size must be an integer >= 2, got 1"),
+    "anchor-positive batch over the labels": (lambda: anchor_positive_batches(TEXTS, TEXT_LABELS, 4),
+                                              ValueError, "batch_size=4 exceeds the 3 labels with >= 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 @pytest.mark.parametrize("make", [

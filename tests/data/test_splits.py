@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.data.splits import train_test_split_by_label
+from tests.harness import check_bad_input
 
 
 def test_split_is_stratified_disjoint_ordered_and_reproducible():
@@ -26,6 +27,21 @@ def test_split_is_stratified_disjoint_ordered_and_reproducible():
 def test_bad_fraction(fraction):
     with pytest.raises(ValueError, match="test_fraction"):
         train_test_split_by_label(["a", "b"], [0, 0], fraction)
+
+
+TEXTS = [f"text {i} of class {i % 3}" for i in range(30)]
+TEXT_LABELS = [i % 3 for i in range(30)]
+BAD_INPUT = {
+    "test_fraction 1": (lambda: train_test_split_by_label(TEXTS, TEXT_LABELS, 1.0), ValueError,
+                        "test_fraction must be a number in (0, 1), got 1.0"),
+    "test_fraction NaN": (lambda: train_test_split_by_label(TEXTS, TEXT_LABELS, float("nan")), ValueError,
+                          "got nan"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_mismatched_lengths():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.data.triplets import TripletSampler, triplet_batches
+from tests.harness import check_bad_input
 
 
 def _corpus():
@@ -55,3 +56,22 @@ def test_bad_input(labels, kwargs, message):
     kwargs = {"texts": [str(i) for i in range(len(labels))], "batch_size": 2, **kwargs}
     with pytest.raises(ValueError, match=message):
         triplet_batches(labels=labels, **kwargs)
+
+
+TEXTS = [f"text {i} of class {i % 3}" for i in range(30)]
+TEXT_LABELS = [i % 3 for i in range(30)]
+BAD_INPUT = {
+    "triplet batch of 0": (lambda: triplet_batches(TEXTS, TEXT_LABELS, batch_size=0), ValueError,
+                           "batch_size must be a positive integer, got 0"),
+    "triplets of one class": (lambda: triplet_batches(TEXTS, [0] * 30), ValueError,
+                              "triplets need at least 2 classes, found 1"),
+    "triplets without a pair": (lambda: triplet_batches(["a", "b"], [0, 1]), ValueError,
+                                "triplets need a class with at least 2 texts, found none"),
+    "epoch negative": (lambda: TripletSampler(TEXT_LABELS, 2).epoch_indices(-1), ValueError,
+                       "epoch must be a non-negative integer, got -1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

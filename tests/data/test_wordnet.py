@@ -12,6 +12,7 @@ from keras_siamese.data.wordnet import (
     load_wordnet_glosses,
     write_wordnet_sample,
 )
+from tests.harness import check_bad_input
 
 DEBIAN_DIR = "/usr/share/wordnet"
 LEXNAMES_MAN_PAGE = "/usr/share/man/man5/lexnames.5WN.gz"
@@ -125,6 +126,23 @@ def test_min_class_size_drops_and_renumbers(tmp_path):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_wordnet_glosses(**kwargs)
+
+
+BAD_INPUT = {
+    "wordnet text mode": (lambda: load_wordnet_glosses("bundled", text="examples"), ValueError,
+                          "text must be 'gloss' or 'definition', got 'examples'"),
+    "wordnet min_class_size 0": (lambda: load_wordnet_glosses("bundled", min_class_size=0), ValueError,
+                                 "min_class_size must be a positive integer, got 0"),
+    "wordnet source missing": (lambda: load_wordnet_glosses("/no/such/wordnet"), ValueError,
+                               "got '/no/such/wordnet', which does not exist"),
+    "wordnet source None": (lambda: load_wordnet_glosses(None), ValueError,
+                            "a WordNet directory or a sample file; got None"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_malformed_sample(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.evaluation import RetrievalEvaluation, retrieval_metrics
+from tests.harness import check_bad_input
 
 
 def clustered_points(seed, count=60, classes=4, dimension=8, noise=1.5):
@@ -101,6 +102,23 @@ def test_separate_corpus_and_embedding_function():
 def test_corpus_needs_its_labels():
     with pytest.raises(ValueError, match="together"):
         RetrievalEvaluation(np.ones((2, 8)), [0, 1], corpus=np.ones((2, 8)))
+
+
+BAD_INPUT = {
+    "RetrievalEvaluation ks 0": (lambda: RetrievalEvaluation(["a", "b"], [0, 1], ks=(1, 0)), ValueError,
+                                 "ks must be positive integers, got 0"),
+    "RetrievalEvaluation labels per query": (lambda: RetrievalEvaluation(["a", "b"], [0]), ValueError,
+                                             "query_labels has 1 labels for 2 queries"),
+    "RetrievalEvaluation corpus without labels": (lambda: RetrievalEvaluation(["a"], [0], corpus=["b"]),
+                                                  ValueError, "Give corpus and corpus_labels together"),
+    "RetrievalEvaluation embed_fn": (lambda: RetrievalEvaluation(["a"], [0], embed_fn="encode"), ValueError,
+                                     "embed_fn must be callable, got str"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_the_baseline_is_measured_once_before_training_and_printed_beside_each_epoch(capsys):

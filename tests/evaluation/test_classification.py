@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.evaluation import classification_report, knn_classify, knn_scores, roc_auc
+from tests.harness import check_bad_input
 
 
 def oracle_auc(is_positive, scores):
@@ -181,3 +182,36 @@ def test_knn_rejects_bad_input(change, message):
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         knn_classify(**arguments)
+
+
+EMBEDDINGS = [[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]
+LABELS = [0, 1, 0, 1]
+BAD_INPUT = {
+    "knn k 0": (lambda: knn_classify(EMBEDDINGS, EMBEDDINGS, LABELS, k=0), ValueError,
+                "k must be an integer in [1, 4] (the corpus size), got 0"),
+    "knn weighting": (lambda: knn_classify(EMBEDDINGS, EMBEDDINGS, LABELS, k=1, weighting="distance"),
+                      ValueError, "weighting must be one of ('uniform', 'similarity'), got 'distance'"),
+    "knn labels per corpus item": (lambda: knn_classify(EMBEDDINGS, EMBEDDINGS, LABELS[:3], k=1), ValueError,
+                                   "corpus_labels has 3 labels for 4 corpus embeddings"),
+    "knn_scores num_classes float": (lambda: knn_scores(EMBEDDINGS, EMBEDDINGS, LABELS, num_classes=2.5, k=1),
+                                     ValueError, "num_classes must be a positive integer or None, got 2.5"),
+    "knn_scores negative class": (lambda: knn_scores(EMBEDDINGS, EMBEDDINGS, [0, -1, 0, 1], k=1), ValueError,
+                                  "corpus_labels has a negative class id -1"),
+    "report lengths differ": (lambda: classification_report([0, 1, 1], [0, 1]), ValueError,
+                              "y_true has 3 labels but y_pred has 2 predictions"),
+    "report score columns": (lambda: classification_report([0, 1], [[0.2, 0.8], [0.6, 0.4]], num_classes=3),
+                             ValueError, "y_pred has 2 score columns but num_classes is 3"),
+    "roc_auc lengths differ": (lambda: roc_auc([True, False, True], [0.1, 0.2]), ValueError,
+                               "must be 1-D of the same length, got shapes (3,) and (2,)"),
+    "roc_auc NaN score": (lambda: roc_auc([True, False], [np.nan, 0.2]), ValueError,
+                          "scores contain NaN values"),
+    "roc_auc labels not 0/1": (lambda: roc_auc([2, 0, 1], [0.1, 0.2, 0.3]), ValueError,
+                               "is_positive must hold booleans or 0/1 values"),
+    "roc_auc of one class": (lambda: roc_auc([True, True], [0.1, 0.2]), ValueError,
+                             "ROC AUC needs at least one positive and one negative example"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

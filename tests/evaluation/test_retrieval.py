@@ -1,48 +1,13 @@
 """retrieval_metrics against a plain-Python ranking written from the definitions."""
 
-import math
 import zlib
 
 import numpy as np
 import pytest
 
 from keras_siamese.evaluation import retrieval_metrics
-
-
-def oracle_metrics(queries, query_labels, corpus, corpus_labels, ks, exclude_self=False, normalize=True):
-    """Ranks every corpus item per query; equal scores put irrelevant items first."""
-
-    def unit(vector):
-        norm = math.sqrt(sum(x * x for x in vector))
-        return [x / norm for x in vector] if normalize and norm > 0 else list(vector)
-
-    queries = [unit(row) for row in np.asarray(queries, dtype=np.float64).tolist()]
-    corpus = [unit(row) for row in np.asarray(corpus, dtype=np.float64).tolist()]
-    totals = {f"hit@{k}": 0.0 for k in ks}
-    totals["mrr"] = totals["map@r"] = 0.0
-    for i, (query, label) in enumerate(zip(queries, query_labels)):
-        items = [
-            (sum(a * b for a, b in zip(query, item)), item_label == label)
-            for j, (item, item_label) in enumerate(zip(corpus, corpus_labels))
-            if not (exclude_self and j == i)
-        ]
-        ranked = [relevant for _, relevant in sorted(items, key=lambda item: (-item[0], item[1]))]
-        r = sum(ranked)
-        if r == 0:
-            continue
-        first = ranked.index(True) + 1
-        for k in ks:
-            totals[f"hit@{k}"] += first <= k
-        totals["mrr"] += 1.0 / first
-        found, precision_sum = 0, 0.0
-        for position, relevant in enumerate(ranked[:r], start=1):
-            if relevant:
-                found += 1
-                precision_sum += found / position
-        totals["map@r"] += precision_sum / r
-    metrics = {name: value / len(queries) for name, value in totals.items()}
-    metrics.update({f"recall@{k}": metrics[f"hit@{k}"] for k in ks})
-    return metrics
+from tests.evaluation.oracles import oracle_metrics
+from tests.harness import check_bad_input
 
 
 def assert_metrics_equal(actual, expected, tolerance=1e-9):
@@ -158,6 +123,31 @@ def test_bad_input_raises_a_clear_error(change, message):
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         retrieval_metrics(**arguments)
+
+
+EMBEDDINGS = [[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]
+LABELS = [0, 1, 0, 1]
+
+
+def _retrieval(**kwargs):
+    return retrieval_metrics(EMBEDDINGS, LABELS, EMBEDDINGS, LABELS, **kwargs)
+
+
+BAD_INPUT = {
+    "retrieval ks 0": (lambda: _retrieval(ks=(0,)), ValueError, "ks must be positive integers, got 0"),
+    "retrieval ks float": (lambda: _retrieval(ks=1.5), ValueError, "ks must be positive integers, got 1.5"),
+    "retrieval ks empty": (lambda: _retrieval(ks=()), ValueError, "ks is empty"),
+    "retrieval labels per query": (lambda: retrieval_metrics(EMBEDDINGS, LABELS[:3], EMBEDDINGS, LABELS),
+                                   ValueError, "query_labels must hold one label per embedding (4), got"),
+    "retrieval exclude_self of other queries": (
+        lambda: retrieval_metrics(EMBEDDINGS[:1], LABELS[:1], EMBEDDINGS, LABELS, exclude_self=True),
+        ValueError, "exclude_self needs the queries to be the corpus"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_glosses_held_out_against_training_texts(glosses):

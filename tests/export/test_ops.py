@@ -10,7 +10,7 @@ from keras_siamese.export.ops import (
     tf_text_op_libraries,
     tf_text_ops,
 )
-from serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
+from tests.export.serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
 
 
 @pytest.fixture(scope="module")

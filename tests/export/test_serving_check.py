@@ -1,3 +1,4 @@
+import json
 import os
 import random
 import signal
@@ -10,19 +11,28 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers TF Text's ops for the Python reference
+from tensorflow_serving.apis import prediction_log_pb2
 
-from keras_siamese.export import export_saved_model
-from keras_siamese.export.ops import UnsupportedOpsError
-from keras_siamese.export.serving_check import (
+from keras_siamese.cli import main
+from keras_siamese.export import (
+    ServingCheckBuildError,
+    ServingCheckConcurrencyError,
     ServingCheckError,
+    ServingCheckLoadError,
+    ServingCheckRunError,
+    ServingCheckTimeoutError,
+    ServingCheckWarmupError,
     ServingLoad,
+    ServingLoadReport,
+    UnsupportedOpsError,
     build_serving_check,
     check_serving,
-    main,
+    export_saved_model,
 )
-from keras_siamese.export.warmup import write_warmup_requests
+from keras_siamese.export.requests import grpc_predict_request
+from keras_siamese.export.warmup import WARMUP_FILE, write_warmup_requests
 from keras_siamese.models import TripletSemiHard
-from serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
+from tests.export.serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
 
 pytestmark = pytest.mark.needs_cxx  # the C++ serving check compiles against the TF wheel
 
@@ -103,12 +113,12 @@ def test_op_outside_the_allowed_set_fails_with_its_name(glosses, tmp_path):
         check_serving(tmp_path / "1")
     # LoadSavedModel instantiates graph functions lazily, so C++ accepts the
     # model and fails on the first request; with warmup, before serving.
-    with pytest.raises(ServingCheckError, match="failed at run: Op type not registered 'Custom>FastRsqrt'"):
+    with pytest.raises(ServingCheckRunError, match="failed at run: Op type not registered 'Custom>FastRsqrt'"):
         check_serving(tmp_path / "1", check_ops=False)
     write_warmup_requests(tmp_path / "1", ["a dog"])
-    with pytest.raises(ServingCheckError, match="failed at warmup: Op type not registered") as error:
+    with pytest.raises(ServingCheckWarmupError, match="failed at warmup: Op type not registered") as error:
         check_serving(tmp_path / "1", check_ops=False)
-    assert error.value.stage == "warmup"
+    assert isinstance(error.value, ServingCheckError) and error.value.stage == "warmup"
 
 
 def test_warmup_record_that_does_not_fit_the_signature_fails_the_check(exported, tmp_path):
@@ -116,9 +126,43 @@ def test_warmup_record_that_does_not_fit_the_signature_fails_the_check(exported,
     copy = tmp_path / "1"
     subprocess.run(["cp", "-r", version_dir, str(copy)], check=True)
     write_warmup_requests(copy, ["a dog"], input_name="sentence")
-    with pytest.raises(ServingCheckError, match="failed at warmup: input sentence is not in signature"):
+    with pytest.raises(ServingCheckWarmupError, match="failed at warmup: input sentence is not in signature"):
         check_serving(copy)
     assert check_serving(copy, warmup=False).warmup_records == 0
+    # A request naming no signature runs serving_default; its output_filter reaches the C++ Predict.
+    request = grpc_predict_request(["a dog"], "", signature_name="")
+    request.output_filter.append("norms")
+    with tf.io.TFRecordWriter(str(copy / WARMUP_FILE)) as writer:
+        writer.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+    with pytest.raises(ServingCheckWarmupError,
+                       match="failed at warmup: output_filter names norms, not an output of serving_default"):
+        check_serving(copy)
+
+
+def test_warmup_records_the_check_cannot_replay_fail_it_at_warmup(exported, tmp_path):
+    _, version_dir = exported
+    copy = tmp_path / "1"
+    subprocess.run(["cp", "-r", version_dir, str(copy)], check=True)
+
+    def write(logs):
+        with tf.io.TFRecordWriter(str(copy / WARMUP_FILE)) as writer:
+            for log in logs:
+                writer.write(log.SerializeToString())
+
+    predict = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
+        request=grpc_predict_request(["a dog"], "")))
+    for logs, message in [
+        ([predict, prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog())],
+         "warmup record 2 holds classify_log; this check replays predict_log records only"),
+        ([predict, prediction_log_pb2.PredictionLog()], "warmup record 2 holds no log"),
+        ([predict] * 1001, "more than 1000 warmup records; TF Serving refuses the model"),
+    ]:
+        write(logs)
+        with pytest.raises(ServingCheckWarmupError, match=f"failed at warmup: {message}"):
+            check_serving(copy)
+    write([predict] * 1000)
+    assert check_serving(copy).warmup_records == 1000
 
 
 def test_damaged_artefacts_name_the_file_and_what_is_wrong(exported, tmp_path, capsys):
@@ -127,14 +171,17 @@ def test_damaged_artefacts_name_the_file_and_what_is_wrong(exported, tmp_path, c
     subprocess.run(["cp", "-r", version_dir, str(copy)], check=True)
     warmup = copy / "assets.extra" / "tf_serving_warmup_requests"
     warmup.write_bytes(warmup.read_bytes()[:-7])
-    with pytest.raises(ServingCheckError, match="failed at warmup: .*tf_serving_warmup_requests: .*truncated"):
+    with pytest.raises(ServingCheckWarmupError,
+                       match="failed at warmup: .*tf_serving_warmup_requests is not a readable .*: truncated record"):
         check_serving(copy)
-    assert main([str(copy)]) == 1
+    assert main(["check-serving", str(copy)]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     graph = copy / "saved_model.pb"
     graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    with pytest.raises(ServingCheckLoadError, match="failed at load: "):
+        check_serving(copy, check_ops=False)
     with pytest.raises(SystemExit) as exit:
-        main([str(copy)])
+        main(["check-serving", str(copy)])
     error_lines = capsys.readouterr().err.strip().splitlines()
     assert exit.value.code == 2 and len([line for line in error_lines if "error:" in line]) == 1
     assert "saved_model.pb is not a readable SavedModel graph (saved_model.pb): Error parsing" in error_lines[-1]
@@ -144,11 +191,11 @@ def test_command_line_report_and_exit_status(exported, tmp_path, capsys):
     _, version_dir = exported
     texts_file = tmp_path / "texts.txt"
     texts_file.write_text("a dog\n\nto run fast\n", encoding="utf-8")
-    assert main([version_dir, "--texts", str(texts_file), "--batch-size", "1"]) == 0
+    assert main(["check-serving", version_dir, "--texts", str(texts_file), "--batch-size", "1"]) == 0
     out = capsys.readouterr().out
     assert "3 text(s) in 3 request(s)" in out and "embedding: 3 x 8 float32" in out
     with pytest.raises(SystemExit) as exit:
-        main([str(tmp_path / "missing"), "--no-warmup"])
+        main(["check-serving", str(tmp_path / "missing"), "--no-warmup"])
     assert exit.value.code == 2 and "no saved_model.pb" in capsys.readouterr().err
 
 
@@ -160,10 +207,11 @@ def test_command_line_report_and_exit_status(exported, tmp_path, capsys):
         (dict(texts=[1.5]), "str or bytes"),
         (dict(batch_size=0), "positive integer"),
         (dict(signature_name="missing"), "failed at signature: no signature missing"),
+        (dict(output_name="norms"), "failed at signature: .* has no float32 output \"norms\""),
     ],
 )
 def test_bad_arguments_fail_clearly(exported, kwargs, message):
-    with pytest.raises((ValueError, ServingCheckError), match=message):
+    with pytest.raises((ValueError, ServingCheckRunError), match=message):
         check_serving(exported[1], **kwargs)
 
 
@@ -174,9 +222,87 @@ def test_binary_is_built_once_per_tensorflow_version_and_source(tmp_path, monkey
     assert build_serving_check() == binary and os.stat(binary).st_mtime_ns == built_at
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     fresh_cache = tmp_path / "cache"
-    with pytest.raises(ServingCheckError, match="failed") as error:
+    with pytest.raises(ServingCheckBuildError, match="failed") as error:
         build_serving_check(fresh_cache)
     assert error.value.stage == "build" and os.listdir(fresh_cache) == []
+    monkeypatch.setenv("CXX", "")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++ or c++ there
+    with pytest.raises(ServingCheckBuildError, match="needs a C\\+\\+17 compiler") as error:
+        build_serving_check(fresh_cache)
+    assert error.value.stage == "build"
+
+
+FAKE_CHECKER = """#!{python}
+import os, sys, time
+reply = os.environ["FAKE_CHECKER_REPLY"]
+if reply == "hang":
+    time.sleep(60)
+import numpy as np
+np.ones((1, 2), np.float32).tofile(sys.argv[sys.argv.index("--embeddings") + 1])
+print(reply)
+"""
+PASSED = {
+    "ok": True, "model_dir": "m/1", "op_libraries": [], "load_seconds": 0.1, "signatures": {},
+    "warmup_file": None, "warmup_records": 0, "warmup_seconds": 0.0, "signature": "serving_default",
+    "output": "embedding", "rows": 1, "columns": 2, "batch_size": 1, "latencies_seconds": [0.01],
+    "executed_ops": {}, "load": None,
+}
+UNDER_LOAD = {"threads": 2, "requests_per_thread": 3, "seconds": 0.1, "max_difference": 0.25,
+              "min_norm": 1.0, "max_norm": 1.0, "non_finite_values": 0}
+
+
+@pytest.fixture
+def fake_checker(tmp_path, monkeypatch):
+    """A version directory and a stand-in for the C++ checker that prints $FAKE_CHECKER_REPLY."""
+    import keras_siamese.export.serving_check as serving_check
+
+    checker = tmp_path / "fake_checker"
+    checker.write_text(FAKE_CHECKER.format(python=sys.executable))
+    checker.chmod(0o755)
+    monkeypatch.setattr(serving_check, "build_serving_check", lambda cache_dir=None: str(checker))
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
+    return tmp_path / "1"
+
+
+@pytest.mark.parametrize(
+    "stage, error_class",
+    [
+        ("op_libraries", ServingCheckLoadError),
+        ("load", ServingCheckLoadError),
+        ("warmup", ServingCheckWarmupError),
+        ("signature", ServingCheckRunError),
+        ("run", ServingCheckRunError),
+        ("trace", ServingCheckRunError),
+        ("concurrency", ServingCheckConcurrencyError),
+        ("usage", ServingCheckError),
+    ],
+)
+def test_each_stage_of_the_checker_raises_its_error_class(fake_checker, monkeypatch, stage, error_class):
+    monkeypatch.setenv("FAKE_CHECKER_REPLY", json.dumps({"ok": False, "stage": stage, "error": "it broke"}))
+    with pytest.raises(error_class, match=f"failed at {stage}: it broke") as error:
+        check_serving(fake_checker, check_ops=False)
+    assert type(error.value) is error_class and error.value.stage == stage
+
+
+def test_crash_timeout_and_answers_that_differ_under_load_raise_their_error_class(fake_checker, monkeypatch):
+    monkeypatch.setenv("FAKE_CHECKER_REPLY", json.dumps(PASSED))
+    assert check_serving(fake_checker, check_ops=False).embeddings.tolist() == [[1.0, 1.0]]
+    monkeypatch.setenv("FAKE_CHECKER_REPLY", "Segmentation fault")
+    with pytest.raises(ServingCheckError, match="crashed") as error:
+        check_serving(fake_checker, check_ops=False)
+    assert type(error.value) is ServingCheckError and error.value.stage == "crash"
+    monkeypatch.setenv("FAKE_CHECKER_REPLY", "hang")
+    with pytest.raises(ServingCheckTimeoutError, match="did not finish in 0.5 s") as error:
+        check_serving(fake_checker, check_ops=False, timeout=0.5)
+    assert error.value.stage == "timeout"
+    monkeypatch.setenv("FAKE_CHECKER_REPLY", json.dumps({**PASSED, "load": UNDER_LOAD}))
+    load = ServingLoad(threads=2, requests=3, tolerance=0.1)
+    with pytest.raises(ServingCheckConcurrencyError, match="failed under load: .* up to 0.25 away") as error:
+        check_serving(fake_checker, check_ops=False, load=load)
+    assert error.value.stage == "concurrency"
+    assert check_serving(fake_checker, check_ops=False, load=ServingLoad(2, 3, tolerance=0.5)).load == \
+        ServingLoadReport(**UNDER_LOAD)
 
 
 def _mixed_texts(count, seed=0):

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from keras_siamese.export.warmup import WARMUP_FILE, write_warmup_requests
+from keras_siamese.artifacts import UnreadableFileError
+from keras_siamese.export.warmup import WARMUP_FILE, read_warmup_records, write_warmup_requests
 
 
 class Identity(tf.Module):
@@ -20,15 +21,10 @@ def version_dir(tmp_path):
     return str(tmp_path / "1")
 
 
-def _read_logs(path):
-    return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            for record in tf.data.TFRecordDataset(path)]
-
-
 def test_one_predict_request_per_batch_size_cycling_the_samples(version_dir):
     path = write_warmup_requests(version_dir, ["a dog", "猫 🐈", b"\xff raw"], batch_sizes=[1, 5])
     assert path == os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
-    logs = _read_logs(path)
+    logs = read_warmup_records(version_dir)
     assert [log.WhichOneof("log_type") for log in logs] == ["predict_log", "predict_log"]
     requests = [log.predict_log.request for log in logs]
     assert all(request.model_spec.signature_name == "serving_default" for request in requests)
@@ -40,8 +36,8 @@ def test_one_predict_request_per_batch_size_cycling_the_samples(version_dir):
 
 
 def test_default_batch_sizes_are_one_and_all_samples(version_dir):
-    logs = _read_logs(write_warmup_requests(version_dir, ["a", "b", "c"], signature_name="s",
-                                            input_name="q"))
+    write_warmup_requests(version_dir, ["a", "b", "c"], signature_name="s", input_name="q")
+    logs = read_warmup_records(version_dir)
     shapes = [tf.make_ndarray(log.predict_log.request.inputs["q"]).shape for log in logs]
     assert shapes == [(1,), (3,)]
     assert {log.predict_log.request.model_spec.signature_name for log in logs} == {"s"}
@@ -49,7 +45,32 @@ def test_default_batch_sizes_are_one_and_all_samples(version_dir):
 
 def test_rewriting_replaces_the_file(version_dir):
     write_warmup_requests(version_dir, ["a"], batch_sizes=[1, 2, 3])
-    assert len(_read_logs(write_warmup_requests(version_dir, ["a"], batch_sizes=[4]))) == 1
+    write_warmup_requests(version_dir, ["a"], batch_sizes=[4])
+    assert len(read_warmup_records(version_dir)) == 1
+
+
+def test_reading_a_version_without_warmup_gives_no_records(version_dir):
+    assert read_warmup_records(version_dir) == []
+
+
+def test_damaged_warmup_files_are_unreadable_files_named_with_what_is_wrong(version_dir):
+    path = write_warmup_requests(version_dir, ["a dog"], batch_sizes=[1, 2])
+    whole = open(path, "rb").read()
+    for damaged, reason in [
+        (whole[:-5], "truncated record at"),
+        (whole[:8] + bytes([whole[8] ^ 1]) + whole[9:], "corrupted record at 0"),
+    ]:
+        with open(path, "wb") as file:
+            file.write(damaged)
+        with pytest.raises(UnreadableFileError, match=f"tf_serving_warmup_requests is not a readable TF Serving "
+                           f"warmup file: {reason}") as error:
+            read_warmup_records(version_dir)
+        assert "function_node" not in str(error.value) and "[Op:" not in str(error.value)
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(prediction_log_pb2.PredictionLog().SerializeToString())
+        writer.write(b"\xff\xff not a PredictionLog")
+    with pytest.raises(UnreadableFileError, match="record 2 is not a PredictionLog"):
+        read_warmup_records(version_dir)
 
 
 @pytest.mark.parametrize(

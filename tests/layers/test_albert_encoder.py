@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from albert_checkpoints import (
+from keras_hub.models import AlbertTokenizer
+
+from keras_siamese.layers import AlbertEncoder, train_sentencepiece
+from tests.harness import check_bad_input
+from tests.layers.albert_checkpoints import (
     random_albert,
     reference_features,
     wordnet_glosses,
     write_hf_albert,
 )
-from keras_hub.models import AlbertTokenizer
-
-from keras_siamese.layers import AlbertEncoder, train_sentencepiece
 
 TEXTS = wordnet_glosses(12, offset=3000) + ["", "Ünïcödé naïve café ☃", "dog " * 80]
 SEQUENCE_LENGTH = 48
@@ -63,9 +64,15 @@ def test_from_corpus_vocabulary_keeps_albert_special_pieces():
     assert features["pooled_output"].shape == (2, 128)
 
 
-def test_sentencepiece_needs_text():
-    with pytest.raises(ValueError, match="empty corpus"):
-        train_sentencepiece(["", "  "], vocabulary_size=50)
+BAD_INPUT = {
+    "vocabulary of blank texts": (lambda: train_sentencepiece(["", "  "], 100), ValueError,
+                                  "Cannot train a vocabulary on an empty corpus."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 @pytest.mark.parametrize("size, message", [(0, "vocabulary_size"), (2.5, "vocabulary_size"),

@@ -8,13 +8,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from albert_checkpoints import random_albert, reference_features, wordnet_glosses, write_tfhub_albert
 
 from keras_siamese.export import export_saved_model
 from keras_siamese.layers import Pooling
 from keras_siamese.layers.albert_encoder import AlbertEncoder
 from keras_siamese.layers.hub_encoder import HubEncoder, HubPreprocessor
 from keras_siamese.models import TripletSemiHard
+from tests.layers.albert_checkpoints import random_albert, reference_features, wordnet_glosses, write_tfhub_albert
 
 TEXTS = wordnet_glosses(12, offset=3000) + ["", "Ünïcödé naïve café ☃", "dog " * 80]
 SEQUENCE_LENGTH = 48

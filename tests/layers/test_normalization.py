@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_siamese.layers import L2Normalize
+from tests.harness import check_bad_input, run_layer_test
 
 
 def test_unit_norm_matches_definition():
@@ -27,9 +28,21 @@ def test_low_precision_inputs_give_float32_unit_vectors(dtype):
     np.testing.assert_allclose(out.numpy(), [[0.6, 0.8]], rtol=1e-6)
 
 
-def test_axis_and_config_round_trip():
-    layer = L2Normalize(axis=0, epsilon=1e-6)
-    clone = L2Normalize.from_config(layer.get_config())
-    assert (clone.axis, clone.epsilon) == (0, 1e-6)
+def test_axis_and_layer_contract():
     x = np.array([[3.0, 1.0], [4.0, 0.0]], "float32")
-    np.testing.assert_allclose(clone(x).numpy(), [[0.6, 1.0], [0.8, 0.0]], rtol=1e-6)
+    out = run_layer_test(L2Normalize, {"axis": 0, "epsilon": 1e-6}, x, expected_output_shape=(None, 2),
+                         mixed_precision_output_dtype="float32")
+    np.testing.assert_allclose(out.numpy(), [[0.6, 1.0], [0.8, 0.0]], rtol=1e-6)
+
+
+BAD_INPUT = {
+    "L2Normalize epsilon 0": (lambda: L2Normalize(epsilon=0.0), ValueError,
+                              "epsilon must be a finite number > 0, got 0.0"),
+    "L2Normalize axis string": (lambda: L2Normalize(axis="last"), ValueError,
+                                "axis must be an integer, got 'last'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

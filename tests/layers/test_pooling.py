@@ -1,11 +1,11 @@
 import math
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_siamese.layers import Pooling
+from tests.harness import check_bad_input, run_layer_test
 
 
 def _features(seed=0):
@@ -48,18 +48,22 @@ def test_matches_definition_and_ignores_padding(mode):
     np.testing.assert_allclose(Pooling(mode)(features).numpy(), expected, atol=1e-6)
 
 
-def test_config_round_trip_and_unknown_mode():
-    layer = Pooling("max", name="p")
-    clone = Pooling.from_config(layer.get_config())
-    assert clone.mode == "max" and clone.name == "p"
-    with pytest.raises(ValueError, match="Unknown pooling mode 'avg'"):
-        Pooling("avg")
+def test_layer_contract():
+    features = {name: np.asarray(value) for name, value in _features()[0].items()}
+    run_layer_test(Pooling, {"mode": "max", "name": "p"}, features, expected_output_shape=(None, 4),
+                   mixed_precision_output_dtype="float32")
 
 
-def test_symbolic_output_shape():
-    features = {
-        "sequence_output": keras.Input((7, 16)),
-        "pooled_output": keras.Input((16,)),
-        "padding_mask": keras.Input((7,), dtype="bool"),
-    }
-    assert Pooling("mean")(features).shape == (None, 16)
+BAD_INPUT = {
+    "Pooling unknown mode": (lambda: Pooling("avg"), ValueError,
+                             "Unknown pooling mode 'avg'; expected one of"),
+    "Pooling of a tensor": (lambda: Pooling("mean")(tf.ones([2, 3, 4])), ValueError,
+                            "Pooling('mean') takes the encoder's features, a dict with"),
+    "Pooling without padding_mask": (lambda: Pooling("max")({"sequence_output": tf.ones([2, 3, 4])}),
+                                     ValueError, "'padding_mask']; got ['sequence_output']"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

@@ -1,13 +1,13 @@
 """TextPreprocessor: packing equal to a per-text loop, bucket trimming, input kinds, lengths, config."""
 
-import keras
 import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_siamese.layers import TextPreprocessor, token_inputs
-from keras_siamese.layers.preprocessor import preprocess_batches, text_input_prefix
+from keras_siamese.layers.preprocessor import as_text_batch, preprocess_batches, text_input_prefix
+from tests.harness import check_bad_input, run_layer_test
 
 WORDS = "a dog cat barked at the small large red house tree of in on".split()
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
@@ -53,13 +53,12 @@ def test_every_kind_of_text_input_gives_the_same_tokens(tokenizer):
     np.testing.assert_array_equal(preprocessor("a dog")["token_ids"], preprocessor(["a dog"])["token_ids"])
 
 
-def test_fixed_length_and_config_round_trip(tokenizer):
-    fixed = TextPreprocessor(tokenizer, sequence_length=20, dynamic_length=False)
-    assert fixed(["a dog"])["token_ids"].shape == (1, 20)
-    restored = TextPreprocessor.from_config(keras.layers.serialize(fixed)["config"])
-    np.testing.assert_array_equal(restored(TEXTS)["token_ids"], fixed(TEXTS)["token_ids"])
-    with pytest.raises(ValueError, match="sequence_length"):
-        TextPreprocessor(tokenizer, sequence_length=2)
+def test_fixed_length_and_layer_contract(tokenizer):
+    init_kwargs = {"tokenizer": tokenizer, "sequence_length": 20, "dynamic_length": False}
+    fixed = {"token_ids": (None, 20), "padding_mask": (None, 20)}
+    tokens = run_layer_test(TextPreprocessor, init_kwargs, np.array(TEXTS), expected_output_shape=fixed,
+                            mixed_precision_output_dtype="int32")
+    assert tokens["token_ids"].shape == (len(TEXTS), 20)
 
 
 def test_batches_of_several_texts_per_row_are_keyed_by_the_text_input_prefix(tokenizer):
@@ -79,3 +78,28 @@ def test_batches_of_tokens_pass_through_unchanged(tokenizer):
     for key in tokens:
         np.testing.assert_array_equal(passed[key], tokens[key])
     np.testing.assert_array_equal(labels, [0, 0, 1, 1])
+
+
+BAD_INPUT = {
+    "texts of rank 2 (tensor)": (lambda: as_text_batch(tf.constant([["a", "b"], ["c", "d"]])),
+                                 ValueError, "Texts must be a flat batch (rank 1), got shape (2, 2)"),
+    "texts of rank 2 (numpy)": (lambda: as_text_batch(np.array([["a"], ["b"]], object)),
+                                ValueError, "got an array of shape (2, 1)"),
+    "texts that are numbers": (lambda: as_text_batch(tf.constant([1, 2])),
+                               ValueError, "Texts must be strings (tf.string), got dtype int32"),
+    "TextPreprocessor sequence_length 2": (lambda: TextPreprocessor(None, sequence_length=2), ValueError,
+                                           "must be an integer leaving room for [CLS], [SEP]"),
+    "length_buckets beyond sequence_length": (lambda: TextPreprocessor(None, 8, length_buckets=[4, 16]),
+                                              ValueError, "no larger than sequence_length=8, got [4, 16]"),
+    "length_buckets a number": (lambda: TextPreprocessor(None, 8, length_buckets=4), ValueError,
+                                "length_buckets must be a list of integer lengths, got 4"),
+    "length_buckets of words": (lambda: TextPreprocessor(None, 8, length_buckets=["a"]), ValueError,
+                                "length_buckets must be a list of integer lengths, got ['a']"),
+    "tokenizer without special tokens": (lambda: TextPreprocessor(object(), 8), ValueError,
+                                         "object defines none of ('cls_token_id', 'start_token_id')"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

@@ -1,7 +1,8 @@
-import keras
 import numpy as np
+import pytest
 
 from keras_siamese.layers import Projection
+from tests.harness import check_bad_input, run_layer_test
 
 
 def test_is_dense_relu_then_dense():
@@ -16,17 +17,28 @@ def test_is_dense_relu_then_dense():
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_config_round_trip_gives_same_architecture():
-    layer = Projection(output_units=8, hidden_units=(16, 12), activation="gelu", dropout=0.1)
-    clone = Projection.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    assert clone(np.zeros((2, 5), "float32")).shape == (2, 8)
-    assert len(clone.trainable_weights) == 6
+def test_layer_contract():
+    x = np.random.default_rng(1).normal(size=(3, 5)).astype("float32")
+    run_layer_test(
+        Projection,
+        {"output_units": 8, "hidden_units": (16, 12), "activation": "gelu", "dropout": 0.1},
+        x,
+        expected_output_shape=(None, 8),
+        expected_num_trainable_weights=6,
+        mixed_precision_output_dtype="float32",
+    )
 
 
-def test_saved_in_a_model(tmp_path):
-    inputs = keras.Input((6,))
-    model = keras.Model(inputs, Projection(4, (8,))(inputs))
-    x = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
-    model.save(tmp_path / "m.keras")
-    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(x), model(x))
+BAD_INPUT = {
+    "Projection output_units 0": (lambda: Projection(output_units=0), ValueError,
+                                  "output_units must be a positive integer, got 0"),
+    "Projection hidden_units int": (lambda: Projection(hidden_units=64), ValueError,
+                                    "must be a sequence of positive integers such as (64,), got 64"),
+    "Projection dropout 1": (lambda: Projection(dropout=1.0), ValueError,
+                             "dropout must be a number in [0, 1), got 1.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

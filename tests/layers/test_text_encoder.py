@@ -3,13 +3,13 @@
 import importlib.util
 import json
 import os
+import types
 
 import keras
 import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from albert_checkpoints import wordnet_glosses
 
 from keras_siamese.layers import Pooling, TextEncoder, TextPreprocessor
 from keras_siamese.layers.dynamic_length import (
@@ -17,7 +17,10 @@ from keras_siamese.layers.dynamic_length import (
     default_length_buckets,
     trim_to_bucket,
 )
+from keras_siamese.layers.freezing import freeze_backbone
 from keras_siamese.layers.pooling import POOLING_MODES
+from tests.harness import check_bad_input, run_layer_test
+from tests.layers.albert_checkpoints import wordnet_glosses
 
 TEXTS = wordnet_glosses(24) + ["", "dog", "Ünïcödé naïve café ☃ " * 3, "x " * 200]
 
@@ -147,30 +150,31 @@ def test_albert_layer_sharing_limits_partial_freezing():
         vocabulary_size=50, num_layers=4, num_groups=2, num_heads=2, embedding_dim=8,
         hidden_dim=16, intermediate_dim=32, max_sequence_length=32,
     )
-    from keras_siamese.layers.freezing import freeze_backbone
-
     freeze_backbone(backbone, 2)
     assert _trainable_layer_names(backbone) == {"group_1_inner_layer_0", "pooled_dense"}
     with pytest.raises(ValueError, match="share their weights"):
         freeze_backbone(backbone, 1)
 
 
-def test_config_and_keras_file_round_trip(bert_parts, tmp_path):
+BAD_INPUT = {  # freeze_backbone
+    "freeze a backbone without layers": (lambda: freeze_backbone(object(), 2), ValueError,
+                                         "object has no `transformer_layers`"),
+    "freeze more layers than there are": (
+        lambda: freeze_backbone(types.SimpleNamespace(transformer_layers=[1, 2]), 3),
+        ValueError, "must be 'all' or an integer from 0 to 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
+
+
+def test_layer_contract(bert_parts):
     make_backbone, tokenizer = bert_parts
-    encoder = TextEncoder(make_backbone(2), tokenizer, sequence_length=48,
-                          length_buckets=[16], frozen_layers=1)
-    clone = TextEncoder.from_config(json.loads(json.dumps(encoder.get_config())))
-    clone.set_weights(encoder.get_weights())
-    assert clone.get_config() == json.loads(json.dumps(encoder.get_config()))
-    assert len(clone.trainable_weights) == len(encoder.trainable_weights)
-    text = keras.Input(shape=(), dtype="string")
-    model = keras.Model(text, Pooling("mean")(encoder(text)))
-    path = str(tmp_path / "encoder.keras")
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        reloaded(tf.constant(TEXTS)), model(tf.constant(TEXTS)), atol=1e-6
-    )
+    init_kwargs = {"backbone": make_backbone(2), "tokenizer": tokenizer, "sequence_length": 48,
+                   "length_buckets": [16], "frozen_layers": 1}
+    run_layer_test(TextEncoder, init_kwargs, np.array(TEXTS), atol=1e-6)
 
 
 def test_rejects_non_strings(bert_parts):

@@ -1,16 +1,11 @@
 """pairwise_distance against python loops, and its hand-written gradient against autodiff."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_siamese.losses.distances import check_labels, pairwise_distance
-
-sys.path.insert(0, str(Path(__file__).parent))
-import oracles  # noqa: E402
+from tests.losses import oracles
 
 
 @pytest.mark.parametrize("distance", ["L2", "squared-L2", "angular"])

@@ -2,8 +2,6 @@
 of embeddings (encode, predict, the SavedModel) against NumPy."""
 
 import math
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,9 +15,7 @@ from keras_siamese.losses import (
     truncate_embeddings,
 )
 from keras_siamese.losses.matryoshka import check_matryoshka_dims, check_truncate_dim
-
-sys.path.insert(0, str(Path(__file__).parent))
-import oracles  # noqa: E402
+from tests.losses import oracles
 
 
 def prefix(vector, dim):

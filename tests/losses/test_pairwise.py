@@ -1,8 +1,5 @@
 """Contrastive and online contrastive losses against plain-Python loops."""
 
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -14,9 +11,8 @@ from keras_siamese.losses.pairwise import (
     contrastive_loss,
     online_contrastive_loss,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-import oracles  # noqa: E402
+from tests.harness import check_bad_input
+from tests.losses import oracles
 
 
 def make_pairs(batch, seed, similar_fraction=0.5):
@@ -81,6 +77,27 @@ def test_bad_inputs(labels, pairs, message):
 def test_unknown_distance():
     with pytest.raises(ValueError, match="Unknown pair distance"):
         ContrastiveLoss(distance="L2")
+
+
+PAIRS = np.array([[[0.0, 1.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]], "float32")
+BAD_INPUT = {
+    "ContrastiveLoss margin": (lambda: ContrastiveLoss(margin=-2), ValueError, "got -2"),
+    "OnlineContrastiveLoss margin": (lambda: OnlineContrastiveLoss(margin=float("nan")), ValueError, "got nan"),
+    "contrastive margin": (lambda: contrastive_loss([1, 0], PAIRS, margin=-1), ValueError, "got -1"),
+    "unknown pair distance": (lambda: contrastive_loss([1, 0], PAIRS, distance="L2"),
+                              ValueError, "Unknown pair distance 'L2'"),
+    "contrastive label 2": (lambda: contrastive_loss([2.0, 0.0], PAIRS), ValueError,
+                            "must be 1 (similar pair) or 0 (dissimilar pair), got [2.0]"),
+    "online contrastive label -1": (lambda: online_contrastive_loss([1.0, -1.0], PAIRS), ValueError,
+                                    "got [-1.0]"),
+    "pair labels per pair": (lambda: contrastive_loss([1, 0, 1], PAIRS), ValueError,
+                             "must have one entry per pair: got 3 for 2 pairs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 @pytest.mark.parametrize("cls", [ContrastiveLoss, OnlineContrastiveLoss])

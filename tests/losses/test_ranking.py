@@ -1,17 +1,13 @@
 """Multiple-negatives ranking loss against a plain-Python softmax loop."""
 
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_siamese.losses.ranking import MultipleNegativesRankingLoss, multiple_negatives_ranking_loss
-
-sys.path.insert(0, str(Path(__file__).parent))
-import oracles  # noqa: E402
+from tests.harness import check_bad_input
+from tests.losses import oracles
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -50,6 +46,17 @@ def test_bad_inputs():
         multiple_negatives_ranking_loss(np.ones((4, 3), np.float32))
     with pytest.raises(ValueError, match="at least 2"):
         multiple_negatives_ranking_loss(np.ones((4, 1, 3), np.float32))
+
+
+BAD_INPUT = {
+    "pairs of rank 2": (lambda: MultipleNegativesRankingLoss()(np.zeros(2), np.ones((2, 3), "float32")),
+                        ValueError, "must have rank 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_keras_loss_round_trip():

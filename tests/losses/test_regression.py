@@ -1,8 +1,6 @@
 """Cosine-similarity regression and CoSENT against plain-Python loops."""
 
 import math
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,9 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_siamese.losses.regression import CoSENTLoss, CosineSimilarityLoss, cosent_loss, cosine_similarity_loss
-
-sys.path.insert(0, str(Path(__file__).parent))
-import oracles  # noqa: E402
+from tests.losses import oracles
 
 
 @pytest.mark.parametrize("batch", [1, 3, 17])

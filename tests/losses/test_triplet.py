@@ -1,8 +1,6 @@
 """Triplet losses against plain-Python loops (tests/losses/oracles.py)."""
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_siamese.losses import triplet
+from keras_siamese.losses.distances import check_labels
+from keras_siamese.losses.semihard_mining import MiningBlocks, semihard_sums
 from keras_siamese.losses.triplet import (
     TripletBatchAllLoss,
     TripletBatchHardLoss,
@@ -19,9 +19,9 @@ from keras_siamese.losses.triplet import (
     triplet_batch_hard_loss,
     triplet_semihard_loss,
 )
+from tests.harness import check_bad_input
+from tests.losses import oracles
 
-sys.path.insert(0, str(Path(__file__).parent))
-import oracles  # noqa: E402
 
 DISTANCES = ["L2", "squared-L2", "angular"]
 
@@ -79,30 +79,37 @@ def test_semihard_matches_loop(layout, batch, ties, distance):
         )
 
 
+SORTING_ONLY = MiningBlocks(max_direct_class_size=1)  # every anchor takes the sorting engine
+
+
+def semihard_loss_mined_with(blocks, labels, embeddings, margin):
+    """The semi-hard loss (hinge sum over pairs) mined in `blocks`, on L2 distances."""
+    labels = check_labels(tf.convert_to_tensor(labels), int(labels.shape[0]))
+    sums = semihard_sums(labels, triplet.pairwise_distance(embeddings), tf.constant(margin, tf.float32), blocks)
+    return sums.hinge / tf.maximum(sums.pairs, 1.0)
+
+
 @pytest.mark.parametrize("layout", ["pk", "skewed", "random"])
-def test_semihard_sorting_path_matches_loop(layout, monkeypatch):
-    """Forces the sort-based mining (normally for classes over 12 examples)."""
-    monkeypatch.setattr(triplet, "_MAX_CLASS_SIZE_FOR_DIRECT_MINING", 1)
+def test_semihard_sorting_path_matches_loop(layout):
+    """The sort-based engine (normally for classes over 12 examples) on every anchor."""
     for seed, ties in [(0, False), (1, True), (2, True)]:
         labels, embeddings = make_batch(layout, 37, seed, ties)
         dist = triplet.pairwise_distance(embeddings).numpy().astype(float).tolist()
         want = oracles.semihard(list(labels), dist, 0.7)
-        assert float(triplet_semihard_loss(labels, embeddings, 0.7)) == pytest.approx(want, abs=1e-5)
+        got = semihard_loss_mined_with(SORTING_ONLY, labels, tf.constant(embeddings), 0.7)
+        assert float(got) == pytest.approx(want, abs=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["eager", "graph", "graph, TensorFlow's sort", "xla"])
-def test_semihard_sorting_path_in_every_execution_mode(mode, monkeypatch):
-    """Sorting blocks (the last one padded), NumPy's or TensorFlow's sort, or all under XLA."""
-    monkeypatch.setattr(triplet, "_MAX_CLASS_SIZE_FOR_DIRECT_MINING", 1)
-    monkeypatch.setattr(triplet, "_ROWS_PER_SORTING_BLOCK", 8)
-    if mode == "graph, TensorFlow's sort":  # the kernel taken where a GPU is visible
-        monkeypatch.setattr(triplet.tf.config, "list_logical_devices", lambda device_type=None: ["GPU:0"])
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_semihard_sorting_path_in_every_execution_mode(mode):
+    """Sorting blocks of 8 anchors (the last one padded), eagerly, traced, or all under XLA."""
+    blocks = MiningBlocks(rows_per_sorting_block=8, max_direct_class_size=1)
     labels, embeddings = make_batch("random", 21, seed=6, dim=3)
 
     def loss_and_gradient(labels, embeddings):
         with tf.GradientTape() as tape:
             tape.watch(embeddings)
-            loss = triplet_semihard_loss(labels, embeddings, 0.5)
+            loss = semihard_loss_mined_with(blocks, labels, embeddings, 0.5)
         return loss, tape.gradient(loss, embeddings)
 
     if mode != "eager":
@@ -113,13 +120,11 @@ def test_semihard_sorting_path_in_every_execution_mode(mode, monkeypatch):
     np.testing.assert_allclose(gradient.numpy(), numeric_gradient(oracle, embeddings), atol=2e-3)
 
 
-def test_semihard_spanning_several_blocks(monkeypatch):
-    monkeypatch.setattr(triplet, "_ROWS_PER_BLOCK", 8)
+def test_semihard_spanning_several_blocks():
     labels, embeddings = make_batch("skewed", 50, seed=3)
     dist = oracle_distances(embeddings, "L2")
-    assert float(triplet_semihard_loss(labels, embeddings)) == pytest.approx(
-        oracles.semihard(list(labels), dist, 1.0), abs=1e-5
-    )
+    got = semihard_loss_mined_with(MiningBlocks(rows_per_block=8), labels, tf.constant(embeddings), 1.0)
+    assert float(got) == pytest.approx(oracles.semihard(list(labels), dist, 1.0), abs=1e-5)
 
 
 def test_semihard_terms_statistics():
@@ -173,7 +178,7 @@ def numeric_gradient(fn, x, eps=1e-5):
 
 @pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("layout", ["pk", "skewed"])
-def test_semihard_gradient_matches_finite_differences_of_the_loop(distance, layout, monkeypatch):
+def test_semihard_gradient_matches_finite_differences_of_the_loop(distance, layout):
     labels, embeddings = make_batch(layout, 12, seed=7, dim=3)
     tensor = tf.constant(embeddings)
     with tf.GradientTape() as tape:
@@ -301,6 +306,42 @@ def test_unknown_distance_raises():
         triplet_semihard_loss([0, 0], [[0.0], [1.0]], distance="cosine")
     with pytest.raises(ValueError, match="Unknown distance"):
         TripletSemiHardLoss(distance="manhattan")
+
+
+LABELS = [0, 1, 0, 1]
+EMBEDDINGS = [[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]
+BAD_INPUT = {
+    "semi-hard margin negative": (lambda: triplet_semihard_loss(LABELS, EMBEDDINGS, margin=-1.0),
+                                  ValueError, "margin must be a finite number >= 0, got -1.0"),
+    "semi-hard margin NaN": (lambda: triplet_semihard_loss(LABELS, EMBEDDINGS, margin=float("nan")),
+                             ValueError, "margin must be a finite number >= 0, got nan"),
+    "semi-hard margin string": (lambda: triplet_semihard_loss(LABELS, EMBEDDINGS, margin="1"),
+                                ValueError, "margin must be a finite number >= 0, got '1'"),
+    "batch-hard margin infinite": (lambda: triplet_batch_hard_loss(LABELS, EMBEDDINGS, margin=float("inf")),
+                                   ValueError, "margin must be a finite number >= 0, got inf"),
+    "batch-all margin bool": (lambda: triplet_batch_all_loss(LABELS, EMBEDDINGS, margin=True),
+                              ValueError, "margin must be a finite number >= 0, got True"),
+    "TripletSemiHardLoss margin": (lambda: TripletSemiHardLoss(margin=-0.1), ValueError, "got -0.1"),
+    "TripletBatchHardLoss margin": (lambda: TripletBatchHardLoss(margin=None), ValueError, "got None"),
+    "TripletBatchAllLoss margin": (lambda: TripletBatchAllLoss(margin="wide"), ValueError, "got 'wide'"),
+    "unknown triplet distance": (lambda: triplet_semihard_loss(LABELS, EMBEDDINGS, distance="manhattan"),
+                                 ValueError, "Unknown distance 'manhattan'"),
+    "string labels to a loss": (lambda: triplet_semihard_loss(["a", "b", "a", "b"], EMBEDDINGS),
+                                ValueError, "labels must be integers, got dtype string"),
+    "labels of rank 3": (lambda: triplet_semihard_loss(np.zeros((4, 1, 1), "int32"), EMBEDDINGS),
+                         ValueError, "labels must have shape [B] or [B, 1]"),
+    "NaN embeddings": (lambda: triplet_semihard_loss(LABELS, [[np.nan, 0.0]] + EMBEDDINGS[1:]),
+                       ValueError, "embeddings contain NaN or infinite values"),
+    "integer embeddings": (lambda: triplet_semihard_loss(LABELS, np.ones((4, 2), "int32")),
+                           ValueError, "embeddings must be a float tensor, got dtype int32"),
+    "embeddings of rank 1": (lambda: triplet_semihard_loss(LABELS, [0.0, 1.0, 2.0, 3.0]),
+                             ValueError, "embeddings must have rank 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_nan_embeddings_fail_inside_tf_function():

