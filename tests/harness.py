@@ -4,7 +4,9 @@
   after saving inside a model, the dtype under mixed precision), written once instead of per layer.
 - `check_bad_input`: one bad-input case, `(call, error type, words of the message)`; each module's
   tests hold a `BAD_INPUT` table of them, run by a test named `test_bad_input_gets_a_clear_error`
-  (`pytest -k test_bad_input_gets_a_clear_error` runs the whole catalogue).
+  (`pytest -k test_bad_input_gets_a_clear_error` runs the whole catalogue). Command-line cases
+  live in tests/test_cli.py (one argparse line, exit status 2); a damaged warmup file and a
+  damaged SavedModel under the C++ serving check in tests/export/test_serving_check.py.
 """
 
 import atexit

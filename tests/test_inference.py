@@ -11,6 +11,7 @@ from keras_siamese.export import export_saved_model
 from keras_siamese.inference import encode
 from keras_siamese.layers import Pooling, TextEncoder, token_inputs
 from keras_siamese.models import SentenceEmbedder
+from tests.harness import check_bad_input
 
 WORDS = "a dog cat barked at the small large red house tree of in on".split()
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
@@ -77,3 +78,15 @@ def test_bad_arguments_are_refused(model):
     with pytest.raises(ValueError, match="output_key"):
         encode(two_outputs, TEXTS)
     np.testing.assert_array_equal(encode(two_outputs, TEXTS[:3], output_key="b"), np.ones((3, 2)))
+
+
+BAD_INPUT = {
+    "encode of numbers": (lambda: inference.encode(lambda t: t, [1, 2]), ValueError, "str or bytes"),
+    "encode batch size 0": (lambda: inference.encode(lambda t: t, ["a"], batch_size=0),
+                            ValueError, "batch_size must be a positive integer, got 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

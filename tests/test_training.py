@@ -1,4 +1,5 @@
-"""The main job end to end on a small slice of the bundled corpus, through the console script."""
+"""The main job end to end on a small slice of the bundled corpus, through the console script; and
+the training settings' bad-input cases."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+import types
 from pathlib import Path
 
 import keras
@@ -15,6 +17,10 @@ import tensorflow as tf
 
 import keras_siamese.models  # noqa: F401  registers the classes a checkpoint names
 from keras_siamese.export import read_metadata
+from keras_siamese.settings import check_integers
+from keras_siamese.sources import EncoderSource
+from keras_siamese.training import TrainingConfig
+from tests.harness import check_bad_input
 
 # What a C++ log line of TensorFlow looks like: severity, date, time, thread, file:line]
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]")
@@ -134,3 +140,41 @@ def test_two_workers_survive_a_killed_worker_a_damaged_backup_and_export_once(tm
     assert sorted(json.loads((output_dir / "summary.json").read_text())["epochs"]) == ["1", "2"]  # the killed run's too
     # The other worker's backups are gone (the killed runs' too: a worker's next run removes them).
     assert not [name for name in os.listdir(environment["TMPDIR"]) if name.startswith("keras-siamese")]
+
+
+BAD_INPUT = {
+    "config precision float64": (lambda: TrainingConfig(precision="float64").check(), ValueError,
+                                 "precision must be one of ('float32', 'bfloat16', 'float16'), got 'float64'"),
+    "config matmul precision": (lambda: TrainingConfig(matmul_precision="tf32").check(), ValueError,
+                                "matmul_precision must be one of ('float32', 'bf16'), got 'tf32'"),
+    "config epochs 0": (lambda: TrainingConfig(epochs=0).check(), ValueError,
+                        "epochs must be a positive integer, got 0"),
+    "config learning rate negative": (lambda: TrainingConfig(learning_rate=-1e-3).check(), ValueError,
+                                      "learning_rate must be a finite positive number, got -0.001"),
+    "config margin NaN": (lambda: TrainingConfig(margin=float("nan")).check(), ValueError,
+                          "margin must be a finite number >= 0, got nan"),
+    "config test_fraction 1": (lambda: TrainingConfig(test_fraction=1.0).check(), ValueError,
+                               "test_fraction must be in (0, 1), got 1.0"),
+    "config samples_per_class 1": (lambda: TrainingConfig(samples_per_class=1).check(), ValueError,
+                                   "samples_per_class must be an integer >= 2, got 1"),
+    "config steps_per_epoch bool": (lambda: TrainingConfig(steps_per_epoch=True).check(), ValueError,
+                                    "steps_per_epoch must be a positive integer, got True"),
+    "config sequence_length 2": (lambda: EncoderSource(sequence_length=2).check(), ValueError,
+                                 "sequence_length must be at least 3 ([CLS], [SEP] and a token), got 2"),
+    "config learning rate string": (lambda: TrainingConfig(learning_rate="1e-3").check(), ValueError,
+                                    "learning_rate must be a finite positive number, got '1e-3'"),
+    "config margin string": (lambda: TrainingConfig(margin="0.5").check(), ValueError,
+                             "margin must be a finite number >= 0, got '0.5'"),
+    "config test_fraction string": (lambda: TrainingConfig(test_fraction="0.1").check(), ValueError,
+                                    "test_fraction must be in (0, 1), got '0.1'"),
+    "config pooling unknown": (lambda: TrainingConfig(pooling="avg").check(), ValueError,
+                               "pooling must be one of ('pooled', 'cls', 'mean', 'max', 'mean_sqrt_len'), got 'avg'"),
+    "config seed negative": (lambda: TrainingConfig(seed=-1).check(), ValueError, "seed must be a non-negative integer, got -1"),
+    "settings integer below minimum": (lambda: check_integers(types.SimpleNamespace(units=1), ["units"], 2),
+                                       ValueError, "units must be an integer >= 2, got 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

@@ -4,13 +4,18 @@
 SentencePieceTokenizer and packs two segments with MultiSegmentPacker, which
 emits TF Text's `TFText>RoundRobinTrim` (linked by TF Serving only since 2.20),
 then mean-pools an embedding table and L2-normalises.
+
+`damaged_artefacts` writes damaged version directories for the export folder's bad-input cases.
 """
 
+import functools
 import os
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
+
+from tests.harness import scratch_dir
 
 SEQUENCE_LENGTH = 16
 DIM = 8
@@ -69,3 +74,25 @@ def rename_op(saved_model_dir, old_op, new_op):
     with open(path, "wb") as file:
         file.write(saved_model.SerializeToString())
     return renamed
+
+
+@functools.cache
+def damaged_artefacts():
+    """Damaged version directories, in one scratch directory that is itself not a SavedModel:
+    `graph/1` (a saved_model.pb cut short and truncated metadata) and `empty_graph/1` (an empty
+    saved_model.pb)."""
+    root = scratch_dir()
+    _write(root / "graph" / "1" / "saved_model.pb", b"\x0a\xff\xff\xff")
+    _write(root / "graph" / "1" / "assets.extra" / "keras_siamese.json", b'{"embedding_size": 6')
+    _write(root / "empty_graph" / "1" / "saved_model.pb", b"")
+    return root
+
+
+def damaged_file(name):
+    """`name` inside `damaged_artefacts()`."""
+    return damaged_artefacts() / name
+
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

@@ -3,6 +3,7 @@ import os
 import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
+from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.export.ops import (
     UnsupportedOpsError,
     check_serving_ops,
@@ -10,7 +11,13 @@ from keras_siamese.export.ops import (
     tf_text_op_libraries,
     tf_text_ops,
 )
-from tests.export.serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
+from tests.export.serving_models import (
+    damaged_file,
+    rename_op,
+    save_pair_packing_model,
+    sentencepiece_proto,
+)
+from tests.harness import check_bad_input
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +72,16 @@ def test_not_a_saved_model_or_wrong_tags_is_a_clear_value_error(pair_model_dir, 
         saved_model_ops(tmp_path / "missing")
     with pytest.raises(ValueError, match=r"no meta graph tagged \['gpu', 'serve'\]"):
         saved_model_ops(pair_model_dir, tags=("serve", "gpu"))
+
+
+BAD_INPUT = {
+    "saved_model.pb corrupt": (lambda: check_serving_ops(damaged_file("graph/1")), UnreadableFileError,
+                               "saved_model.pb is not a readable SavedModel graph (saved_model.pb): Error parsing"),
+    "saved_model.pb empty": (lambda: check_serving_ops(damaged_file("empty_graph/1")), UnreadableFileError,
+                             "saved_model.pb is not a readable SavedModel graph (saved_model.pb): it is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

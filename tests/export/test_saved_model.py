@@ -9,9 +9,12 @@ import pytest
 import tensorflow as tf
 
 import keras_siamese
+from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.export import UnsupportedOpsError, export_saved_model, next_version, ops, read_metadata, saved_model
 from keras_siamese.layers import L2Normalize
 from keras_siamese.models import TripletSemiHard
+from tests.export.serving_models import damaged_file
+from tests.harness import check_bad_input, scratch_dir
 
 PROBE_TEXTS = [
     "a domestic dog",
@@ -293,3 +296,35 @@ def test_compute_dtypes_other_than_the_precisions_are_refused(model, tmp_path, c
     with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16', 'float16'\)"):
         export_saved_model(model, tmp_path / "m", compute_dtype=compute_dtype)
     assert not os.path.exists(tmp_path / "m")
+
+
+def _dense_model(**kwargs):
+    x = keras.Input((2,))
+    return TripletSemiHard(inputs=x, outputs=keras.layers.Dense(2)(x), **kwargs)
+
+
+BAD_INPUT = {
+    "text export of a float model": (lambda: export_saved_model(_dense_model(), scratch_dir()), ValueError,
+                                     "takes float32 (None, 2) and has no preprocessor"),
+    "token export of a float model": (lambda: export_saved_model(_dense_model(), scratch_dir(), signatures="tokens"),
+                                      ValueError, "The token signature needs a token-level model with a preprocessor"),
+    "unknown signature kind": (lambda: export_saved_model(_dense_model(), scratch_dir(), signatures=("ids",)),
+                               ValueError, "signatures must name one or both of"),
+    "warmup without the text signature": (lambda: export_saved_model(
+        _dense_model(), scratch_dir(), signatures="tokens", warmup_texts=["a"]), ValueError,
+        "warmup_texts needs the text signature"),
+    "export computing in int8": (lambda: export_saved_model(_dense_model(), scratch_dir(), compute_dtype="int8"),
+                                 ValueError, "compute_dtype must be one of ('float32', 'bfloat16', 'float16'), got 'int8'"),
+    "export version negative": (lambda: export_saved_model(_dense_model(), "/tmp/never", version=-1),
+                                ValueError, "version must be a non-negative integer that fits TF Serving's int64, got -1"),
+    "export version beyond int64": (lambda: export_saved_model(_dense_model(), "/tmp/never", version=2**63),
+                                    ValueError, "fits TF Serving's int64, got 9223372036854775808"),
+    # a damaged version directory: the error names the file and what is wrong
+    "metadata truncated": (lambda: read_metadata(damaged_file("graph/1")), UnreadableFileError,
+                           "keras_siamese.json is not a readable metadata file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

