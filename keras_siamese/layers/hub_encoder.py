@@ -56,6 +56,8 @@ class HubEncoder(Encoder):
     TensorShape([1, 768])
     """
 
+    has_pooler = True  # TF Hub's BERT and ALBERT encoders return their pooler's output
+
     def __init__(
         self,
         encoder,
@@ -89,8 +91,6 @@ class HubEncoder(Encoder):
             for variable in _encoder_variables(self._encoder_model)
         ]
         self.built = True
-
-    has_pooler = True  # TF Hub's BERT and ALBERT encoders return their pooler's output
 
     @property
     def hidden_dim(self):
