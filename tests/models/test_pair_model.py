@@ -1,5 +1,8 @@
 """Every loss of the family trains a real tiny ALBERT through plain `compile(loss=...)` + `fit`."""
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -96,3 +99,22 @@ def test_pair_model_shares_one_embedder_and_round_trips(tiny_encoder_factory, tm
 def test_num_texts_must_be_an_integer_of_at_least_two(tiny_encoder_factory, num_texts):
     with pytest.raises(ValueError, match="num_texts"):
         pair_model(_embedder(tiny_encoder_factory), num_texts=num_texts)
+
+
+def test_a_pair_model_saved_under_the_0_1_0_class_name_still_loads(tiny_encoder_factory, tmp_path):
+    """keras_siamese 0.1.0 named the class of pair models `TextTask` (keras_siamese.models.text_task)."""
+    model = pair_model(_embedder(tiny_encoder_factory))
+    texts = [np.array(["a small dog", ""], dtype=object), np.array(["to run", "a cat"], dtype=object)]
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["class_name"] == "SentenceEmbedder"
+                config.update(class_name="TextTask", module="keras_siamese.models.text_task",
+                              registered_name="keras_siamese>TextTask")
+                data = json.dumps(config).encode()
+            old.writestr(item, data)
+    reloaded = keras.saving.load_model(tmp_path / "old.keras")
+    np.testing.assert_allclose(reloaded.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6)
