@@ -57,8 +57,9 @@ class EncoderSource:
 
     encoder: str = setting(
         FROM_CORPUS,
-        "a keras-hub preset name or directory, or a local Hugging Face directory (BERT/MiniLM, "
-        f"ALBERT, ...); {FROM_CORPUS}: a random ALBERT with a vocabulary trained on the data",
+        "a keras-hub preset name or directory, a local Hugging Face directory (BERT/MiniLM, "
+        "ALBERT, ...), or a TF Hub-format encoder SavedModel directory (albert_en_base, ...); "
+        f"{FROM_CORPUS}: a random ALBERT with a vocabulary trained on the data",
     )
     sequence_length: int = setting(128, "most tokens per text, [CLS] and [SEP] included; longer texts are cut")
     vocabulary_size: int = setting(4000, f"SentencePiece vocabulary size ({FROM_CORPUS} only)")
@@ -80,9 +81,17 @@ class EncoderSource:
                     f"preset name (such as bert_tiny_en_uncased) or {FROM_CORPUS}."
                 )
 
+    @property
+    def is_tfhub_saved_model(self):
+        """Whether `encoder` is a TF Hub-format SavedModel directory (built as a `HubEncoder`, whose
+        `.keras` checkpoints load with `safe_mode=False`: they name the SavedModel)."""
+        return os.path.isfile(os.path.join(self.encoder, "saved_model.pb"))
+
     def build(self, texts):
-        """The encoder: loaded from `encoder`, or a random ALBERT whose vocabulary is trained on `texts`."""
+        """The encoder: a random ALBERT whose vocabulary is trained on `texts`, a `HubEncoder` of a
+        TF Hub-format SavedModel (tokenising with its own vocabulary), or a keras-hub preset."""
         from keras_siamese.layers import AlbertEncoder, TextEncoder
+        from keras_siamese.layers.hub_encoder import HubEncoder
 
         if self.encoder == FROM_CORPUS:
             return AlbertEncoder.from_corpus(
@@ -94,4 +103,6 @@ class EncoderSource:
                 intermediate_dim=2 * self.hidden_dim,
                 sequence_length=self.sequence_length,
             )
+        if self.is_tfhub_saved_model:
+            return HubEncoder(self.encoder, sequence_length=self.sequence_length)
         return TextEncoder.from_preset(self.encoder, sequence_length=self.sequence_length)

@@ -339,8 +339,11 @@ def export_best_epoch(config, split, held_out, history, seconds):
     runs the C++ serving check, writes summary.json and returns the summary."""
     best_epoch, best, baseline = held_out.epochs.best_epoch, held_out.epochs.best, held_out.baseline
     _report_best_epoch(config, best_epoch, best, baseline, held_out.checkpoint_dir)
+    best_model = load_model(  # outside any strategy: the export holds plain variables
+        held_out.checkpoint(best_epoch), safe_mode=not config.encoder_source.is_tfhub_saved_model
+    )
     version_dir = export_saved_model(
-        load_model(held_out.checkpoint(best_epoch)),  # outside any strategy: the export holds plain variables
+        best_model,
         os.path.join(config.output_dir, "serving", config.model_name),
         warmup_texts=split.test_texts[:WARMUP_TEXTS],
         compute_dtype=config.precision,

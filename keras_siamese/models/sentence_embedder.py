@@ -21,7 +21,7 @@ from keras_siamese.models.multi_worker import MultiWorkerTraining
 _RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
 # What keras.Model's functional constructor takes besides `inputs` and `outputs`.
 _MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
-_NOT_SETTINGS = {"dtype", "shared_object_id"}
+_NOT_SETTINGS = {"dtype", "name", "shared_object_id"}
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -314,7 +314,7 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
 
 def _settings(preprocessor):
     """A preprocessor's config without what a shared, reloaded object serialises differently
-    (dtype policies, shared-object ids)."""
+    (dtype policies, layer names Keras numbers per process, shared-object ids)."""
 
     def settings(value):
         if isinstance(value, dict):

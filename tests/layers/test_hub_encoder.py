@@ -1,5 +1,6 @@
 """HubEncoder runs TF Hub-format SavedModels of a random ALBERT: numbers, fine-tuning, export, errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +101,27 @@ def test_from_encoder_trains_the_token_model_on_texts_and_exports_it(hub_albert,
     np.testing.assert_allclose(after, model(encoder.preprocessor(texts)), atol=1e-5)
     serve = tf.saved_model.load(export_saved_model(model, str(tmp_path / "serving"))).signatures["serving_default"]
     np.testing.assert_allclose(serve(text=tf.constant(texts))["embedding"], after, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_main_job_fine_tunes_a_tfhub_savedmodel_given_as_encoder(hub_albert, tmp_path):
+    """`keras-siamese train --encoder <TF Hub SavedModel directory>`: a HubEncoder, checkpointed, exported, checked."""
+    encoder_dir, _, _ = hub_albert
+    finished = subprocess.run(
+        ["keras-siamese", "train", "--encoder", encoder_dir, "--output-dir", str(tmp_path / "run"), "--epochs", "1",
+         "--steps-per-epoch", "3", "--sequence-length", "24", "--test-fraction", "0.02"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["settings"]["output_units"] == 0  # a pretrained encoder: no random head
+    reloaded = keras.saving.load_model(summary["best_checkpoint"], safe_mode=False)
+    assert any(isinstance(layer, HubEncoder) for layer in reloaded.layers)
+    served = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
+    texts = TEXTS[:4]
+    np.testing.assert_allclose(
+        served(text=tf.constant(texts))["embedding"].numpy(), reloaded.predict(texts, verbose=0), atol=1e-5
+    )
 
 
 def test_keras_file_round_trip_needs_unsafe_mode(hub_albert, tmp_path):
