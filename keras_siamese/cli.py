@@ -123,11 +123,12 @@ def _check_cluster_arguments(config, args):
 
     check_integer(args.workers, "workers")
     check_integer(args.cluster_timeout, "cluster_timeout")
-    task = cluster_task()
-    if task is not None and args.workers > 1:
+    task = cluster_task()  # with TF_CONFIG, `config.check()` has checked its batch against the cluster
+    if task is None:
+        config.check_workers(args.workers)
+    elif args.workers > 1:
         raise ValueError(f"TF_CONFIG already names a cluster of {task.num_workers} workers; leave out workers.")
-    config.check_workers(args.workers if task is None else task.num_workers)
-    if task is not None:
+    else:
         check_port_free(task)
 
 

@@ -35,6 +35,7 @@ from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
 WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
 SERVING_CHECK_TEXTS = 64
+CHECKPOINT_NAME = "epoch{epoch:02d}.keras"  # one per epoch, in OUTPUT_DIR/checkpoints
 
 
 PRETRAINED_LEARNING_RATE = 1e-4
@@ -296,11 +297,11 @@ class HeldOutMeasurement:
             self.retrieval,
             self.epochs,
             keras.callbacks.CSVLogger(os.path.join(self.checkpoint_dir, "epochs.csv"), append=resuming),
-            keras.callbacks.ModelCheckpoint(os.path.join(self.checkpoint_dir, "epoch{epoch:02d}.keras")),
+            keras.callbacks.ModelCheckpoint(os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)),
         ]
 
     def checkpoint(self, epoch):
-        return os.path.join(self.checkpoint_dir, f"epoch{epoch:02d}.keras")
+        return os.path.join(self.checkpoint_dir, CHECKPOINT_NAME.format(epoch=epoch))
 
 
 def fit_resumably(config, model, batches, held_out, task=None):
@@ -338,7 +339,7 @@ def export_best_epoch(config, split, held_out, history, seconds):
     """Says how the best epoch compares with the untrained encoder, exports it for TF Serving,
     runs the C++ serving check, writes summary.json and returns the summary."""
     best_epoch, best, baseline = held_out.epochs.best_epoch, held_out.epochs.best, held_out.baseline
-    _report_best_epoch(config, best_epoch, best, baseline, held_out.checkpoint_dir)
+    _report_best_epoch(config, best_epoch, best, baseline, held_out)
     best_model = load_model(  # outside any strategy: the export holds plain variables
         held_out.checkpoint(best_epoch), safe_mode=not config.encoder_source.is_tfhub_saved_model
     )
@@ -372,7 +373,7 @@ def export_best_epoch(config, split, held_out, history, seconds):
     return summary
 
 
-def _report_best_epoch(config, best_epoch, best, baseline, checkpoint_dir):
+def _report_best_epoch(config, best_epoch, best, baseline, held_out):
     _print_metrics(f"Best epoch ({best_epoch} of {config.epochs})", best)
     if best["hit@1"] > baseline["hit@1"]:
         print(f"  {100 * (best['hit@1'] - baseline['hit@1']):+.1f} points hit@1 over the untrained encoder.")
@@ -382,7 +383,7 @@ def _report_best_epoch(config, best_epoch, best, baseline, checkpoint_dir):
             "worse than the encoder as it is. Try a lower --learning-rate, no projection head "
             "(--output-units 0) or more data."
         )
-    print(f"Checkpoints: {os.path.abspath(checkpoint_dir)}/epoch01.keras ... epoch{config.epochs:02d}.keras")
+    print(f"Checkpoints: {os.path.abspath(held_out.checkpoint(1))} ... {CHECKPOINT_NAME.format(epoch=config.epochs)}")
 
 
 def _check_serving(version_dir, texts):
