@@ -1,6 +1,8 @@
 """Hard negatives mined with a model: for each anchor-positive pair, the most similar texts
 of other labels, skipping those that score too close to the positive."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -8,6 +10,7 @@ import tensorflow as tf
 from keras_siamese.checks import check_integer, is_integer, is_number
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.labels import check_corpus
+from keras_siamese.data.rows import PAIRS, ROWS_WITH_NEGATIVES, TextRows
 from keras_siamese.data.sampling import cycled_permutation, epoch_rng, group_by_class
 
 _QUERIES_PER_SEARCH = 1024
@@ -318,3 +321,75 @@ def _anchor_positive_pairs(texts, ids, seed):
     if not anchors:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), text_ids
     return np.concatenate(anchors).astype(np.int64), np.concatenate(positives).astype(np.int64), text_ids
+
+
+def mine_row_negatives(model, rows, num_negatives=1, rank_range=(0, 30), relative_margin=0.05, batch_size=256,
+                       backend="auto", verbose=0):
+    """Gives each (anchor, positive) row `num_negatives` hard negatives from the other rows' texts.
+
+    The candidates are the distinct texts of every column but the anchor's
+    (the positives, and any negatives the rows have), embedded once with
+    `keras_siamese.inference.encode` and ranked by cosine to each anchor:
+    rank 0 is the most similar candidate that is not one of that anchor's
+    positives (in any row) nor the anchor's own text. As in
+    `mine_hard_negatives`, a negative has a rank in `[start, stop)` of
+    `rank_range` and scores at most `cos(anchor, positive) - relative_margin
+    * |cos(anchor, positive)|` (a candidate as close as the positive is likely
+    another right answer). Rows left with fewer than `num_negatives`
+    candidates are dropped.
+
+    Args:
+        model: what `inference.encode` takes (a `SentenceEmbedder`, or any model mapping strings to embeddings).
+        rows: `TextRows` of pairs or rows with negatives (`keras_siamese.data.load_rows`).
+        num_negatives, rank_range, relative_margin, batch_size, backend, verbose: as `mine_hard_negatives`.
+
+    Returns:
+        `TextRows` with the columns of `rows` and `negative_1` ... `negative_n` after them.
+
+    Example:
+    >>> rows = TextRows(("anchor", "positive"), (["a", "bb", "ccc"], ["aa", "bbb", "cccc"]))
+    >>> mined = mine_row_negatives(lambda t: tf.one_hot(tf.strings.length(t), 8), rows, rank_range=(0, 2),
+    ...                            relative_margin=None)
+    >>> mined.columns, len(mined)
+    (('anchor', 'positive', 'negative_1'), 3)
+    """
+    from keras_siamese.inference import encode
+    from keras_siamese.search import EmbeddingIndex
+
+    settings = _check_settings(num_negatives, rank_range, relative_margin, batch_size, backend, 0, verbose)
+    if not isinstance(rows, TextRows) or rows.shape not in (PAIRS, ROWS_WITH_NEGATIVES):
+        raise ValueError(f"rows must be TextRows of pairs or rows with negatives, got {getattr(rows, 'shape', rows)!r}.")
+    if not callable(model):
+        raise ValueError(f"model must be a Keras model or callable mapping texts to embeddings, got {model!r}.")
+    anchors, positives = rows.texts[0], rows.texts[1]
+    candidates = sorted({text for column in rows.texts[1:] for text in column})
+    candidate_id = {text: number for number, text in enumerate(candidates)}
+    own = {}  # anchor text -> ids of its positives and of its own text among the candidates
+    for anchor, positive in zip(anchors, positives):
+        own.setdefault(anchor, {candidate_id[anchor]} if anchor in candidate_id else set()).add(candidate_id[positive])
+    unique_anchors = sorted(own)
+    anchor_row = {text: number for number, text in enumerate(unique_anchors)}
+    index = EmbeddingIndex(encode(model, candidates, batch_size=settings["batch_size"]), backend=settings["backend"])
+    anchor_embeddings = encode(model, unique_anchors, batch_size=settings["batch_size"])
+    anchor_embeddings /= np.maximum(np.linalg.norm(anchor_embeddings, axis=1, keepdims=True), 1e-12)  # cosines
+    start, stop = settings["rank_range"]
+    k = min(len(candidates), stop + max(len(ids) for ids in own.values()))
+    scores, neighbours = index.search(anchor_embeddings, k=k)
+    not_own = np.array([[n not in own[a] for n in row] for a, row in zip(unique_anchors, neighbours)], bool)
+    rank = np.cumsum(not_own, axis=1) - 1
+    row_of = np.array([anchor_row[anchor] for anchor in anchors])
+    positive_scores = np.einsum("ij,ij->i", anchor_embeddings[row_of], index.embeddings[[candidate_id[p] for p in positives]])
+    ceilings = np.full(len(rows), np.inf) if relative_margin is None else positive_scores - relative_margin * np.abs(positive_scores)
+    eligible = (not_own & (rank >= start) & (rank < stop))[row_of] & (scores[row_of] <= ceilings[:, None])
+    best_first = np.argsort(~eligible, axis=1, kind="stable")[:, :settings["num_negatives"]]
+    negatives = np.take_along_axis(neighbours[row_of], best_first, axis=1)
+    found = np.flatnonzero(eligible.sum(axis=1) >= settings["num_negatives"])
+    if not len(found):
+        raise ValueError(
+            f"rank_range={rank_range!r} with relative_margin={relative_margin!r} leaves no row "
+            f"{num_negatives} negative(s); widen the window or lower the margin."
+        )
+    kept = rows.take(found)
+    names = tuple(f"negative_{n}" for n in range(len(rows.columns) - 1, len(rows.columns) - 1 + settings["num_negatives"]))
+    mined = tuple([candidates[i] for i in negatives[found, n]] for n in range(settings["num_negatives"]))
+    return dataclasses.replace(kept, columns=kept.columns + names, texts=kept.texts + mined)

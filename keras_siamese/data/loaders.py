@@ -1,60 +1,15 @@
-"""Readers for labelled text corpora in JSON lines and CSV files, and the HuffPost News data.
+"""The HuffPost News Category data as the Siamese ALBERT study read it (other files: `keras_siamese.data.rows`).
 
-Every loader returns `(texts, labels, class_names)`: `texts` a list of strings, `labels`
-int32 indices into `class_names`, the sorted distinct label values as strings (numeric
-labels sorted by value).
+`load_huffpost` returns `(texts, labels, class_names)`: `texts` a list of strings, `labels`
+int32 indices into `class_names`, the sorted distinct categories.
 """
 
-import csv
 import json
 import os
 
 import numpy as np
 
 from keras_siamese.checks import check_integer
-
-
-def load_jsonl(path, text_field, label_field):
-    """Reads a JSON-lines file with one object per line; blank lines are skipped.
-
-    Example:
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.jsonl"
-    >>> _ = path.write_text('{"t": "a dog", "y": "animal"}\\n{"t": "an oak", "y": "plant"}\\n')
-    >>> load_jsonl(path, "t", "y")
-    (['a dog', 'an oak'], array([0, 1], dtype=int32), ['animal', 'plant'])
-    """
-    texts, raw_labels = [], []
-    for line_number, record in _json_records(path):
-        texts.append(_field(record, text_field, path, line_number, (str,)))
-        raw_labels.append(_field(record, label_field, path, line_number, (str, int)))
-    return _finish(texts, raw_labels, path)
-
-
-def load_csv(path, text_column, label_column, delimiter=","):
-    """Reads a CSV file with a header row naming its columns.
-
-    Example:
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.csv"
-    >>> _ = path.write_text("text,label\\na dog,animal\\nan oak,plant\\n")
-    >>> load_csv(path, "text", "label")[2]
-    ['animal', 'plant']
-    """
-    _check_file(path)
-    with open(path, newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        missing = [name for name in (text_column, label_column) if name not in columns]
-        if missing:
-            raise ValueError(f"{path}: no column {missing} in the header; columns are {columns}.")
-        texts, raw_labels = [], []
-        for row in reader:
-            if row[text_column] is None or row[label_column] is None:
-                raise ValueError(f"{path}, line {reader.line_num}: the row has too few fields.")
-            texts.append(row[text_column])
-            raw_labels.append(row[label_column])
-    return _finish(texts, raw_labels, path)
 
 
 def load_huffpost(path, min_words=10):

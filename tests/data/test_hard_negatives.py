@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_siamese.data import HardNegativeRefresh, mine_hard_negatives
+from keras_siamese.data import HardNegativeRefresh, TextRows, mine_hard_negatives, mine_row_negatives
 from keras_siamese.search import faiss_available
 
 
@@ -166,3 +166,32 @@ def test_negative_label_ids_and_repeated_texts_give_distinct_negative_texts():
         mined.dataset(batch_size=2, seed=-1)
     with pytest.raises(ValueError, match="model"):
         HardNegativeRefresh(mined, "not a model")
+
+
+def test_row_negatives_follow_the_definition_for_every_pair():
+    """Pairs with repeated anchors and shared positives: a negative is never any positive of its anchor."""
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(40, 6))
+    anchors = [f"t{i}" for i in rng.integers(0, 15, size=30)]
+    positives = [f"t{i}" for i in rng.integers(15, 40, size=30)]
+    rows = TextRows(("anchor", "positive"), (anchors, positives))
+    mined = mine_row_negatives(table_model(vectors), rows, num_negatives=2, rank_range=(1, 8), relative_margin=0.05)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosine = lambda a, b: float(unit[int(a[1:])] @ unit[int(b[1:])])  # noqa: E731
+    candidates = sorted(set(positives))
+    expected = []
+    for anchor, positive in zip(anchors, positives):  # the definition, one row at a time
+        own = {p for a, p in zip(anchors, positives) if a == anchor} | {anchor}
+        ranked = sorted((c for c in candidates if c not in own), key=lambda c: -cosine(anchor, c))
+        ceiling = cosine(anchor, positive) - 0.05 * abs(cosine(anchor, positive))
+        kept = [c for rank, c in enumerate(ranked) if 1 <= rank < 8 and cosine(anchor, c) <= ceiling]
+        if len(kept) >= 2:
+            expected.append((anchor, positive, *kept[:2]))
+    assert mined.columns == ("anchor", "positive", "negative_1", "negative_2")
+    assert list(zip(*mined.texts)) == expected and 0 < len(expected) < 30
+
+
+def test_row_negatives_refuse_labelled_texts():
+    rows = TextRows(("text",), (["a", "b"],), labels=[0, 1], label_column="label")
+    with pytest.raises(ValueError, match="rows must be TextRows of pairs or rows with negatives, got 'labelled texts'"):
+        mine_row_negatives(table_model(np.eye(2)), rows)
