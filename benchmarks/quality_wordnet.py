@@ -121,7 +121,7 @@ def main():
     knn = {name: metrics["knn"]["accuracy"] for name, metrics in comparison.metrics.items()}
     gap = 100 * (knn["siamese"] - knn[ST_NAME])
     lines = [
-        f"# The study's comparison on WordNet 3.0 glosses, all-MiniLM-L6-v2 (one run)",
+        "# The study's comparison on WordNet 3.0 glosses, all-MiniLM-L6-v2 (one run)",
         "",
         f"Data: {data}, {len(train_texts)} train / {len(test_texts)} test (stratified), "
         f"45 classes (seed {args.seed}). Training (trained and siamese variants, and sentence-transformers): "

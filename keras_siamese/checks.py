@@ -36,3 +36,22 @@ def check_integer(value, name, minimum=1):
         wanted = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
         raise ValueError(f"{name} must be {wanted}, got {value!r}.")
     return int(value)
+
+
+def check_ks(ks):
+    """Rank cut-offs (one integer or a sequence of them) as a tuple of positive ints; a ValueError otherwise.
+
+    Example:
+    >>> check_ks(5), check_ks([1, 10])
+    ((5,), (1, 10))
+    """
+    try:
+        ks = (ks,) if isinstance(ks, (numbers.Number, str, bytes)) else tuple(ks)
+    except TypeError:
+        ks = (ks,)  # not a sequence: reported below as a bad cut-off
+    if not ks:
+        raise ValueError("ks is empty; give at least one cut-off such as (1, 5).")
+    for k in ks:
+        if not is_integer(k) or k < 1:
+            raise ValueError(f"ks must be positive integers, got {k!r}.")
+    return tuple(int(k) for k in ks)

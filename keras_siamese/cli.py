@@ -64,10 +64,10 @@ def _import_tensorflow_quietly():
 def _settings_command(commands, name, help, settings, run, check=None):
     """A subcommand whose flags are the fields of the settings instance `settings`.
 
-    `run(settings, corpus, args)` gets a checked copy, the loaded `(texts, labels,
-    class_names)` and the parsed arguments; a setting that cannot run (or that
-    `check(settings, args)` refuses), or data that cannot be read, is one argparse
-    error line (exit status 2).
+    `run(settings, rows, args)` gets a checked copy, the loaded data
+    (`keras_siamese.data.TextRows`) and the parsed arguments; a setting that
+    cannot run, data that cannot be read, or data that `check(settings, args,
+    rows)` refuses, is one argparse error line (exit status 2).
     """
     from keras_siamese.settings import add_setting_arguments, settings_from_arguments
 
@@ -78,12 +78,12 @@ def _settings_command(commands, name, help, settings, run, check=None):
         configured = settings_from_arguments(settings, args)
         try:
             configured.check()
+            rows = configured.corpus.load()
             if check is not None:
-                check(configured, args)
-            corpus = configured.corpus.load()
+                check(configured, args, rows)
         except (OSError, ValueError) as error:
             parser.error(str(error))
-        return run(configured, corpus, args)
+        return run(configured, rows, args)
 
     parser.set_defaults(run=run_command)
     return parser
@@ -92,18 +92,18 @@ def _settings_command(commands, name, help, settings, run, check=None):
 def _add_train_command(commands):
     from keras_siamese.training import TrainingConfig
 
-    def run(config, corpus, args):
+    def run(config, rows, args):
         from keras_siamese.cluster import is_watched
 
         if args.workers > 1 or (os.environ.get("TF_CONFIG") and not is_watched()):
             return _launch_workers(config, args)
-        return _train(config, *corpus[:2])
+        return _train(config, rows)
 
     parser = _settings_command(
         commands, "train",
-        "train on labelled texts (default: the bundled WordNet glosses and a small ALBERT from scratch), "
-        "evaluate, checkpoint and export for TF Serving",
-        TrainingConfig(), run, check=_check_cluster_arguments,
+        "train on labelled texts, pairs, rows with negatives or scored pairs (default: the bundled WordNet "
+        "glosses and a small ALBERT from scratch), evaluate, checkpoint and export for TF Serving",
+        TrainingConfig(), run, check=_check_training_arguments,
     )
     parser.add_argument(
         "--workers", type=int, default=1,
@@ -116,19 +116,18 @@ def _add_train_command(commands):
     )
 
 
-def _check_cluster_arguments(config, args):
-    """Raises `ValueError` for a cluster this command cannot start or join."""
+def _check_training_arguments(config, args, rows):
+    """Raises `ValueError` for data the loss cannot train on, or a cluster this command cannot start or join."""
     from keras_siamese.checks import check_integer
     from keras_siamese.cluster import check_port_free, cluster_task
 
     check_integer(args.workers, "workers")
     check_integer(args.cluster_timeout, "cluster_timeout")
-    task = cluster_task()  # with TF_CONFIG, `config.check()` has checked its batch against the cluster
-    if task is None:
-        config.check_workers(args.workers)
-    elif args.workers > 1:
+    task = cluster_task()
+    config.check_data(rows, workers=args.workers if task is None else None)
+    if task is not None and args.workers > 1:
         raise ValueError(f"TF_CONFIG already names a cluster of {task.num_workers} workers; leave out workers.")
-    else:
+    if task is not None:
         check_port_free(task)
 
 
@@ -143,7 +142,7 @@ def _launch_workers(config, args):
     )
 
 
-def _train(config, texts, labels):
+def _train(config, rows):
     """Runs the main job; a diverged training, a lost worker or a damaged backup is one line."""
     import tensorflow as tf
 
@@ -151,7 +150,7 @@ def _train(config, texts, labels):
     from keras_siamese.training import train
 
     try:
-        train(config, texts, labels)
+        train(config, rows=rows)
     except FloatingPointError as error:  # diverged: the user's settings, not a bug
         print(f"keras-siamese train: {error}", file=sys.stderr)
         return 1
@@ -184,14 +183,14 @@ def _add_compare_command(commands):
             self.encoder_source.check()
             self.protocol.check()
 
-    def run(settings, corpus, args):
+    def run(settings, rows, args):
         from keras_siamese.comparison import plots_available, run_comparison
         from keras_siamese.comparison.plots import MISSING_MATPLOTLIB
 
         figures = settings.figures and plots_available()
         if settings.figures and not figures:
             print(f"[compare] {MISSING_MATPLOTLIB}", file=sys.stderr)
-        texts, labels, class_names = corpus
+        texts, labels, class_names = rows.labelled_texts()
         encoder = settings.encoder_source.build(texts)
         run_comparison(encoder, texts, labels, settings.protocol, class_names, figures=figures)
         return 0
@@ -199,7 +198,7 @@ def _add_compare_command(commands):
     _settings_command(
         commands, "compare",
         "train frozen, trained and siamese variants of one encoder and compare them (the study's protocol)",
-        CompareSettings(), run,
+        CompareSettings(), run, check=lambda settings, args, rows: rows.labelled_texts(),
     )
 
 

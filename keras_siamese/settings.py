@@ -26,7 +26,8 @@ def setting(default, help, choices=None, type=None):
     """A dataclass field with the help text (and choices) of its command-line flag.
 
     Dataclass defaults (tuples, nested settings) are copied per instance. A
-    `None` default ("chosen for you", explained in `help`) names the flag's `type`.
+    `None` default ("chosen for you", explained in `help`) names the flag's `type`;
+    an empty tuple default names its items' `type`.
     """
     metadata = {"help": help, "choices": choices, "type": type}
     if dataclasses.is_dataclass(default):
@@ -77,8 +78,8 @@ def add_setting_arguments(parser, settings):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
                                 help=f"{help} (default: {value})")
         elif isinstance(value, tuple):
-            shown = ",".join(str(item) for item in value)
-            parser.add_argument(flag, type=_comma_list(value), default=value, metavar="A,B,...",
+            shown = ",".join(str(item) for item in value) or "none"
+            parser.add_argument(flag, type=_comma_list(value, field.metadata.get("type")), default=value, metavar="A,B,...",
                                 help=f"{help}; comma-separated (default: {shown})")
         else:
             shown = "auto" if value is None else value
@@ -98,8 +99,8 @@ def settings_from_arguments(settings, args):
     return dataclasses.replace(settings, **values)
 
 
-def _comma_list(default):
-    item_type = type(default[0]) if default else str
+def _comma_list(default, item_type=None):
+    item_type = item_type or (type(default[0]) if default else str)
 
     def parse(value):
         try:

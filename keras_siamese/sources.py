@@ -1,11 +1,11 @@
-"""Where a job's labelled texts and its encoder come from: the `--data` and `--encoder` settings.
+"""Where a job's data and its encoder come from: the `--data` and `--encoder` settings.
 
 `train` and `compare` share both, so a corpus or encoder that one command
 reads, the other reads the same way.
 
 Example:
->>> texts, labels, class_names = CorpusSource("wordnet-bundled").load()  # doctest: +SKIP
->>> encoder = EncoderSource("path/to/all-MiniLM-L6-v2").build(texts)  # doctest: +SKIP
+>>> rows = CorpusSource("wordnet-bundled").load()  # doctest: +SKIP
+>>> encoder = EncoderSource("path/to/all-MiniLM-L6-v2").build(rows.texts[0])  # doctest: +SKIP
 """
 
 import dataclasses
@@ -19,36 +19,38 @@ FROM_CORPUS = "albert-from-corpus"
 
 @dataclasses.dataclass
 class CorpusSource:
-    """Labelled texts: a JSON lines or CSV file, the HuffPost file, or WordNet's glosses."""
+    """The training data: a JSON lines, CSV/TSV or Parquet file of labelled texts, pairs, rows with
+    negatives or scored pairs (`keras_siamese.data.rows`), the HuffPost file, or WordNet's glosses."""
 
     data: str = setting(
         "wordnet-bundled",
-        "a .jsonl/.json or .csv/.tsv file of labelled texts, or wordnet-bundled (the sample "
-        "shipped with the package) / wordnet-system (Debian's wordnet-base)",
+        "a .jsonl/.json, .csv/.tsv or .parquet file of labelled texts (text, label), pairs (anchor, positive), "
+        "rows with negatives (anchor, positive, negative_1, ...) or scored pairs (sentence1, sentence2, score); "
+        "or wordnet-bundled (the sample shipped with the package) / wordnet-system (Debian's wordnet-base)",
     )
-    text_field: str = setting("text", "field or column of --data holding the text")
-    label_field: str = setting("label", "field or column of --data holding the label")
+    columns: tuple = setting(
+        (), "the text columns of --data, in order (default: every column but the label column, in file order)",
+        type=str,
+    )
+    label_column: str = setting(
+        None, "the column of --data holding each row's class label or score (auto: 'label' or 'score', if any)",
+        type=str,
+    )
     huffpost: bool = setting(
         False, "--data is the HuffPost News Category file (headline + description, texts under 10 words dropped)"
     )
 
     def load(self):
-        """`(texts, labels, class_names)` of the corpus; `OSError` or `ValueError` if it cannot be read."""
-        from keras_siamese.data import load_csv, load_huffpost, load_jsonl, load_wordnet_glosses
+        """The data as `keras_siamese.data.TextRows`; `OSError` or `ValueError` if it cannot be read."""
+        from keras_siamese.data import TextRows, load_huffpost, load_rows, load_wordnet_glosses
 
-        if self.data in WORDNET_SOURCES:
-            return load_wordnet_glosses(source=self.data.split("-")[1])
-        if self.huffpost:
-            return load_huffpost(self.data)
-        extension = os.path.splitext(self.data)[1].lower()
-        if extension in (".jsonl", ".json"):
-            return load_jsonl(self.data, self.text_field, self.label_field)
-        if extension in (".csv", ".tsv"):
-            delimiter = "\t" if extension == ".tsv" else ","
-            return load_csv(self.data, self.text_field, self.label_field, delimiter=delimiter)
-        raise ValueError(
-            f"--data must be a .jsonl, .json, .csv or .tsv file, or one of {WORDNET_SOURCES}; got {self.data!r}."
-        )
+        if self.data in WORDNET_SOURCES or self.huffpost:
+            texts, labels, names = (
+                load_wordnet_glosses(source=self.data.split("-")[1]) if self.data in WORDNET_SOURCES
+                else load_huffpost(self.data)
+            )
+            return TextRows(("text",), (texts,), [names[label] for label in labels], "label", self.data)
+        return load_rows(self.data, self.columns or None, self.label_column)
 
 
 @dataclasses.dataclass

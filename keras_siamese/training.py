@@ -1,5 +1,6 @@
-"""The main job: fine-tune (or train from scratch) an encoder on labelled texts, measured against
-the untrained encoder every epoch; checkpoint, export the best epoch."""
+"""The main job: fine-tune (or train from scratch) an encoder on labelled texts, pairs, rows with
+negatives or scored pairs with the loss that suits them, measured against the untrained encoder every
+epoch; checkpoint, export the best epoch."""
 
 import dataclasses
 import json
@@ -14,13 +15,37 @@ import tensorflow as tf
 from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.cluster import cluster_task, connect, worker_backup_dir
-from keras_siamese.data import class_balanced_batches, train_test_split_by_label
-from keras_siamese.evaluation import BestEpoch, RetrievalEvaluation
+from keras_siamese.data import (
+    LABELLED_TEXTS,
+    PAIRS,
+    SCORED_PAIRS,
+    TextRows,
+    mine_row_negatives,
+    train_test_split_by_label,
+)
+from keras_siamese.data.labels import check_corpus
+from keras_siamese.evaluation import (
+    BestEpoch,
+    InformationRetrievalEvaluation,
+    PairSimilarityEvaluation,
+    RetrievalEvaluation,
+    best_f1_threshold,
+    pair_cosines,
+)
 from keras_siamese.export import ServingCheckBuildError, check_serving, export_saved_model
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
+from keras_siamese.losses.matryoshka import check_matryoshka_dims
 from keras_siamese.models import SentenceEmbedder, TripletSemiHard, load_model
 from keras_siamese.models.triplet_semihard import MARGIN
+from keras_siamese.objectives import (
+    LOSSES,
+    choose_loss,
+    compile_for,
+    global_batch_size,
+    training_batches,
+    training_model,
+)
 from keras_siamese.optimizers import check_fine_tuning_settings, fine_tuning_optimizer
 from keras_siamese.precision import (
     MATMUL_PRECISIONS,
@@ -48,7 +73,10 @@ class TrainingConfig:
     """Settings of `train`; the defaults finish in minutes on a 2-core CPU.
 
     The defaults train a small ALBERT from scratch on the WordNet glosses that
-    ship with the package, the 45 lexicographer files as labels. Settings left
+    ship with the package, the 45 lexicographer files as labels. `loss` picks
+    the loss for the data's shape (`keras_siamese.objectives`): semi-hard
+    triplets for labelled texts, multiple-negatives ranking for pairs and rows
+    with negatives, CoSENT for scored pairs. Settings left
     as None are chosen by the encoder's kind (benchmarks/README.md, fine-tuning
     quality, has the measurements):
     - a pretrained encoder (`encoder_source`) keeps its geometry: no
@@ -75,9 +103,26 @@ class TrainingConfig:
         f"(auto: {FROM_SCRATCH_OUTPUT_UNITS} for {FROM_CORPUS}, none for a pretrained encoder)",
         type=int,
     )
-    margin: float = setting(MARGIN, "triplet margin of the semi-hard loss (embeddings are unit vectors: distances in [0, 2])")
-    classes_per_batch: int = setting(16, "classes in each training batch (P)")
-    samples_per_class: int = setting(4, "texts of each class in a batch (K)")
+    loss: str = setting(
+        "auto",
+        "the loss; the data's shape must suit it (auto: semihard for labelled texts, mnrl for pairs and rows with "
+        "negatives, cosent for scored pairs)",
+        LOSSES,
+    )
+    margin: float = setting(
+        MARGIN, "margin of the triplet and contrastive losses (embeddings are unit vectors: distances in [0, 2])"
+    )
+    classes_per_batch: int = setting(16, "classes in each training batch of the triplet losses (P)")
+    samples_per_class: int = setting(4, "texts of each class in a batch of the triplet losses (K)")
+    batch_size: int = setting(32, "rows in each training batch of the other losses (pairs, or texts per label for mnrl)")
+    matryoshka_dims: tuple = setting(
+        (), "also train these prefix sizes of the embedding (MatryoshkaLoss), e.g. 384,128,64 (default: none)",
+        type=int,
+    )
+    mine_negatives: int = setting(
+        0, "give each pair this many hard negatives, mined with the untrained encoder among the other rows' "
+        "positives (mnrl on pairs; 0: none)",
+    )
     learning_rate: float = setting(
         None,
         f"AdamW's peak learning rate (auto: {FROM_SCRATCH_LEARNING_RATE:g} for {FROM_CORPUS}, "
@@ -129,8 +174,12 @@ class TrainingConfig:
         """Raises `ValueError` for settings that cannot run."""
         self.encoder_source.check()
         check_integers(self, ("epochs", "steps_per_epoch", "backup_steps"))
-        check_integers(self, ("classes_per_batch", "samples_per_class"), minimum=2)
-        check_integers(self, ("seed",), minimum=0)
+        check_integers(self, ("classes_per_batch", "samples_per_class", "batch_size"), minimum=2)
+        check_integers(self, ("seed", "mine_negatives"), minimum=0)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.matryoshka_dims:
+            check_matryoshka_dims(self.matryoshka_dims)
         if self.output_units is not None:
             check_integers(self, ("output_units",), minimum=0)
         check_fraction(self, "test_fraction")
@@ -145,40 +194,55 @@ class TrainingConfig:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if not self.model_name or os.sep in self.model_name:
             raise ValueError(f"model_name must be a non-empty name without {os.sep!r}, got {self.model_name!r}.")
+
+    def check_data(self, rows, workers=None):
+        """The loss these settings train `rows` with (`keras_siamese.objectives.choose_loss`), checked
+        against the data, and the global batch against `workers` (default: `TF_CONFIG`'s cluster, if any);
+        a `ValueError` for anything that cannot train."""
+        loss = choose_loss(self.loss, rows)
+        if self.mine_negatives and rows.shape != PAIRS:
+            raise ValueError(f"mine_negatives gives pairs (anchor, positive) negatives; {rows.source} holds {rows.shape}.")
         task = cluster_task()
-        if task is not None:
-            self.check_workers(task.num_workers)
-
-    def check_workers(self, workers):
-        """Raises `ValueError` unless the global batch splits evenly over `workers` workers."""
-        if (self.classes_per_batch * self.samples_per_class) % workers:
+        workers = workers or (task.num_workers if task is not None else 1)
+        if global_batch_size(loss, self) % workers:
             raise ValueError(
-                f"The global batch of {self.classes_per_batch} x {self.samples_per_class} texts does not split "
-                f"evenly over {workers} workers."
+                f"The global batch of {global_batch_size(loss, self)} rows (--loss {loss}) does not split evenly "
+                f"over {workers} workers."
             )
+        return loss
 
 
-def train(config=None, texts=None, labels=None):
+def train(config=None, texts=None, labels=None, rows=None):
     """Runs the main job and returns a summary dict.
 
-    Trains `TripletSemiHard` with class-balanced batches and measures held-out
-    retrieval (hit@1, recall@5 of held-out texts against training texts, by
-    label) for the untrained encoder's own embedding (its pooling + L2, no
-    trained layer: the baseline to beat) and after every epoch. It keeps a
-    `.keras` checkpoint per epoch, exports the best epoch as a SavedModel for
-    TF Serving (with warmup records from held-out texts), says plainly when no
-    epoch beat the untrained encoder, loads the export with TF Serving's C++
-    loader when a C++ compiler is there (`keras_siamese.export.check_serving`)
-    and prints how to serve and query it. Pass `texts` and `labels` to train
-    on your own data instead of the configured corpus. Training backs itself
-    up every `backup_steps` steps in `output_dir/backup`; rerun on the same
-    `output_dir` after a crash or a kill and it resumes where the last backup
-    left it, ending with the weights of an uninterrupted run.
+    Trains on the configured data (or `texts` and `labels`, or `rows`, a
+    `keras_siamese.data.TextRows` of pairs, rows with negatives or scored
+    pairs) with the loss `config.loss` picks for its shape
+    (`keras_siamese.objectives`), and measures a held-out share after every
+    epoch beside the untrained encoder's own embedding (its pooling + L2, no
+    trained layer: the baseline to beat):
+    - labelled texts: hit@1 and hit@5 of held-out texts against the training
+      texts, by label;
+    - pairs and rows with negatives: NDCG@10, MRR@10, recall@10 and
+      accuracy@1 of each held-out anchor as a query against every positive
+      as a document (`information_retrieval_metrics`);
+    - scored pairs: Spearman and Pearson correlation of cosine and score;
+      for scores 0/1 the best-F1 cosine threshold for duplicates goes into
+      the export's metadata.
+    It keeps a `.keras` checkpoint of the embedding model per epoch, exports
+    the best epoch as a SavedModel for TF Serving (with warmup records from
+    held-out texts), says plainly when no epoch beat the untrained encoder,
+    loads the export with TF Serving's C++ loader when a C++ compiler is
+    there (`keras_siamese.export.check_serving`) and prints how to serve and
+    query it. Training backs itself up every `backup_steps` steps in
+    `output_dir/backup`; rerun on the same `output_dir` after a crash or a
+    kill and it resumes where the last backup left it, ending with the
+    weights of an uninterrupted run.
 
     With a `TF_CONFIG` in the environment this process is one worker of that
     cluster (`MultiWorkerMirroredStrategy`; `keras-siamese train --workers N`
     starts N on this machine): each worker reads its slice of the same global
-    batches and the loss mines them whole. Only the chief measures,
+    batches and the loss sees them whole. Only the chief measures,
     checkpoints, exports and writes the summary; the other workers back up to a
     temporary directory (seeded from the chief's backup, so a rerun resumes on
     every worker: the output directory must be shared) and return
@@ -186,18 +250,21 @@ def train(config=None, texts=None, labels=None):
 
     Example:
     >>> summary = train(TrainingConfig(epochs=1, steps_per_epoch=20))  # doctest: +SKIP
+    >>> summary = train(TrainingConfig(loss="mnrl"), rows=load_rows("faq.jsonl"))  # doctest: +SKIP
     """
     config = prepare(config)
     task = cluster_task()
     strategy = connect() if task is not None else tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
-    split = split_corpus(config, texts, labels, task)
-    model, encoder, batches = build_training(config, split, strategy, task)
+    rows = rows if rows is not None else labelled_rows(texts, labels) if texts is not None else config.corpus.load()
+    loss = config.check_data(rows)
+    split = split_rows(config, rows, task)
+    model, embedder, encoder, batches = build_training(config, loss, split, strategy, task)
     held_out = HeldOutMeasurement(config, split, encoder) if task is None or task.is_chief else None
-    history, seconds = fit_resumably(config, model, batches, held_out, task)
+    history, seconds = fit_resumably(config, model, batches, held_out, task, embedder)
     if held_out is None:
         return {"worker": task.name, "final_loss": float(history.history["loss"][-1])}
-    return export_best_epoch(config, split, held_out, history, seconds)
+    return export_best_epoch(config, loss, split, held_out, history, seconds)
 
 
 def prepare(config):
@@ -211,57 +278,83 @@ def prepare(config):
     return config
 
 
+def labelled_rows(texts, labels):
+    """`texts` and their `labels` (integers or strings) as `TextRows` of labelled texts."""
+    texts, ids, classes = check_corpus(texts, labels)
+    return TextRows(("text",), (texts,), [classes[i] for i in ids], "label", "the given texts")
+
+
 @dataclasses.dataclass
-class CorpusSplit:
-    """The labelled texts `train` trains on and the held-out ones it measures with."""
+class RowSplit:
+    """The rows `train` trains on and the held-out rows it measures with (labelled texts: int labels)."""
 
-    train_texts: list
-    train_labels: np.ndarray
-    test_texts: list
-    test_labels: np.ndarray
+    train: TextRows
+    held_out: TextRows
+
+    @property
+    def shape(self):
+        return self.train.shape
 
 
-def split_corpus(config, texts=None, labels=None, task=None):
-    """The corpus (`texts`/`labels`, or `config.corpus`) split by label; the chief says how big it is."""
-    if texts is None:
-        texts, labels, _ = config.corpus.load()
-    split = CorpusSplit(*train_test_split_by_label(texts, labels, test_fraction=config.test_fraction, seed=config.seed))
-    if task is None or task.is_chief:
-        print(
-            f"Corpus {config.corpus.data}: {len(split.train_texts)} training and {len(split.test_texts)} held-out "
-            f"texts, {len(set(np.asarray(split.train_labels).tolist()))} classes"
-            + (f", {task.num_workers} workers." if task is not None else ".")
+def split_rows(config, rows, task=None):
+    """`rows` split for training and measuring; the chief says how big each part is.
+
+    Labelled texts: `config.test_fraction` of each class held out. Pairs and rows with negatives:
+    that share of the distinct anchors, with all their rows (a held-out query is never trained on).
+    Scored pairs: that share of the rows.
+    """
+    rng = np.random.default_rng([config.seed, 3])
+    if rows.shape == LABELLED_TEXTS:
+        texts, ids, classes = rows.labelled_texts()
+        train_texts, train_ids, test_texts, test_ids = train_test_split_by_label(
+            texts, ids, test_fraction=config.test_fraction, seed=config.seed
         )
+        split = RowSplit(*(dataclasses.replace(rows, texts=(list(t),), labels=list(np.asarray(i).tolist()),
+                                               lines=np.arange(1, len(t) + 1))
+                           for t, i in ((train_texts, train_ids), (test_texts, test_ids))))
+        described = f"{len(train_texts)} training and {len(test_texts)} held-out texts, {len(set(train_ids.tolist()))} classes"
+    else:
+        keys = rows.texts[0] if rows.shape != SCORED_PAIRS else range(len(rows))
+        distinct = list(dict.fromkeys(keys))
+        held = {distinct[i] for i in rng.permutation(len(distinct))[: max(1, round(config.test_fraction * len(distinct)))]}
+        is_held = np.array([key in held for key in keys])
+        split = RowSplit(rows.take(np.flatnonzero(~is_held)), rows.take(np.flatnonzero(is_held)))
+        described = f"{len(split.train)} training and {len(split.held_out)} held-out {rows.shape}"
+    if task is None or task.is_chief:
+        print(f"Data {rows.source}: {described}" + (f", {task.num_workers} workers." if task is not None else "."))
     return split
 
 
-def build_training(config, split, strategy, task=None):
-    """(compiled model, encoder, batches): class-balanced batches of the training texts (checked
-    against the corpus before the model is built), the model built and compiled under `strategy`."""
-
-    def batches_for(input_context=None):
-        return class_balanced_batches(
-            split.train_texts, split.train_labels, classes_per_batch=config.classes_per_batch,
-            samples_per_class=config.samples_per_class, seed=config.seed, batches_per_epoch=config.steps_per_epoch,
-            input_context=input_context,
-        )
-
-    batches = batches_for()
+def build_training(config, loss, split, strategy, task=None):
+    """(model `fit` trains, embedding model, encoder, batches): the embedding model and the model
+    around it that `loss` trains (`keras_siamese.objectives`), built and compiled under `strategy`;
+    the pairs given mined negatives first, if `config.mine_negatives` asks."""
     with strategy.scope(), training_precision(config.precision):
-        encoder = config.encoder_source.build(split.train_texts)
-        model = build_model(config, encoder)
-        model.compile(optimizer=fine_tuning_optimizer(
+        encoder = config.encoder_source.build(list(split.train.texts[0]))
+        embedder = build_model(config, encoder, loss)
+    if config.matryoshka_dims:
+        check_matryoshka_dims(config.matryoshka_dims, embedder.outputs[0].shape[-1])
+    rows = split.train
+    if config.mine_negatives:
+        rows = mine_row_negatives(embedder, rows, config.mine_negatives)
+        if task is None or task.is_chief:
+            print(f"Mined {config.mine_negatives} hard negative(s) for {len(rows)} of {len(split.train)} training pairs.")
+    batches = training_batches(loss, rows, config)
+    with strategy.scope(), training_precision(config.precision):
+        model = training_model(loss, embedder, rows)
+        compile_for(model, loss, config.margin, config.matryoshka_dims, fine_tuning_optimizer(
             config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_fraction, config.weight_decay,
             lazy=config.lazy_adam,
         ))
     if task is not None:
-        batches = model.distributed_batches(batches_for)
-    return model, encoder, batches
+        batches = model.distributed_batches(lambda context: training_batches(loss, rows, config, context))
+    return model, embedder, encoder, batches
 
 
-def build_model(config, encoder):
-    """The main job's untrained model: `encoder`, `config`'s pooling, its projection head if
-    `config.output_units` (resolved) asks for one, and L2 normalisation.
+def build_model(config, encoder, loss="semihard"):
+    """The main job's untrained embedding model: `encoder`, `config`'s pooling, its projection head if
+    `config.output_units` (resolved) asks for one, and L2 normalisation; a `TripletSemiHard` for the
+    semi-hard loss.
 
     Example:
     >>> model = build_model(TrainingConfig().resolved(), encoder)  # doctest: +SKIP
@@ -269,52 +362,103 @@ def build_model(config, encoder):
     (1, 64)
     """
     units = config.output_units or None
-    return TripletSemiHard.from_encoder(
-        encoder, pooling=config.pooling, output_units=units, hidden_units=(units,) if units else (), margin=config.margin
-    )
+    head = dict(pooling=config.pooling, output_units=units, hidden_units=(units,) if units else ())
+    if loss == "semihard":
+        return TripletSemiHard.from_encoder(encoder, margin=config.margin, **head)
+    return SentenceEmbedder.from_encoder(encoder, **head)
 
 
 class HeldOutMeasurement:
-    """What the chief measures and keeps: the untrained encoder's held-out retrieval (measured now,
+    """What the chief measures and keeps: the untrained encoder's held-out quality (measured now,
     before training changes the encoder both models share), then every epoch's, a `.keras`
-    checkpoint per epoch and the best epoch (`BestEpoch`, which survives a resume)."""
+    checkpoint of the embedding model per epoch and the best epoch (`BestEpoch`, which survives a
+    resume). `metrics` names what is shown, the first decides the best epoch, the others break ties."""
 
     def __init__(self, config, split, encoder):
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         os.makedirs(self.checkpoint_dir, exist_ok=True)
-        self.retrieval = RetrievalEvaluation(
-            split.test_texts, split.test_labels, split.train_texts, split.train_labels, ks=(1, 5), verbose=1,
-            baseline=SentenceEmbedder.from_encoder(encoder, pooling=config.pooling),
+        self.evaluation, self.metrics = held_out_evaluation(
+            split, SentenceEmbedder.from_encoder(encoder, pooling=config.pooling)
         )
-        self.baseline = {name.removeprefix("val_"): value for name, value in self.retrieval.baseline_metrics.items()}
-        _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", self.baseline)
+        self.baseline = {
+            name.removeprefix("val_"): value for name, value in self.evaluation.baseline_metrics.items()
+        }
+        _print_metrics("Untrained encoder (its pooling + L2, no trained layer)", self.baseline, self.metrics)
         self.epochs = BestEpoch(
-            "val_hit@1", tie_breakers=("val_recall@5",), keep=("loss",), path=os.path.join(self.checkpoint_dir, "epochs.json")
+            f"val_{self.metrics[0]}", tie_breakers=tuple(f"val_{name}" for name in self.metrics[1:]), keep=("loss",),
+            path=os.path.join(self.checkpoint_dir, "epochs.json"),
         )
 
-    def callbacks(self, resuming):
+    @property
+    def monitor(self):
+        return self.metrics[0]
+
+    def callbacks(self, resuming, embedder):
         return [
-            self.retrieval,
+            self.evaluation,
             self.epochs,
             keras.callbacks.CSVLogger(os.path.join(self.checkpoint_dir, "epochs.csv"), append=resuming),
-            keras.callbacks.ModelCheckpoint(os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)),
+            _EmbedderCheckpoint(embedder, os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)),
         ]
 
     def checkpoint(self, epoch):
         return os.path.join(self.checkpoint_dir, CHECKPOINT_NAME.format(epoch=epoch))
 
 
-def fit_resumably(config, model, batches, held_out, task=None):
+def held_out_evaluation(split, baseline):
+    """(the callback measuring `split.held_out` each epoch, the metric names it shows, best first)."""
+    held_out = split.held_out
+    if split.shape == LABELLED_TEXTS:
+        evaluation = RetrievalEvaluation(
+            held_out.texts[0], held_out.labels, split.train.texts[0], split.train.labels, ks=(1, 5), verbose=1,
+            baseline=baseline,
+        )
+        return evaluation, ("hit@1", "hit@5")
+    if split.shape == SCORED_PAIRS:
+        evaluation = PairSimilarityEvaluation(
+            held_out.texts[0], held_out.texts[1], held_out.scores(), verbose=1, baseline=baseline
+        )
+        return evaluation, ("spearman", "pearson")
+    queries, documents, relevant = retrieval_task(split)
+    evaluation = InformationRetrievalEvaluation(queries, documents, relevant, ks=(1, 10), verbose=1, baseline=baseline)
+    return evaluation, ("ndcg@10", "mrr@10", "recall@10", "accuracy@1")
+
+
+def retrieval_task(split):
+    """(queries, documents, relevant) of held-out pairs: each distinct held-out anchor is a query, every
+    distinct positive of all rows a document, a query's relevant documents its positives."""
+    documents = list(dict.fromkeys(split.train.texts[1] + split.held_out.texts[1]))
+    position = {text: index for index, text in enumerate(documents)}
+    relevant = {}
+    for anchor, positive in zip(split.held_out.texts[0], split.held_out.texts[1]):
+        relevant.setdefault(anchor, set()).add(position[positive])
+    return list(relevant), documents, list(relevant.values())
+
+
+class _EmbedderCheckpoint(keras.callbacks.Callback):
+    """Saves the embedding model (what is exported; `fit` may train a pair model around it) after every
+    epoch, atomically (`SentenceEmbedder.save`)."""
+
+    def __init__(self, embedder, path):
+        super().__init__()
+        self.embedder, self.path = embedder, path
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.embedder.save(self.path.format(epoch=epoch + 1))
+
+
+def fit_resumably(config, model, batches, held_out, task=None, embedder=None):
     """`model.fit` backed up every `config.backup_steps` steps: a rerun on the same output
-    directory resumes exactly (the batches follow the restored optimizer). Returns (history,
-    seconds); a diverged training is a `FloatingPointError`."""
+    directory resumes exactly (the batches follow the restored optimizer). `embedder` (default:
+    `model`) is the embedding model the checkpoints keep. Returns (history, seconds); a diverged
+    training is a `FloatingPointError`."""
     backup_dir = os.path.join(config.output_dir, "backup")
     resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if held_out is not None:
         if resuming:
             print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
-        callbacks += held_out.callbacks(resuming)
+        callbacks += held_out.callbacks(resuming, embedder or model)
     started = time.perf_counter()
     try:
         with worker_backup_dir(backup_dir, task) as own_backup_dir:
@@ -335,37 +479,49 @@ def fit_resumably(config, model, batches, held_out, task=None):
     return history, time.perf_counter() - started
 
 
-def export_best_epoch(config, split, held_out, history, seconds):
-    """Says how the best epoch compares with the untrained encoder, exports it for TF Serving,
-    runs the C++ serving check, writes summary.json and returns the summary."""
+def export_best_epoch(config, loss, split, held_out, history, seconds):
+    """Says how the best epoch compares with the untrained encoder, exports it for TF Serving (with
+    the held-out metrics, and a duplicate threshold for pairs scored 0/1, in its metadata), runs the
+    C++ serving check, writes summary.json and returns the summary."""
     best_epoch, best, baseline = held_out.epochs.best_epoch, held_out.epochs.best, held_out.baseline
     _report_best_epoch(config, best_epoch, best, baseline, held_out)
     best_model = load_model(  # outside any strategy: the export holds plain variables
         held_out.checkpoint(best_epoch), safe_mode=not config.encoder_source.is_tfhub_saved_model
     )
+    facts = {"loss": loss, "held_out": {name: best[name] for name in held_out.metrics}}
+    threshold = duplicate_threshold(best_model, split.held_out)
+    if threshold is not None:
+        facts["duplicate_threshold"] = threshold
+    warmup_texts = split.held_out.texts[0][:WARMUP_TEXTS]
     version_dir = export_saved_model(
         best_model,
         os.path.join(config.output_dir, "serving", config.model_name),
-        warmup_texts=split.test_texts[:WARMUP_TEXTS],
+        warmup_texts=warmup_texts,
         compute_dtype=config.precision,
+        metadata=facts,
     )
-    print(f"Exported epoch {best_epoch} (the best held-out hit@1), computing in {config.precision}.")
+    print(f"Exported epoch {best_epoch} (the best held-out {held_out.monitor}), computing in {config.precision}.")
+    if threshold is not None:
+        print(f"Duplicates: cosine >= {threshold['threshold']:.4f} (held-out F1 {threshold['f1']:.3f}), in the export's metadata.")
     summary = {
+        "loss": loss,
         "untrained_encoder": baseline,
         "epochs": {str(epoch): metrics for epoch, metrics in held_out.epochs.epochs.items()},
         "best_epoch": best_epoch,
         "best": best,
-        "beat_untrained_encoder": best["hit@1"] > baseline["hit@1"],
+        "beat_untrained_encoder": best[held_out.monitor] > baseline[held_out.monitor],
+        "duplicate_threshold": threshold,
         "settings": {
             "output_units": config.output_units, "learning_rate": config.learning_rate, "precision": config.precision,
-            "lazy_adam": config.lazy_adam,
+            "lazy_adam": config.lazy_adam, "matryoshka_dims": list(config.matryoshka_dims),
+            "mine_negatives": config.mine_negatives,
         },
         "training_seconds": seconds,
         "final_loss": float(history.history["loss"][-1]),
         "checkpoint_dir": os.path.abspath(held_out.checkpoint_dir),
         "best_checkpoint": os.path.abspath(held_out.checkpoint(best_epoch)),
         "saved_model": os.path.abspath(version_dir),
-        "serving_check": _check_serving(version_dir, split.test_texts[:SERVING_CHECK_TEXTS]),
+        "serving_check": _check_serving(version_dir, split.held_out.texts[0][:SERVING_CHECK_TEXTS]),
     }
     with atomic_file_path(os.path.join(config.output_dir, "summary.json")) as path, open(path, "w") as f:
         json.dump(summary, f, indent=2)
@@ -373,13 +529,26 @@ def export_best_epoch(config, split, held_out, history, seconds):
     return summary
 
 
+def duplicate_threshold(model, held_out):
+    """For pairs scored 0/1 (duplicate or not): the cosine threshold with the best held-out F1
+    (`keras_siamese.evaluation.best_f1_threshold`) as a dict; None for other data."""
+    if held_out.shape != SCORED_PAIRS:
+        return None
+    scores = held_out.scores()
+    if not np.all((scores == 0.0) | (scores == 1.0)) or not scores.any():
+        return None
+    cosines = pair_cosines(model.encode(held_out.texts[0]), model.encode(held_out.texts[1]))
+    return {name: float(value) for name, value in dataclasses.asdict(best_f1_threshold(cosines, scores)).items()}
+
+
 def _report_best_epoch(config, best_epoch, best, baseline, held_out):
-    _print_metrics(f"Best epoch ({best_epoch} of {config.epochs})", best)
-    if best["hit@1"] > baseline["hit@1"]:
-        print(f"  {100 * (best['hit@1'] - baseline['hit@1']):+.1f} points hit@1 over the untrained encoder.")
+    monitor = held_out.monitor
+    _print_metrics(f"Best epoch ({best_epoch} of {config.epochs})", best, held_out.metrics)
+    if best[monitor] > baseline[monitor]:
+        print(f"  {100 * (best[monitor] - baseline[monitor]):+.1f} points {monitor} over the untrained encoder.")
     else:
         print(
-            f"No epoch beat the untrained encoder (hit@1 {baseline['hit@1']:.3f}): the export below is "
+            f"No epoch beat the untrained encoder ({monitor} {baseline[monitor]:.3f}): the export below is "
             "worse than the encoder as it is. Try a lower --learning-rate, no projection head "
             "(--output-units 0) or more data."
         )
@@ -402,10 +571,8 @@ def _check_serving(version_dir, texts):
     }
 
 
-def _print_metrics(title, metrics):
-    print(
-        f"{title}: held-out hit@1 {metrics['hit@1']:.3f}, recall@5 {metrics['recall@5']:.3f}"
-    )
+def _print_metrics(title, metrics, names):
+    print(f"{title}: held-out " + ", ".join(f"{name} {metrics[name]:.3f}" for name in names))
 
 
 def _print_serving_help(model_name, version_dir):

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from keras_siamese.checks import check_integer, is_integer, is_number
+from keras_siamese.checks import check_integer, check_ks, is_integer, is_number
 
 
 @pytest.mark.parametrize("value", [1, 2.0, True, False, "3", None, np.float32(3)])
@@ -27,3 +27,11 @@ def test_booleans_and_strings_are_neither_integers_nor_numbers():
     assert [is_integer(v) for v in (3, np.int32(3), True, 3.0, "3")] == [True, True, False, False, False]
     assert [is_number(v) for v in (0.5, np.float32(0.5), 3, False, "0.5", None)] == [
         True, True, True, False, False, False]
+
+
+def test_check_ks_takes_one_cut_off_or_several_as_python_ints():
+    assert check_ks(np.int64(5)) == (5,) and type(check_ks(np.int64(5))[0]) is int
+    assert check_ks([1, 10]) == (1, 10)
+    for bad in ((0,), (1.5,), (True,), "5"):
+        with pytest.raises(ValueError, match="ks must be positive integers"):
+            check_ks(bad)

@@ -31,7 +31,9 @@ def test_every_flag_has_help_with_its_default(command):
     help_text = parser.format_help()
     if command in ("train", "compare"):
         assert "{pooled,cls,mean,max,mean_sqrt_len}" in help_text  # choices are listed
-        assert "--encoder" in help_text and "--data" in help_text and "--label-field" in help_text
+        assert "--encoder" in help_text and "--data" in help_text and "--label-column" in help_text
+    if command == "train":
+        assert "{auto,semihard,batch-hard,batch-all,mnrl,contrastive,online-contrastive,cosent,cosine}" in help_text
 
 
 def test_train_and_compare_share_the_data_and_encoder_flags():
@@ -61,7 +63,7 @@ def test_train_and_compare_share_the_data_and_encoder_flags():
         (["train", "--sequence-length", "2"], "sequence_length must be at least 3"),
         (["train", "--encoder", "no/such/dir"], "--encoder 'no/such/dir' is not a directory"),
         (["train", "--data", "missing.jsonl"], "missing.jsonl"),
-        (["train", "--data", "corpus.txt"], "--data must be a .jsonl, .json, .csv or .tsv file"),
+        (["train", "--data", "corpus.txt"], "corpus.txt: expected a .jsonl, .json, .csv, .tsv, .parquet file"),
         (["compare", "--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["compare", "--variants", "frozen,finetuned"], "variants must be a non-empty subset"),
         (["compare", "--hidden-units", "64,wide"], "expected comma-separated int values, got '64,wide'"),
@@ -103,14 +105,14 @@ def test_train_on_a_users_jsonl_file_with_minilm_exports_a_servable_version(glos
     minilm = os.path.join(os.path.dirname(MINILM.origin), "model")
     output_dir = tmp_path / "run"
     status = main([
-        "train", "--data", str(data), "--text-field", "sentence", "--label-field", "topic",
+        "train", "--data", str(data), "--columns", "sentence", "--label-column", "topic",
         "--encoder", minilm, "--pooling", "mean", "--epochs", "1", "--steps-per-epoch", "5",
         "--classes-per-batch", "4", "--learning-rate", "1e-4", "--test-fraction", "0.25",
         "--output-dir", str(output_dir), "--model-name", "topics",
     ])
     assert status == 0
     printed = capsys.readouterr().out
-    assert f"Corpus {data}: 96 training and 32 held-out texts, 8 classes." in printed
+    assert f"Data {data}: 96 training and 32 held-out texts, 8 classes." in printed
     summary = json.loads((output_dir / "summary.json").read_text())
     assert summary["saved_model"] == str(output_dir / "serving" / "topics" / "1")
     probe = ["a domestic dog", "to move quickly", ""]

@@ -18,7 +18,7 @@ import tensorflow as tf
 import keras_siamese.models  # noqa: F401  registers the classes a checkpoint names
 from keras_siamese.export import read_metadata
 from keras_siamese.settings import check_integers
-from keras_siamese.sources import EncoderSource
+from keras_siamese.sources import CorpusSource, EncoderSource
 from keras_siamese.training import TrainingConfig
 from tests.harness import check_bad_input
 
@@ -55,10 +55,10 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
 
     summary = json.loads((output_dir / "summary.json").read_text())
     for metrics in (summary["untrained_encoder"], *summary["epochs"].values()):
-        assert 0.0 <= metrics["hit@1"] <= metrics["recall@5"] <= 1.0
+        assert 0.0 <= metrics["hit@1"] <= metrics["hit@5"] <= 1.0
     epochs = summary["epochs"]
-    # Best: the highest hit@1; ties go to recall@5, then to the earlier epoch.
-    best = max(epochs, key=lambda epoch: (epochs[epoch]["hit@1"], epochs[epoch]["recall@5"], -int(epoch)))
+    # Best: the highest hit@1; ties go to hit@5, then to the earlier epoch.
+    best = max(epochs, key=lambda epoch: (epochs[epoch]["hit@1"], epochs[epoch]["hit@5"], -int(epoch)))
     assert summary["best_epoch"] == int(best) and summary["best"] == epochs[best]
     assert summary["beat_untrained_encoder"] == (epochs[best]["hit@1"] > summary["untrained_encoder"]["hit@1"])
     assert np.isfinite(summary["final_loss"])
@@ -78,6 +78,101 @@ def test_train_command_checkpoints_evaluates_and_exports_quietly(tmp_path):
     assert os.path.exists(os.path.join(summary["saved_model"], "assets.extra", "tf_serving_warmup_requests"))
     if summary["serving_check"] is not None:  # None only where no C++ compiler is installed
         assert summary["serving_check"]["passed"]
+
+
+TINY_ALBERT = ["--vocabulary-size", "600", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
+               "--sequence-length", "24", "--epochs", "2", "--steps-per-epoch", "3", "--test-fraction", "0.2"]
+
+
+def _wordnet_pairs(glosses, count):
+    """(quoted example, its gloss's definition) rows: a query and the document that answers it."""
+    from keras_siamese.data import gloss_definition
+
+    rows = [(example, gloss_definition(gloss)) for gloss in glosses[0] for example in re.findall(r'"([^"]+)"', gloss)]
+    return rows[:count]
+
+
+@pytest.mark.slow
+def test_train_on_pairs_mines_negatives_trains_matryoshka_and_reports_retrieval(glosses, tmp_path, capsys):
+    from keras_siamese.cli import main
+    from keras_siamese.evaluation import information_retrieval_metrics
+    from keras_siamese.training import retrieval_task
+
+    pairs = _wordnet_pairs(glosses, 160)
+    data = tmp_path / "pairs.csv"
+    data.write_text("query,document\n" + "".join(f'"{q}","{d}"\n' for q, d in pairs))
+    output_dir = tmp_path / "run"
+    status = main(["train", "--data", str(data), "--mine-negatives", "1", "--matryoshka-dims", "16,8",
+                   "--batch-size", "8", "--output-dir", str(output_dir), *TINY_ALBERT])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"Mined 1 hard negative\(s\) for \d+ of \d+ training pairs", printed)
+    assert "Untrained encoder (its pooling + L2, no trained layer): held-out ndcg@10" in printed
+    summary = json.loads((output_dir / "summary.json").read_text())
+    assert summary["loss"] == "mnrl" and summary["settings"]["matryoshka_dims"] == [16, 8]
+    best = summary["best"]
+    for name in ("ndcg@10", "mrr@10", "recall@10", "accuracy@1"):
+        assert 0.0 <= best[name] <= 1.0
+    metadata = read_metadata(summary["saved_model"])
+    assert metadata["loss"] == "mnrl" and metadata["held_out"] == {
+        name: best[name] for name in ("ndcg@10", "mrr@10", "recall@10", "accuracy@1")}
+    # The best checkpoint is the embedding model: the logged metrics are its held-out retrieval,
+    # each held-out query against every document.
+    checkpoint = keras.saving.load_model(summary["best_checkpoint"])
+    split = _split_as_trained(CorpusSource(str(data)).load())
+    queries, documents, relevant = retrieval_task(split)
+    assert set(queries) == set(split.held_out.texts[0]) and not set(queries) & set(split.train.texts[0])
+    measured = information_retrieval_metrics(checkpoint.encode(queries), checkpoint.encode(documents), relevant, ks=(1, 10))
+    for name in ("ndcg@10", "mrr@10"):
+        assert measured[name] == pytest.approx(best[name], abs=1e-6)
+    serve = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
+    np.testing.assert_allclose(serve(text=tf.constant(queries[:4]))["embedding"].numpy(), checkpoint.encode(queries[:4]),
+                               atol=1e-5)
+
+
+def _split_as_trained(rows):
+    from keras_siamese.training import split_rows
+
+    return split_rows(TrainingConfig(test_fraction=0.2), rows)
+
+
+@pytest.mark.slow
+def test_train_on_duplicate_pairs_keeps_a_best_f1_threshold_in_the_export(glosses, tmp_path):
+    from keras_siamese.cli import main
+    from keras_siamese.evaluation import best_f1_threshold
+
+    pairs = _wordnet_pairs(glosses, 120)
+    rng = np.random.default_rng(0)
+    rows = [(q, d, 1) if i % 2 else (q, pairs[rng.integers(len(pairs))][1], 0) for i, (q, d) in enumerate(pairs)]
+    data = tmp_path / "duplicates.jsonl"
+    data.write_text("".join(json.dumps({"question1": a, "question2": b, "label": y}) + "\n" for a, b, y in rows))
+    output_dir = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--loss", "online-contrastive", "--batch-size", "16",
+                 "--output-dir", str(output_dir), *TINY_ALBERT]) == 0
+    summary = json.loads((output_dir / "summary.json").read_text())
+    assert summary["loss"] == "online-contrastive" and set(summary["best"]) >= {"spearman", "pearson"}
+    # The threshold is the best held-out F1 of the exported (best) model's cosines.
+    split = _split_as_trained(CorpusSource(str(data)).load())
+    checkpoint = keras.saving.load_model(summary["best_checkpoint"])
+    cosines = np.sum(checkpoint.encode(split.held_out.texts[0]) * checkpoint.encode(split.held_out.texts[1]), axis=1)
+    expected = best_f1_threshold(cosines, split.held_out.scores())
+    threshold = read_metadata(summary["saved_model"])["duplicate_threshold"]
+    assert threshold["threshold"] == pytest.approx(expected.threshold, abs=1e-5)
+    assert threshold["f1"] == pytest.approx(expected.f1) and summary["duplicate_threshold"] == threshold
+
+
+def test_a_loss_that_cannot_train_on_the_data_is_one_line_before_any_step(tmp_path, capsys):
+    from keras_siamese.cli import main
+
+    data = tmp_path / "faq.jsonl"
+    data.write_text('{"anchor": "how do I pay", "positive": "Payment methods"}\n' * 4)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", str(data), "--loss", "semihard", "--output-dir", str(tmp_path / "run")])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"error: --loss semihard trains on labelled texts (text, label); {data} holds pairs "
+                          "(anchor, positive): use --loss mnrl.")
+    assert not (tmp_path / "run").exists()
 
 
 def _worker_process(launcher, index):
@@ -170,6 +265,18 @@ BAD_INPUT = {
     "config pooling unknown": (lambda: TrainingConfig(pooling="avg").check(), ValueError,
                                "pooling must be one of ('pooled', 'cls', 'mean', 'max', 'mean_sqrt_len'), got 'avg'"),
     "config seed negative": (lambda: TrainingConfig(seed=-1).check(), ValueError, "seed must be a non-negative integer, got -1"),
+    "config loss unknown": (lambda: TrainingConfig(loss="triplet").check(), ValueError,
+                            "loss must be one of ('auto', 'semihard', 'batch-hard'"),
+    "config matryoshka dims repeated": (lambda: TrainingConfig(matryoshka_dims=(64, 64)).check(), ValueError,
+                                        "64"),
+    "config batch_size 1": (lambda: TrainingConfig(batch_size=1).check(), ValueError,
+                            "batch_size must be an integer >= 2, got 1"),
+    "mined negatives for labelled texts": (
+        lambda: TrainingConfig(mine_negatives=1).check_data(CorpusSource().load()), ValueError,
+        "mine_negatives gives pairs (anchor, positive) negatives; wordnet-bundled holds labelled texts"),
+    "a batch that does not split over the workers": (
+        lambda: TrainingConfig(batch_size=6, loss="mnrl").check_data(CorpusSource().load(), workers=4), ValueError,
+        "The global batch of 6 rows (--loss mnrl) does not split evenly over 4 workers"),
     "settings integer below minimum": (lambda: check_integers(types.SimpleNamespace(units=1), ["units"], 2),
                                        ValueError, "units must be an integer >= 2, got 1"),
 }

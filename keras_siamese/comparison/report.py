@@ -33,7 +33,7 @@ TABLE_COLUMNS = (
     ("knn", "accuracy", "kNN acc"),
     ("knn", "weighted_f1", "kNN wF1"),
     ("retrieval", "hit@1", "hit@1"),
-    ("retrieval", "recall@5", "recall@5"),
+    ("retrieval", "hit@5", "hit@5"),
     ("retrieval", "mrr", "MRR"),
     ("retrieval", "map@r", "MAP@R"),
     ("training", "examples_per_second", "train ex/s"),

@@ -28,10 +28,10 @@ class BestEpoch(keras.callbacks.Callback):
         epochs: `{epoch number (1-based): {key: value}}`, keys without the `val_` prefix.
 
     Example:
-    >>> best = BestEpoch("val_hit@1", tie_breakers=("val_recall@5",), path="run/epochs.json")  # doctest: +SKIP
+    >>> best = BestEpoch("val_hit@1", tie_breakers=("val_hit@5",), path="run/epochs.json")  # doctest: +SKIP
     >>> model.fit(batches, epochs=4, callbacks=[evaluation, best])  # doctest: +SKIP
     >>> best.best_epoch, best.best  # doctest: +SKIP
-    (3, {'hit@1': 0.61, 'recall@5': 0.83, 'loss': 0.21})
+    (3, {'hit@1': 0.61, 'hit@5': 0.83, 'loss': 0.21})
     """
 
     def __init__(self, monitor, tie_breakers=(), keep=(), path=None):

@@ -63,11 +63,32 @@ def pair_similarity_correlation(model, texts_a, texts_b, scores, batch_size=64):
             f"{len(texts_b)} and {len(scores)}."
         )
     batch_size = check_integer(batch_size, "batch_size")
-    first = encode(model, texts_a, batch_size=batch_size)
-    second = encode(model, texts_b, batch_size=batch_size)
-    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
-    cosines = np.einsum("ij,ij->i", first, second) / np.maximum(norms, 1e-12)
+    return embedding_correlation(
+        encode(model, texts_a, batch_size=batch_size), encode(model, texts_b, batch_size=batch_size), scores
+    )
+
+
+def embedding_correlation(first, second, scores):
+    """`{"spearman": ..., "pearson": ...}` of the pairs' cosines (`pair_cosines`) and their scores.
+
+    Example:
+    >>> embedding_correlation([[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], [5.0, 1.0])
+    {'spearman': 1.0, 'pearson': 1.0}
+    """
+    cosines = pair_cosines(first, second)
     return {"spearman": spearman_correlation(cosines, scores), "pearson": pearson_correlation(cosines, scores)}
+
+
+def pair_cosines(first, second):
+    """Row i's cosine similarity of `first[i]` and `second[i]` (`[n, d]` arrays), float64; 0 for a zero row.
+
+    Example:
+    >>> pair_cosines([[3.0, 4.0]], [[3.0, 4.0]]).tolist()
+    [1.0]
+    """
+    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
+    return np.einsum("ij,ij->i", first, second) / np.maximum(norms, 1e-12)
 
 
 def _check_score_pair(x, y):

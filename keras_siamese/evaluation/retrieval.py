@@ -1,11 +1,9 @@
 """Retrieval quality of labelled query embeddings against a labelled corpus."""
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
-from keras_siamese.checks import is_integer
+from keras_siamese.checks import check_ks
 from keras_siamese.data import encode_labels
 from keras_siamese.search.exact import (
     check_embeddings,
@@ -31,10 +29,11 @@ def retrieval_metrics(
     query ranks the whole corpus by descending similarity (cosine similarity,
     or the plain inner product with `normalize=False`), and:
 
-    - `hit@k` = `recall@k`: the fraction of queries with at least one relevant
-      item among the top `k` (the "Recall@k" of metric-learning papers; both
-      names are reported, same value). A `k` beyond the corpus size means "any
-      relevant item at all".
+    - `hit@k`: the fraction of queries with at least one relevant item among
+      the top `k` (what metric-learning papers call "Recall@k"; IR's recall@k,
+      the share of a query's relevant items found, is in
+      `information_retrieval_metrics`). A `k` beyond the corpus size means
+      "any relevant item at all".
     - `mrr`: the mean over queries of `1 / rank` of the first relevant item,
       over the full ranking (no cut-off).
     - `map@r` (Musgrave et al., 2020, "A Metric Learning Reality Check"): with
@@ -60,7 +59,7 @@ def retrieval_metrics(
         query_labels: `q` labels, integers or strings.
         corpus_embeddings: `[n, d]` float array.
         corpus_labels: `n` labels of the same kind as `query_labels`.
-        ks: cut-offs for `hit@k`/`recall@k`, positive integers.
+        ks: cut-offs for `hit@k`, positive integers.
         exclude_self: leave-one-out when the queries *are* the corpus (same
             length, query `i` is corpus item `i`): each query skips itself.
         normalize: L2-normalise both sides first (cosine similarity); an
@@ -68,7 +67,7 @@ def retrieval_metrics(
         batch_size: queries scored at once; default: as many as fit 2**24 scores.
 
     Returns:
-        A dict of python floats: `hit@k` and `recall@k` for each `k`, `mrr`, `map@r`.
+        A dict of python floats: `hit@k` for each `k`, `mrr`, `map@r`.
 
     Example:
     >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
@@ -79,7 +78,7 @@ def retrieval_metrics(
     queries, query_ids, corpus, corpus_ids = _checked_sides(
         query_embeddings, query_labels, corpus_embeddings, corpus_labels, exclude_self
     )
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     if normalize:
         queries, corpus = l2_normalize(queries), l2_normalize(corpus)
     hits, reciprocal_rank_sum, average_precision_sum = _ranking_sums(
@@ -88,7 +87,7 @@ def retrieval_metrics(
     count = len(queries)
     metrics = {}
     for k in ks:
-        metrics[f"hit@{k}"] = metrics[f"recall@{k}"] = hits[k] / count
+        metrics[f"hit@{k}"] = hits[k] / count
     metrics["mrr"] = reciprocal_rank_sum / count
     metrics["map@r"] = average_precision_sum / count
     return metrics
@@ -161,19 +160,6 @@ def _average_precision_at_r(scores, relevant, num_relevant):
     num_relevant = num_relevant.numpy()[:, None]
     counted = (order <= num_relevant) & (rank <= num_relevant)
     return np.where(counted, order / rank, 0.0).sum(axis=1) / np.maximum(num_relevant[:, 0], 1)
-
-
-def _check_ks(ks):
-    try:
-        ks = (ks,) if isinstance(ks, (numbers.Number, str, bytes)) else tuple(ks)
-    except TypeError:
-        ks = (ks,)  # not a sequence: reported below as a bad cut-off
-    if not ks:
-        raise ValueError("ks is empty; give at least one cut-off such as (1, 5).")
-    for k in ks:
-        if not is_integer(k) or k < 1:
-            raise ValueError(f"ks must be positive integers, got {k!r}.")
-    return tuple(int(k) for k in ks)
 
 
 def _encode_jointly(query_labels, num_queries, corpus_labels, num_corpus):

@@ -21,7 +21,7 @@ SIGNATURE_KINDS = ("text", "tokens")
 
 def export_saved_model(
     model, base_dir, version=None, *, warmup_texts=None, warmup_batch_sizes=None, signatures=("text",),
-    truncate_dim=None, compute_dtype=None,
+    truncate_dim=None, compute_dtype=None, metadata=None,
 ):
     """Exports `model` (strings -> embeddings) as `base_dir/<version>/` for TF Serving.
 
@@ -73,6 +73,9 @@ def export_saved_model(
             (`Pooling` on computes in float32); the metadata's
             `compute_dtype` says which. bfloat16 serves faster on CPUs with
             bfloat16 instructions and GPUs (benchmarks/README.md).
+        metadata: more facts for `assets.extra/keras_siamese.json`, a dict of
+            JSON values (the main job adds its held-out metrics and, for
+            pairs scored 0/1, the best-F1 duplicate threshold).
 
     Returns:
         The path of the new version directory.
@@ -86,7 +89,9 @@ def export_saved_model(
     signatures = _check_signatures(signatures)
     if compute_dtype is not None:
         check_precision(compute_dtype, "compute_dtype")
-    metadata = _export_metadata(model, signatures, truncate_dim, compute_dtype)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}.")
+    metadata = {**(metadata or {}), **_export_metadata(model, signatures, truncate_dim, compute_dtype)}
     if version is not None:
         check_version(version)
     if warmup_texts is not None and "text" not in signatures:

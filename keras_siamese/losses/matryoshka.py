@@ -7,23 +7,33 @@ from keras_siamese.checks import is_integer, is_number
 
 
 def check_matryoshka_dims(dims, embedding_size=None):
-    """`dims` as a tuple of strictly increasing positive integers, each at most `embedding_size`.
+    """`dims` sorted into a tuple of increasing positive integers, each at most `embedding_size`.
 
-    Raises `ValueError` naming the value otherwise.
+    Any order is accepted (sentence-transformers lists them largest first);
+    raises `ValueError` naming the value for a non-integer, a size repeated
+    or one beyond `embedding_size`.
 
     Example:
-    >>> check_matryoshka_dims([64, 128, 384], embedding_size=384)
+    >>> check_matryoshka_dims([384, 128, 64], embedding_size=384)
     (64, 128, 384)
     """
+    dims = _dims_as_given(dims)
+    repeated = sorted({dim for dim in dims if dims.count(dim) > 1})
+    if repeated:
+        raise ValueError(f"dims must list each size once, got {dims!r} ({repeated[0]} repeated).")
+    dims = tuple(sorted(dims))
+    if embedding_size is not None and dims[-1] > embedding_size:
+        raise ValueError(f"dims {dims!r} go beyond the embedding's {embedding_size} dimensions.")
+    return dims
+
+
+def _dims_as_given(dims):
+    """`dims` as a non-empty tuple of positive ints, in the order given; else a `ValueError`."""
     given = dims
     iterable = hasattr(dims, "__iter__") and not isinstance(dims, (str, bytes))
     dims = tuple(dims) if iterable else ()
     if not dims or not all(is_integer(dim) and dim >= 1 for dim in dims):
         raise ValueError(f"dims must be a non-empty sequence of positive integers such as (64, 128, 384), got {given!r}.")
-    if any(later <= earlier for earlier, later in zip(dims, dims[1:])):
-        raise ValueError(f"dims must be strictly increasing, got {dims!r}.")
-    if embedding_size is not None and dims[-1] > embedding_size:
-        raise ValueError(f"dims {dims!r} go beyond the embedding's {embedding_size} dimensions.")
     return tuple(int(dim) for dim in dims)
 
 
@@ -82,8 +92,11 @@ class MatryoshkaLoss(keras.losses.Loss):
 
     Args:
         loss: a `keras_siamese.losses` loss object (or any Keras loss on embeddings).
-        dims: strictly increasing prefix sizes, the largest at most the embedding size.
-        weights: one non-negative weight per size (default: all 1).
+        dims: prefix sizes in any order (sentence-transformers lists them
+            largest first, `(768, 512, 256)`), each once, the largest at most
+            the embedding size; kept in increasing order in `self.dims`.
+        weights: one non-negative weight per size, in the order of `dims`
+            (default: all 1); sorted along with their sizes.
 
     Example:
     >>> from keras_siamese.losses import MultipleNegativesRankingLoss
@@ -99,7 +112,8 @@ class MatryoshkaLoss(keras.losses.Loss):
         if not callable(loss):
             raise ValueError(f"loss must be a loss object or function, got {loss!r}.")
         self.loss = loss
-        self.dims = check_matryoshka_dims(dims)
+        given_dims = _dims_as_given(dims)
+        self.dims = check_matryoshka_dims(given_dims)
         if weights is None:
             weights = (1.0,) * len(self.dims)
         given, weights = weights, tuple(weights) if hasattr(weights, "__iter__") else ()
@@ -107,7 +121,7 @@ class MatryoshkaLoss(keras.losses.Loss):
             raise ValueError(
                 f"weights must be {len(self.dims)} finite non-negative numbers, one per dim, got {given!r}."
             )
-        self.weights = tuple(float(weight) for weight in weights)
+        self.weights = tuple(float(weight) for _, weight in sorted(zip(given_dims, weights)))  # as self.dims
 
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)  # Keras maps nested lists element by element

@@ -194,6 +194,7 @@ def test_markdown_table_shows_the_json_numbers(finished):
         assert cells[0] == f"{metrics[name]['classifier']['accuracy']:.3f}"
         assert cells[3] == f"{metrics[name]['knn']['accuracy']:.3f}"
         assert cells[5] == f"{metrics[name]['retrieval']['hit@1']:.3f}"
+        assert cells[6] == f"{metrics[name]['retrieval']['hit@5']:.3f}"
 
 
 @pytest.mark.slow
@@ -279,7 +280,7 @@ def test_cli_runs_end_to_end_without_figures(corpus, tmp_path):
     data = tmp_path / "corpus.jsonl"
     data.write_text("".join(json.dumps({"sentence": t, "topic": f"t{y}"}) + "\n" for t, y in zip(texts, labels)))
     output_dir = tmp_path / "out"
-    code = main(["compare", "--data", str(data), "--text-field", "sentence", "--label-field", "topic",
+    code = main(["compare", "--data", str(data), "--columns", "sentence", "--label-column", "topic",
                  "--variants", "frozen,siamese", "--output-dir", str(output_dir), "--no-figures", *CLI_TINY])
     assert code == 0
     results = json.loads((output_dir / "results.json").read_text())

@@ -52,13 +52,13 @@ def test_ties_rank_relevant_items_after_irrelevant_ones():
 def test_collapsed_embeddings_score_no_better_than_worst_case():
     # Every item scores the same; the single relevant item ranks last of three.
     metrics = retrieval_metrics([[1.0, 1.0]], ["a"], [[2.0, 2.0]] * 3, ["b", "a", "b"], ks=(1, 3))
-    assert metrics == {"hit@1": 0.0, "recall@1": 0.0, "hit@3": 1.0, "recall@3": 1.0, "mrr": 1 / 3, "map@r": 0.0}
+    assert metrics == {"hit@1": 0.0, "hit@3": 1.0, "mrr": 1 / 3, "map@r": 0.0}
 
 
 def test_query_with_label_absent_from_corpus_counts_as_a_miss():
     corpus = [[1.0, 0.0], [0.0, 1.0]]
     metrics = retrieval_metrics([[1.0, 0.1], [1.0, 0.1]], ["x", "missing"], corpus, ["x", "y"], ks=(1,))
-    assert metrics == {"hit@1": 0.5, "recall@1": 0.5, "mrr": 0.5, "map@r": 0.5}
+    assert metrics == {"hit@1": 0.5, "mrr": 0.5, "map@r": 0.5}
 
 
 def test_hand_computed_map_at_r():
@@ -166,4 +166,4 @@ def test_glosses_held_out_against_training_texts(glosses):
                                 labels[~held_out])
     # Near-equal scores (within float32 rounding) may still swap: allow ~one swap.
     assert_metrics_equal(partial, expected, tolerance=1e-4)
-    assert metrics["recall@5"] >= metrics["hit@1"] > 1 / 12
+    assert metrics["hit@5"] >= metrics["hit@1"] > 1 / 12

@@ -35,7 +35,9 @@ def test_truncation_is_the_renormalised_prefix():
     assert got.dtype == np.float32 and np.all(np.isfinite(got))
 
 
-@pytest.mark.parametrize("dims,weights", [((2, 4, 8), None), ((3, 8), (0.5, 2.0)), ((8,), None)])
+@pytest.mark.parametrize(
+    "dims,weights", [((2, 4, 8), None), ((3, 8), (0.5, 2.0)), ((8, 3), (2.0, 0.5)), ((8, 2, 4), (1.0, 3.0, 0.5)), ((8,), None)]
+)
 def test_semihard_matryoshka_is_the_weighted_sum_over_prefixes(dims, weights):
     rng = np.random.default_rng(len(dims))
     labels = rng.integers(0, 4, size=20)
@@ -97,8 +99,9 @@ def test_round_trip_keeps_the_wrapped_loss_dims_and_weights():
 
 @pytest.mark.parametrize(
     "dims,words",
-    [((), "non-empty"), ((64, 32), "strictly increasing"), ((8, 8), "strictly increasing"), ((0, 8), "positive"),
-     ((2.5,), "positive"), ("64", "positive"), ((8, 16), "beyond the embedding's 12")],
+    [((), "non-empty"), ((8, 8), r"each size once, got \(8, 8\) \(8 repeated\)"),
+     ((16, 4, 16), r"each size once, got \(16, 4, 16\) \(16 repeated\)"), ((0, 8), "positive"),
+     ((2.5,), "positive"), ("64", "positive"), ((16, 8), "beyond the embedding's 12")],
 )
 def test_bad_dims_are_refused_naming_the_value(dims, words):
     with pytest.raises(ValueError, match=words):
@@ -121,3 +124,15 @@ def test_bad_weights_and_truncate_dims_are_refused():
     with pytest.raises(ValueError, match="truncate_dim 9 is larger than the embedding's 8"):
         check_truncate_dim(9, 8)
     assert check_matryoshka_dims([4, 8], 8) == (4, 8)
+
+
+def test_dims_in_any_order_are_sorted_with_their_weights():
+    assert check_matryoshka_dims([384, 64, 128], 384) == (64, 128, 384)
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, size=16)
+    embeddings = rng.normal(size=(16, 384)).astype(np.float32)
+    largest_first = MatryoshkaLoss(TripletSemiHardLoss(margin=0.5), dims=(384, 64), weights=(1, 2))
+    smallest_first = MatryoshkaLoss(TripletSemiHardLoss(margin=0.5), dims=(64, 384), weights=(2, 1))
+    assert (largest_first.dims, largest_first.weights) == ((64, 384), (2.0, 1.0))
+    assert float(largest_first(labels, embeddings)) == float(smallest_first(labels, embeddings))
+    assert largest_first.get_config()["dims"] == [64, 384]
