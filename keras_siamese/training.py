@@ -88,7 +88,7 @@ class TrainingConfig:
     steps, then decay it (cosine) to 0.
 
     Example:
-    >>> config = TrainingConfig(epochs=1, corpus=CorpusSource("news.jsonl", label_field="topic"))
+    >>> config = TrainingConfig(epochs=1, corpus=CorpusSource("news.jsonl", label_column="topic"))
     >>> config.check()
     """
 

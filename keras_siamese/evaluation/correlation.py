@@ -72,8 +72,10 @@ def embedding_correlation(first, second, scores):
     """`{"spearman": ..., "pearson": ...}` of the pairs' cosines (`pair_cosines`) and their scores.
 
     Example:
-    >>> embedding_correlation([[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], [5.0, 1.0])
-    {'spearman': 1.0, 'pearson': 1.0}
+    >>> metrics = embedding_correlation([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8]], [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],
+    ...                                 [5.0, 1.0, 3.4])
+    >>> round(metrics["spearman"], 6), round(metrics["pearson"], 6)
+    (1.0, 1.0)
     """
     cosines = pair_cosines(first, second)
     return {"spearman": spearman_correlation(cosines, scores), "pearson": pearson_correlation(cosines, scores)}
