@@ -182,7 +182,7 @@ def iter_rows(source, columns=None, label_column=None, chunk_rows=10_000):
     [1, 1]
     """
     chunk_rows = check_integer(chunk_rows, "chunk_rows")
-    name, records, unit = _records(source)
+    name, records, unit = read_records(source)
     chunk, layout = [], None
     for location, record in records:
         if layout is None:
@@ -199,12 +199,22 @@ def iter_rows(source, columns=None, label_column=None, chunk_rows=10_000):
 
 def count_rows(source):
     """The number of rows `iter_rows(source)` reads (a pass over the file, nothing kept)."""
-    return sum(1 for _ in _records(source)[1])
+    return sum(1 for _ in read_records(source)[1])
 
 
-def _records(source):
-    """`(name, (location, dict) iterator, unit)`: the source's name for messages, its records with their
-    line (or row) numbers, and whether those are 'line's or 'row's."""
+def read_records(source):
+    """`(name, records, unit)`: the source's name for messages, an iterator of `(line or row number,
+    dict)` over its records, and whether those numbers are `"line"`s or `"row"`s. The format comes
+    from the file's extension; a file that is not what it says is a `ValueError` naming it.
+
+    Example:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> _ = path.write_text('\\n{"a": 1}\\n')
+    >>> name, records, unit = read_records(path)
+    >>> list(records), unit
+    ([(2, {'a': 1})], 'line')
+    """
     if hasattr(source, "column_names") and hasattr(source, "features"):  # a datasets.Dataset
         return "the dataset", enumerate(iter(source), start=1), "row"
     if not isinstance(source, (str, bytes, os.PathLike)):
