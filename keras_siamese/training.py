@@ -312,13 +312,15 @@ def split_rows(config, rows, task=None):
     """
     rng = np.random.default_rng([config.seed, 3])
     if rows.shape == LABELLED_TEXTS:
-        texts, ids, classes = rows.labelled_texts()
+        texts, ids, _ = rows.labelled_texts()
         train_texts, train_ids, test_texts, test_ids = train_test_split_by_label(
             texts, ids, test_fraction=config.test_fraction, seed=config.seed
         )
-        split = RowSplit(*(dataclasses.replace(rows, texts=(list(t),), labels=list(np.asarray(i).tolist()),
-                                               lines=np.arange(1, len(t) + 1))
-                           for t, i in ((train_texts, train_ids), (test_texts, test_ids))))
+
+        def labelled(texts, ids):  # labels as class ids from here on
+            return TextRows(rows.columns, (list(texts),), np.asarray(ids).tolist(), rows.label_column, rows.source)
+
+        split = RowSplit(labelled(train_texts, train_ids), labelled(test_texts, test_ids))
         described = f"{len(train_texts)} training and {len(test_texts)} held-out texts, {len(set(train_ids.tolist()))} classes"
     else:
         keys = rows.texts[0] if rows.shape != SCORED_PAIRS else range(len(rows))
@@ -337,7 +339,7 @@ def build_training(config, loss, split, strategy, task=None):
     around it that `loss` trains (`keras_siamese.objectives`), built and compiled under `strategy`;
     the pairs given mined negatives first, if `config.mine_negatives` asks."""
     with strategy.scope(), training_precision(config.precision):
-        encoder = config.encoder_source.build(list(split.train.texts[0]))
+        encoder = config.encoder_source.build([text for column in split.train.texts for text in column])
         embedder = build_model(config, encoder, loss)
     if config.matryoshka_dims:
         check_matryoshka_dims(config.matryoshka_dims, embedder.outputs[0].shape[-1])
