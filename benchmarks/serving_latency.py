@@ -72,10 +72,11 @@ def main():
 
     load_average = os.getloadavg()[0]
     config = TrainingConfig().resolved()
+    encoder = config.encoder_source  # its settings, for the report
     keras.utils.set_random_seed(config.seed)
     glosses, _, _ = load_wordnet_glosses(source="bundled")
     rng = np.random.default_rng(0)
-    model = build_model(config, config.encoder_source.build(glosses))
+    model = build_model(config, encoder.build(glosses))
     warmup_texts = list(rng.choice(glosses, WARMUP_TEXTS))
     requests = {1: args.requests_batch_1, 64: args.requests_batch_64}
     rows, agreement = [], []
