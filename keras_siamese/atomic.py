@@ -39,6 +39,37 @@ def atomic_file_path(path):
         _remove(tmp)
 
 
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yields a hidden partial directory beside `path`; renames it to `path` when the block succeeds.
+
+    `path` must not exist, or be an empty directory: what a directory holds is
+    never overwritten (a `FileExistsError` says so before anything is written).
+    A failure removes the partial; a kill leaves it for the next write beside it
+    to remove, as `atomic_file_path` does.
+
+    Example:
+    >>> with atomic_directory("exports/faq") as partial:  # doctest: +SKIP
+    ...     write_files(partial)
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise FileExistsError(f"{path} exists and is not empty; export to a new directory.")
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    remove_abandoned_partials(parent)
+    partial = tempfile.mkdtemp(prefix=f".{name}{PARTIAL_MARK}{os.getpid()}-", dir=parent)
+    try:
+        yield partial
+        fsync_tree(partial)
+        if os.path.isdir(path):
+            os.rmdir(path)  # empty, checked above
+        os.rename(partial, path)
+        fsync_path(parent)
+    finally:
+        _remove(partial)
+
+
 def remove_abandoned_partials(directory):
     """Removes the hidden partial files and directories in `directory` whose writing
     process no longer runs (left by a kill during a write)."""

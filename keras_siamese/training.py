@@ -499,7 +499,12 @@ def export_best_epoch(config, loss, split, held_out, history, seconds):
     best_model = load_model(  # outside any strategy: the export holds plain variables
         held_out.checkpoint(best_epoch), safe_mode=not config.encoder_source.is_tfhub_saved_model
     )
-    facts = {"loss": loss, "held_out": {name: best[name] for name in held_out.metrics}}
+    facts = {
+        "model_name": config.model_name, "loss": loss, "data": f"{split.train.describe()}; {len(split.held_out):,} held out",
+        "held_out": {name: best[name] for name in held_out.metrics},
+        "untrained_encoder": {name: baseline[name] for name in held_out.metrics},
+        "precision": config.precision, "matryoshka_dims": list(config.matryoshka_dims),
+    }
     threshold = duplicate_threshold(best_model, split.held_out)
     if threshold is not None:
         facts["duplicate_threshold"] = threshold

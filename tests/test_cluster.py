@@ -131,7 +131,7 @@ def test_only_the_chief_backs_up_where_users_look_the_others_start_from_a_copy(t
     "arguments, environment, message",
     [
         (["--workers", "0"], {}, "workers must be a positive integer, got 0"),
-        (["--workers", "3"], {}, "global batch of 16 x 4 texts does not split evenly over 3 workers"),
+        (["--workers", "3"], {}, "global batch of 64 rows (--loss semihard) does not split evenly over 3 workers"),
         (["--workers", "2"], _tf_config({"worker": ["localhost:1", "localhost:2"]}, index=1),
          "TF_CONFIG already names a cluster of 2 workers; leave out workers"),
         ([], {"TF_CONFIG": "{not json"}, "TF_CONFIG is not JSON"),

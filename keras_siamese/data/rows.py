@@ -136,7 +136,8 @@ class TextRows:
     def describe(self):
         """'1,200 pairs (anchor, positive) from faq.jsonl'."""
         label = f" + {self.label_column}" if self.labels is not None else ""
-        return f"{len(self):,} {self.shape} ({', '.join(self.columns)}{label}) from {self.source}"
+        classes = f", {len(set(map(str, self.labels)))} labels" if self.shape == LABELLED_TEXTS else ""
+        return f"{len(self):,} {self.shape} ({', '.join(self.columns)}{label}) from {self.source}{classes}"
 
 
 def load_rows(source, columns=None, label_column=None):

@@ -15,7 +15,9 @@ from keras_siamese.export.requests import (
     rest_predict_body,
     rest_predict_url,
 )
+from keras_siamese.export.model_card import write_model_card
 from keras_siamese.export.saved_model import export_saved_model
+from keras_siamese.export.sentence_transformers import export_sentence_transformers
 from keras_siamese.export.versions import next_version, write_version
 from keras_siamese.export.serving_check import (
     ServingCheckReport,
@@ -52,6 +54,7 @@ __all__ = [
     "check_serving_ops",
     "describe_model",
     "export_saved_model",
+    "export_sentence_transformers",
     "grpc_predict_request",
     "next_version",
     "write_version",
@@ -63,5 +66,6 @@ __all__ = [
     "rest_predict_url",
     "saved_model_ops",
     "write_metadata",
+    "write_model_card",
     "write_warmup_requests",
 ]

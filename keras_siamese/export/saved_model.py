@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_siamese.export.metadata import describe_model, write_metadata
+from keras_siamese.export.model_card import write_model_card
 from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from keras_siamese.export.versions import check_version, write_version
@@ -35,9 +36,14 @@ def export_saved_model(
     is left out and the model needs no TF Text op, for model servers built
     without TF Text; `serving_default` is then the token signature.
 
+    A model with `prompts` (`SentenceEmbedder(prompts={"query": "query: "})`)
+    gets a text signature per prompt, named after it, that adds the prefix in
+    the graph: a client calling `query` cannot forget it.
+
     Every version carries `assets.extra/keras_siamese.json` (embedding size,
-    pooling, normalisation, sequence length, signatures, versions) and, given
-    `warmup_texts`, TF Serving's warmup records. Before the version appears,
+    pooling, normalisation, sequence length, signatures, prompts, versions), a
+    model card (`README.md`, with the facts of `metadata`) and, given
+    `warmup_texts`, TF Serving's warmup records for every text signature. Before the version appears,
     its ops are checked against what TF Serving links
     (`keras_siamese.export.ops.check_serving_ops`): a refused model raises
     `UnsupportedOpsError` and leaves no version behind.
@@ -91,7 +97,8 @@ def export_saved_model(
         check_precision(compute_dtype, "compute_dtype")
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}.")
-    metadata = {**(metadata or {}), **_export_metadata(model, signatures, truncate_dim, compute_dtype)}
+    facts = dict(metadata or {})
+    metadata = {**facts, **_export_metadata(model, signatures, truncate_dim, compute_dtype)}
     if version is not None:
         check_version(version)
     if warmup_texts is not None and "text" not in signatures:
@@ -99,7 +106,7 @@ def export_saved_model(
     # The signatures are traced here, in the dtype they serve in.
     with contextlib.nullcontext() if compute_dtype is None else computing_in(model, compute_dtype):
         archive = _export_archive(model, signatures, truncate_dim)
-    write = functools.partial(_write_saved_model, archive=archive, metadata=metadata,
+    write = functools.partial(_write_saved_model, model=model, archive=archive, metadata=metadata, facts=facts,
                               warmup_texts=warmup_texts, warmup_batch_sizes=warmup_batch_sizes)
     return write_version(os.fspath(base_dir), version, write)
 
@@ -111,18 +118,21 @@ def _export_metadata(model, signatures, truncate_dim, compute_dtype):
     if truncate_dim is not None:
         check_truncate_dim(truncate_dim, description["embedding_size"])
         description = {**description, "embedding_size": truncate_dim, "truncated_from": description["embedding_size"]}
-    return {**description, "signatures": _signature_names(signatures),
+    prompts = {"prompts": _prompts(model)} if _prompts(model) else {}
+    return {**description, "signatures": _signature_names(signatures, _prompts(model)), **prompts,
             "compute_dtype": compute_dtype or model.compute_dtype}
 
 
-def _write_saved_model(directory, *, archive, metadata, warmup_texts, warmup_batch_sizes):
-    """Writes the SavedModel, refuses ops TF Serving does not link, then adds the metadata and
-    the warmup records (given `warmup_texts`) to `directory`."""
+def _write_saved_model(directory, *, model, archive, metadata, facts, warmup_texts, warmup_batch_sizes):
+    """Writes the SavedModel, refuses ops TF Serving does not link, then adds the metadata, the model
+    card and the warmup records (given `warmup_texts`, for every text signature) to `directory`."""
     archive.write_out(directory, verbose=False)
     check_serving_ops(directory)
     write_metadata(directory, metadata)
+    text_signatures = tuple(name for name, kind in metadata["signatures"].items() if kind == "text")
+    write_model_card(directory, model, _serving_usage(metadata["signatures"]), facts)
     if warmup_texts is not None:
-        write_warmup_requests(directory, warmup_texts, warmup_batch_sizes)
+        write_warmup_requests(directory, warmup_texts, warmup_batch_sizes, signature_name=text_signatures)
 
 
 def _export_archive(model, signatures, truncate_dim):
@@ -147,6 +157,8 @@ def _export_archive(model, signatures, truncate_dim):
             return {OUTPUT_NAME: embed(inputs)}
 
         archive.add_endpoint(SIGNATURE_NAME, serve)
+        for name, prefix in _prompts(model).items():
+            archive.add_endpoint(name, _prompted(serve, prefix))
     if "tokens" in signatures:
         names = _token_input_names(model, preprocessor)
         specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in names]
@@ -185,12 +197,40 @@ def _check_takes_texts(model):
         )
 
 
-def _signature_names(signatures):
-    """{signature name: kind}; `serving_default` is the text signature when there is one."""
+def _prompted(serve, prefix):
+    """A text signature that prefixes every text with `prefix`, then serves it as `serve` does."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+    def serve_prompted(text):
+        return serve(tf.strings.join([prefix, text]))
+
+    return serve_prompted
+
+
+def _prompts(model):
+    """The model's prompts ({} for none)."""
+    return dict(getattr(model, "prompts", None) or {})
+
+
+def _signature_names(signatures, prompts=()):
+    """{signature name: kind}; `serving_default` is the text signature when there is one, and each
+    prompt names a text signature of its own."""
     names = {SIGNATURE_NAME: "text" if "text" in signatures else "tokens"}
     if "tokens" in signatures:
         names[TOKEN_SIGNATURE_NAME] = "tokens"
+    if "text" in signatures:
+        names.update({name: "text" for name in prompts})
     return names
+
+
+def _serving_usage(signatures):
+    """The model card's TF Serving section: one request per text signature."""
+    lines = ["Serve this version directory's parent with TensorFlow Serving, then:", "", "```bash"]
+    for name, kind in signatures.items():
+        if kind == "text":
+            lines.append(f"curl -d '{{\"signature_name\": \"{name}\", \"instances\": [\"a text\"]}}' "
+                         "http://localhost:8501/v1/models/MODEL:predict")
+    return "\n".join(lines + ["```"])
 
 
 def _check_signatures(signatures):

@@ -43,7 +43,8 @@ def write_warmup_requests(
         sample_texts: representative texts (str or bytes).
         batch_sizes: batch sizes to warm up; default `(1, len(sample_texts))`.
             Match the server's `allowed_batch_sizes` when batching is on.
-        signature_name: the signature the requests run.
+        signature_name: the signature the requests run, or a sequence of
+            signatures (each gets a request of every batch size).
         input_name: the signature's string input.
 
     Example:
@@ -59,22 +60,22 @@ def write_warmup_requests(
     batch_sizes = sorted({1, len(sample_texts)}) if batch_sizes is None else list(batch_sizes)
     if not batch_sizes or not all(is_integer(size) and size >= 1 for size in batch_sizes):
         raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes!r}.")
-    if len(batch_sizes) > MAX_WARMUP_RECORDS:
+    names = (signature_name,) if isinstance(signature_name, str) else tuple(signature_name)
+    if len(batch_sizes) * len(names) > MAX_WARMUP_RECORDS:
         raise ValueError(f"TF Serving replays at most {MAX_WARMUP_RECORDS} warmup requests, "
-                         f"got {len(batch_sizes)} batch sizes.")
+                         f"got {len(batch_sizes)} batch sizes for {len(names)} signature(s).")
     if not os.path.isfile(os.path.join(os.fspath(version_dir), "saved_model.pb")):
         raise ValueError(f"{version_dir} is not a SavedModel directory (no saved_model.pb).")
     path = os.path.join(os.fspath(version_dir), WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_file_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
-        for size in batch_sizes:
-            texts = [sample_texts[i % len(sample_texts)] for i in range(size)]
-            # The model name is left empty: the server fills in its own.
-            request = grpc_predict_request(texts, "", signature_name, input_name)
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
-            writer.write(log.SerializeToString())
+        for name in names:
+            for size in batch_sizes:
+                texts = [sample_texts[i % len(sample_texts)] for i in range(size)]
+                # The model name is left empty: the server fills in its own.
+                request = grpc_predict_request(texts, "", name, input_name)
+                log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(log.SerializeToString())
     return path
 
 

@@ -1,5 +1,8 @@
 """A keras-hub text backbone as a Keras layer: tokens in (or raw strings), token features out."""
 
+import json
+import os
+
 import keras
 import keras_hub
 import tensorflow as tf
@@ -98,7 +101,7 @@ class TextEncoder(Encoder):
         >>> encoder = TextEncoder.from_preset("path/to/all-MiniLM-L6-v2")  # doctest: +SKIP
         """
         backbone = keras_hub.models.Backbone.from_preset(preset)
-        tokenizer = keras_hub.models.Tokenizer.from_preset(preset)
+        tokenizer = keras_hub.models.Tokenizer.from_preset(preset, **_hf_bert_tokenizer_arguments(preset))
         return cls(backbone, tokenizer, sequence_length=sequence_length, **kwargs)
 
     @property
@@ -160,3 +163,22 @@ class TextEncoder(Encoder):
         config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
         return cls(**config)
 
+
+def _hf_bert_tokenizer_arguments(preset):
+    """Works around keras-hub reading a Hugging Face BERT tokenizer without the accent stripping its
+    `tokenizer_config.json` asks for: keras_hub/src/utils/transformers/convert_bert.py's
+    `convert_tokenizer` passes only `lowercase`, so an uncased model (MiniLM) turns "Ünïcödé café"
+    into [UNK] tokens where transformers reads "unicode cafe". Returns the `strip_accents` transformers
+    applies (None in the file: strip when lowercasing). Should keras-hub pass it itself one day, the
+    second value is a TypeError: this override then goes.
+    """
+    directory = os.fspath(preset)
+    config_path = os.path.join(directory, "tokenizer_config.json")
+    if not (os.path.isfile(config_path) and os.path.isfile(os.path.join(directory, "vocab.txt"))):
+        return {}
+    with open(config_path, encoding="utf-8") as file:
+        config = json.load(file)
+    if config.get("tokenizer_class", "BertTokenizer") not in ("BertTokenizer", "BertTokenizerFast"):
+        return {}
+    strip = config.get("strip_accents")
+    return {"strip_accents": bool(config.get("do_lower_case", True)) if strip is None else bool(strip)}

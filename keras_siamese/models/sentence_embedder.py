@@ -1,7 +1,9 @@
 """`SentenceEmbedder`: a sentence-embedding model on tokens that takes texts, its preprocessor beside it
 (keras-hub's `Task` shape)."""
 
+import collections
 import os
+import re
 
 import keras
 import numpy as np
@@ -22,6 +24,9 @@ _RANDOM_STATE = "random_state_"  # key prefix of the saved seed-generator states
 # What keras.Model's functional constructor takes besides `inputs` and `outputs`.
 _MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable"}
 _NOT_SETTINGS = {"dtype", "name", "shared_object_id"}
+_RESERVED_PROMPT_NAMES = ("serving_default", "tokens")  # the SavedModel's own signatures
+
+EmbedderParts = collections.namedtuple("EmbedderParts", "encoder pooling projection normalize")
 
 
 @keras.saving.register_keras_serializable(package="keras_siamese")
@@ -57,9 +62,15 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
     place, so `keras.callbacks.ModelCheckpoint` never leaves a truncated
     checkpoint behind, even when training is killed mid-write.
 
+    `prompts` (e.g. `{"query": "query: ", "document": "passage: "}`, as
+    E5 and BGE encoders need) are prefixes `encode(texts, prompt_name=...)`
+    adds; the SavedModel export serves each as a signature of its name, and
+    the sentence-transformers export and presets keep them.
+
     Args:
         preprocessor: strings -> model inputs, applied to every text input.
         mini_batch_size: `None` (the whole batch at once) or a positive integer.
+        prompts: `None` or a dict of prompt name (letters, digits, `_`) -> prefix text.
         dtype: the model's dtype policy (default: Keras' global policy, e.g. `"mixed_bfloat16"`).
         Also `inputs`, `outputs`, `name`, `trainable` as for `keras.Model`;
         other keyword arguments are a TypeError.
@@ -71,7 +82,7 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
     (1, 384)
     """
 
-    def __init__(self, *args, preprocessor=None, mini_batch_size=None, dtype=None, **kwargs):
+    def __init__(self, *args, preprocessor=None, mini_batch_size=None, prompts=None, dtype=None, **kwargs):
         unknown = sorted(set(kwargs) - _MODEL_ARGUMENTS)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {', '.join(unknown)}.")
@@ -82,9 +93,11 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
             preprocessor = self._saved_preprocessor(preprocessor)
         self.preprocessor = preprocessor
         self.mini_batch_size = check_mini_batch_size(mini_batch_size)
+        self.prompts = check_prompts(prompts)
 
     @classmethod
-    def from_encoder(cls, encoder, pooling="mean", output_units=None, hidden_units=(), normalize=True, **kwargs):
+    def from_encoder(cls, encoder, pooling="mean", output_units=None, hidden_units=(), normalize=True, activation="relu",
+                     **kwargs):
         """An embedding model around `encoder`, on tokens, with the encoder's preprocessor.
 
         By default tokens -> `encoder` -> `Pooling(pooling)` -> `L2Normalize`:
@@ -93,7 +106,7 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
         it from there. `output_units` adds `Projection(output_units,
         hidden_units)` before the normalisation: the Siamese ALBERT study's
         head is `output_units=64, hidden_units=(64,)` (with
-        `pooling="pooled"`), which suits an encoder trained from scratch; for
+        `pooling="pooled"`; `activation` is the hidden layers'), which suits an encoder trained from scratch; for
         smaller embeddings of a pretrained encoder train with
         `keras_siamese.losses.MatryoshkaLoss` and truncate instead.
         `normalize=False` leaves the embeddings unnormalised (e.g. features
@@ -111,7 +124,7 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
         inputs = token_inputs()
         embedding = Pooling(pooling, name="pooling")(encoder(inputs))
         if output_units is not None:
-            embedding = Projection(output_units, hidden_units, name="projection")(embedding)
+            embedding = Projection(output_units, hidden_units, activation=activation, name="projection")(embedding)
         elif tuple(hidden_units):
             raise ValueError(f"hidden_units={hidden_units!r} needs output_units (the projection's output size).")
         if normalize:
@@ -132,6 +145,48 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
             preprocessor=preprocessor or getattr(embedding_model, "preprocessor", None),
             **kwargs,
         )
+
+    @classmethod
+    def from_preset(cls, directory, **kwargs):
+        """A model from a preset `save_to_preset` wrote (bit-identical), or from a sentence-transformers
+        directory: its Transformer (BERT-family or ALBERT), Pooling, Dense and Normalize modules and its
+        prompts, so a model trained there continues here with the same embedding.
+
+        Example:
+        >>> model = SentenceEmbedder.from_preset("path/to/all-MiniLM-L6-v2")  # doctest: +SKIP
+        """
+        from keras_siamese.models.presets import load_preset
+
+        return load_preset(cls, directory, **kwargs)
+
+    def save_to_preset(self, directory):
+        """Writes the model in keras-hub's preset layout (`keras_hub.upload_preset` publishes it) with a
+        model card; `from_preset` loads it back. See `keras_siamese.models.presets.save_preset`.
+
+        Example:
+        >>> model.save_to_preset("presets/faq-minilm")  # doctest: +SKIP
+        """
+        from keras_siamese.models.presets import save_preset
+
+        return save_preset(self, directory)
+
+    def parts(self):
+        """`EmbedderParts(encoder, pooling, projection or None, normalize)`: the layers `from_encoder`
+        builds; a `ValueError` for a model with other layers."""
+        from keras_siamese.layers import Encoder
+
+        found = {kind: [] for kind in (Encoder, Pooling, Projection, L2Normalize)}
+        for layer in self.layers:
+            kind = next((kind for kind in found if isinstance(layer, kind)), None)
+            if kind is not None:
+                found[kind].append(layer)
+            elif not isinstance(layer, keras.layers.InputLayer):
+                raise ValueError(f"The layer {layer.name!r} ({type(layer).__name__}) is not one that from_encoder "
+                                 "builds: an encoder, Pooling, Projection, L2Normalize.")
+        if len(found[Encoder]) != 1 or len(found[Pooling]) != 1 or len(found[Projection]) > 1:
+            raise ValueError("Expected one encoder, one Pooling and at most one Projection, as from_encoder builds.")
+        return EmbedderParts(found[Encoder][0], found[Pooling][0], (found[Projection] or [None])[0],
+                             bool(found[L2Normalize]))
 
     def _saved_preprocessor(self, config):
         """The preprocessor of a saved config, one object with an encoder's identical preprocessor
@@ -235,15 +290,31 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
         x, y, batch_size = self._text_batches(x, y, batch_size, shuffle=False)
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
-    def encode(self, texts, batch_size=64, truncate_dim=None):
+    def encode(self, texts, batch_size=64, truncate_dim=None, prompt_name=None):
         """The embeddings of `texts` (a list or 1-D array), `[len(texts), dim]` float32, in order:
         `keras_siamese.inference.encode` (batches of similar length, each text tokenised once).
+        `prompt_name` prefixes every text with that prompt of `prompts`.
 
         Example:
         >>> model.encode(["a small dog", "to run"]).shape  # doctest: +SKIP
         (2, 384)
+        >>> model.encode(["how do I pay"], prompt_name="query").shape  # doctest: +SKIP
+        (1, 384)
         """
-        return self.predict(list(texts), batch_size=batch_size, truncate_dim=truncate_dim)
+        texts = list(texts)
+        if prompt_name is not None:
+            prefix = self.prompt(prompt_name)
+            texts = [prefix + (text.decode("utf-8") if isinstance(text, bytes) else text) for text in texts]
+        return self.predict(texts, batch_size=batch_size, truncate_dim=truncate_dim)
+
+    def prompt(self, name):
+        """The prefix text of the prompt `name`; a `ValueError` naming the prompts there are."""
+        if not self.prompts:
+            raise ValueError(f"prompt_name {name!r} given, but this model has no prompts; build it with "
+                             "prompts={'query': 'query: ', ...}.")
+        if name not in self.prompts:
+            raise ValueError(f"prompt_name {name!r} is not one of the model's prompts {sorted(self.prompts)}.")
+        return self.prompts[name]
 
     def predict(self, x, batch_size=None, verbose="auto", truncate_dim=None, **kwargs):
         """Keras' `predict`, texts in; `truncate_dim=d` returns the first d dimensions of each
@@ -305,11 +376,31 @@ class SentenceEmbedder(MultiWorkerTraining, keras.Model):
     def get_config(self):
         config = super().get_config()
         config["mini_batch_size"] = self.mini_batch_size
+        config["prompts"] = self.prompts
         # Saved so that a reloaded mixed_float16 model compiles with loss scaling again.
         config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
         if self.preprocessor is not None:
             config["preprocessor"] = keras.layers.serialize(self.preprocessor)
         return config
+
+
+def check_prompts(prompts):
+    """`prompts` as a dict of name -> prefix text (None for none); a `ValueError` naming what is wrong.
+
+    Example:
+    >>> check_prompts({"query": "query: "})
+    {'query': 'query: '}
+    """
+    if prompts is None:
+        return None
+    if not isinstance(prompts, dict) or not all(isinstance(text, str) for text in prompts.values()):
+        raise ValueError(f"prompts must map names to prefix texts, got {prompts!r}.")
+    for name in prompts:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"prompt names must be letters, digits and '_' (they name signatures), got {name!r}.")
+        if name in _RESERVED_PROMPT_NAMES:
+            raise ValueError(f"{name!r} names one of the SavedModel's own signatures; name the prompt otherwise.")
+    return dict(prompts)
 
 
 def _settings(preprocessor):

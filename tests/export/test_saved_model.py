@@ -328,3 +328,50 @@ BAD_INPUT = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_gets_a_clear_error(case):
     check_bad_input(*BAD_INPUT[case])
+
+
+PROMPTED_IN_FRESH_PROCESS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+loaded = tf.saved_model.load(sys.argv[1])
+texts = tf.constant(json.load(open(sys.argv[2])))
+assert not any(m.startswith("keras_siamese") for m in sys.modules)
+np.save(sys.argv[3], np.stack([loaded.signatures[name](text=texts)["embedding"].numpy()
+                               for name in ("serving_default", "query", "document")]))
+"""
+
+
+def test_each_prompt_is_a_signature_that_adds_its_prefix_in_the_graph(tiny_encoder_factory, tmp_path):
+    from keras_siamese.export import read_warmup_records
+    from keras_siamese.models import SentenceEmbedder
+
+    prompts = {"query": "query: ", "document": "passage: "}
+    model = SentenceEmbedder.from_encoder(tiny_encoder_factory(), prompts=prompts)
+    version_dir = export_saved_model(model, tmp_path / "m", warmup_texts=["a dog"], warmup_batch_sizes=[1, 2])
+    metadata = read_metadata(version_dir)
+    assert metadata["prompts"] == prompts
+    assert metadata["signatures"] == {"serving_default": "text", "query": "text", "document": "text"}
+    warmed = [log.predict_log.request.model_spec.signature_name for log in read_warmup_records(version_dir)]
+    assert sorted(warmed) == sorted(["serving_default", "query", "document"] * 2)
+    card = open(os.path.join(version_dir, "README.md"), encoding="utf-8").read()
+    assert '"signature_name": "query"' in card and "curl" in card
+    (tmp_path / "texts.json").write_text(json.dumps(PROBE_TEXTS))
+    subprocess.run([sys.executable, "-c", PROMPTED_IN_FRESH_PROCESS, version_dir, str(tmp_path / "texts.json"),
+                    str(tmp_path / "out.npy")], check=True)
+    served = np.load(tmp_path / "out.npy")
+    np.testing.assert_allclose(served[0], model.encode(PROBE_TEXTS), atol=1e-5)
+    np.testing.assert_allclose(served[1], model.encode(PROBE_TEXTS, prompt_name="query"), atol=1e-5)
+    np.testing.assert_allclose(served[2], model.encode(PROBE_TEXTS, prompt_name="document"), atol=1e-5)
+
+
+@pytest.mark.needs_cxx
+def test_tf_servings_loader_serves_the_query_signature_as_encode_does(tiny_encoder_factory, tmp_path):
+    from keras_siamese.export import check_serving
+    from keras_siamese.models import SentenceEmbedder
+
+    model = SentenceEmbedder.from_encoder(tiny_encoder_factory(), prompts={"query": "query: "})
+    version_dir = export_saved_model(model, tmp_path / "m", warmup_texts=["a dog"])
+    report = check_serving(version_dir, PROBE_TEXTS, signature_name="query")
+    np.testing.assert_allclose(report.embeddings, model.encode(PROBE_TEXTS, prompt_name="query"), atol=1e-5)
