@@ -203,17 +203,25 @@ def _add_compare_command(commands):
     )
 
 
+EXPORT_FORMATS = ("saved-model", "sentence-transformers", "preset")
+
+
 def _add_export_command(commands):
     parser = commands.add_parser(
         "export",
-        help="export a .keras checkpoint as a TF Serving version directory (atomic, op-checked)",
-        description="Write OUT/<version>/: a SavedModel with serving_default (text -> embedding), "
-        "metadata in assets.extra and, with --warmup-texts, TF Serving warmup records. "
-        "Exit status 0 on success, 1 if the export was refused or failed, 2 if the arguments or "
-        "the model file are bad.",
+        help="export a .keras checkpoint for TF Serving (atomic, op-checked), sentence-transformers or keras-hub",
+        description="--format saved-model (default) writes OUT/<version>/: a SavedModel with serving_default "
+        "(text -> embedding) and a signature per prompt, metadata in assets.extra, a model card and, with "
+        "--warmup-texts, TF Serving warmup records. --format sentence-transformers writes the directory OUT that "
+        "SentenceTransformer(OUT) loads; --format preset a keras-hub preset directory OUT "
+        "(SentenceEmbedder.from_preset, keras_hub.upload_preset). Exit status 0 on success, 1 if the export was "
+        "refused or failed, 2 if the arguments or the model file are bad.",
     )
     parser.add_argument("--model", required=True, help="a .keras file (model.save / ModelCheckpoint); required")
-    parser.add_argument("--out", required=True, help="the model's base path, e.g. serving/NAME; required")
+    parser.add_argument("--out", required=True, help="the model's base path, e.g. serving/NAME (saved-model), or "
+                        "a new directory (the other formats); required")
+    parser.add_argument("--format", default="saved-model", choices=EXPORT_FORMATS,
+                        help="what to write (default: saved-model)")
     parser.add_argument("--version", type=int, default=None,
                         help="version number (default: one more than the largest there)")
     parser.add_argument("--warmup-texts", help="file with one sample text per line for warmup records "
@@ -227,12 +235,17 @@ def _add_export_command(commands):
                         "default: all)")
 
     def run(args):
-        from keras_siamese.export import export_saved_model
+        from keras_siamese.export import export_saved_model, export_sentence_transformers
         from keras_siamese.export.versions import check_version
         from keras_siamese.losses.matryoshka import check_truncate_dim
         from keras_siamese.models import load_model
 
         try:  # what the user gave: one argparse line, exit status 2
+            if args.format != "saved-model":
+                given = [flag for flag, value in (("--version", args.version), ("--warmup-texts", args.warmup_texts),
+                                                  ("--truncate-dim", args.truncate_dim)) if value is not None]
+                if given or args.signatures != "text":
+                    raise ValueError(f"{', '.join(given) or '--signatures'} applies to --format saved-model only.")
             if args.version is not None:
                 check_version(args.version, "--version")
             warmup_texts = _read_lines(args.warmup_texts) if args.warmup_texts else None
@@ -242,8 +255,13 @@ def _add_export_command(commands):
         except (OSError, ValueError) as error:
             parser.error(str(error))
         try:
-            path = export_saved_model(model, args.out, args.version, warmup_texts=warmup_texts,
-                                      signatures=tuple(args.signatures.split(",")), truncate_dim=args.truncate_dim)
+            if args.format == "sentence-transformers":
+                path = export_sentence_transformers(model, args.out)
+            elif args.format == "preset":
+                path = model.save_to_preset(args.out)
+            else:
+                path = export_saved_model(model, args.out, args.version, warmup_texts=warmup_texts,
+                                          signatures=tuple(args.signatures.split(",")), truncate_dim=args.truncate_dim)
         except (OSError, ValueError) as error:  # refused (UnsupportedOpsError is a ValueError) or failed
             print(f"export failed: {error}", file=sys.stderr)
             return 1

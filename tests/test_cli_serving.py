@@ -82,3 +82,21 @@ def test_usage_errors_exit_with_status_2(capsys):
     with pytest.raises(SystemExit) as error:
         main(["export", "--model", "m.keras", "--out", "o", "--signatures", "ids"])
     assert error.value.code == 2
+
+
+def test_export_to_sentence_transformers_and_to_a_preset(checkpoint, tmp_path, capsys):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from keras_siamese.models import SentenceEmbedder
+
+    model, path = checkpoint
+    assert main(["export", "--model", path, "--out", str(tmp_path / "st"), "--format", "sentence-transformers"]) == 0
+    assert main(["export", "--model", path, "--out", str(tmp_path / "preset"), "--format", "preset"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "st"), str(tmp_path / "preset")]
+    theirs = sentence_transformers.SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS)
+    ours = model.predict(TEXTS, verbose=0)
+    assert np.min(np.sum(ours * theirs, axis=1) / np.linalg.norm(theirs, axis=1)) >= 0.9999
+    np.testing.assert_array_equal(SentenceEmbedder.from_preset(tmp_path / "preset").encode(TEXTS), model.encode(TEXTS))
+    with pytest.raises(SystemExit) as exit:
+        main(["export", "--model", path, "--out", str(tmp_path / "p2"), "--format", "preset", "--version", "2"])
+    assert exit.value.code == 2 and "--version applies to --format saved-model only" in capsys.readouterr().err
+    assert not (tmp_path / "p2").exists()

@@ -132,8 +132,9 @@ def test_train_minilm_on_pairs_mines_negatives_trains_matryoshka_and_reports_ret
     for name in ("ndcg@10", "mrr@10"):
         assert measured[name] == pytest.approx(best[name], abs=1e-6)
     serve = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
-    np.testing.assert_allclose(serve(text=tf.constant(queries[:4]))["embedding"].numpy(), checkpoint.encode(queries[:4]),
-                               atol=1e-5)
+    served = serve(text=tf.constant(queries[:4]))["embedding"].numpy()
+    np.testing.assert_allclose(served, checkpoint.encode(queries[:4]), atol=1e-5)
+    assert served.shape == (4, 384)  # a pretrained encoder gets no projection head by default
 
 
 def _split_as_trained(rows):

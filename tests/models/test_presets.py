@@ -5,7 +5,6 @@ import importlib.util
 import json
 import os
 
-import keras
 import numpy as np
 import pytest
 
