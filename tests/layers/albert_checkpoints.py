@@ -1,10 +1,10 @@
-"""Small random ALBERTs written in the formats users bring: Hugging Face directories and TF Hub SavedModels.
+"""Small random ALBERTs written in the format users bring from TF Hub: SavedModels (Hugging Face directories:
+keras_siamese.export.hf_checkpoint).
 
 Also an oracle: features of the keras-hub backbone on texts tokenised by the
 `sentencepiece` package and packed by hand, padded to the full length.
 """
 
-import json
 import os
 
 import numpy as np
@@ -12,7 +12,6 @@ import sentencepiece
 import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.models import AlbertBackbone
-from safetensors.numpy import save_file
 
 from keras_siamese.layers import train_sentencepiece
 
@@ -71,80 +70,6 @@ def reference_features(backbone, proto, texts, sequence_length):
     )
     outputs["padding_mask"] = padding_mask
     return outputs
-
-
-def write_hf_albert(backbone, proto, directory):
-    """Writes `backbone` as a Hugging Face AlbertModel directory, named as in transformers' modeling_albert."""
-    os.makedirs(directory, exist_ok=True)
-    hidden = backbone.hidden_dim
-    tensors = {
-        "albert.embeddings.word_embeddings.weight": backbone.token_embedding.embeddings,
-        "albert.embeddings.position_embeddings.weight": backbone.position_embedding.position_embeddings,
-        "albert.embeddings.token_type_embeddings.weight": backbone.segment_embedding.embeddings,
-        "albert.embeddings.LayerNorm.weight": backbone.embeddings_layer_norm.gamma,
-        "albert.embeddings.LayerNorm.bias": backbone.embeddings_layer_norm.beta,
-        "albert.encoder.embedding_hidden_mapping_in.weight": _linear(backbone.embeddings_projection.kernel),
-        "albert.encoder.embedding_hidden_mapping_in.bias": backbone.embeddings_projection.bias,
-        "albert.pooler.weight": _linear(backbone.pooled_dense.kernel),
-        "albert.pooler.bias": backbone.pooled_dense.bias,
-    }
-    for group, layers in enumerate(backbone.transformer_layers):
-        for inner, layer in enumerate(layers):
-            prefix = f"albert.encoder.albert_layer_groups.{group}.albert_layers.{inner}."
-            attention = layer._self_attention_layer
-            for hf_name, dense in [
-                ("query", attention.query_dense),
-                ("key", attention.key_dense),
-                ("value", attention.value_dense),
-            ]:
-                tensors[f"{prefix}attention.{hf_name}.weight"] = _linear(
-                    np.reshape(dense.kernel, (hidden, hidden))
-                )
-                tensors[f"{prefix}attention.{hf_name}.bias"] = np.reshape(dense.bias, (hidden,))
-            tensors[f"{prefix}attention.dense.weight"] = _linear(
-                np.reshape(attention.output_dense.kernel, (hidden, hidden))
-            )
-            tensors[f"{prefix}attention.dense.bias"] = attention.output_dense.bias
-            tensors[f"{prefix}attention.LayerNorm.weight"] = layer._self_attention_layer_norm.gamma
-            tensors[f"{prefix}attention.LayerNorm.bias"] = layer._self_attention_layer_norm.beta
-            tensors[f"{prefix}ffn.weight"] = _linear(layer._feedforward_intermediate_dense.kernel)
-            tensors[f"{prefix}ffn.bias"] = layer._feedforward_intermediate_dense.bias
-            tensors[f"{prefix}ffn_output.weight"] = _linear(layer._feedforward_output_dense.kernel)
-            tensors[f"{prefix}ffn_output.bias"] = layer._feedforward_output_dense.bias
-            tensors[f"{prefix}full_layer_layer_norm.weight"] = layer._feedforward_layer_norm.gamma
-            tensors[f"{prefix}full_layer_layer_norm.bias"] = layer._feedforward_layer_norm.beta
-    save_file(
-        {name: np.ascontiguousarray(np.asarray(value, "float32")) for name, value in tensors.items()},
-        os.path.join(directory, "model.safetensors"),
-    )
-    config = {
-        "architectures": ["AlbertModel"],
-        "model_type": "albert",
-        "vocab_size": backbone.vocabulary_size,
-        "embedding_size": backbone.embedding_dim,
-        "hidden_size": hidden,
-        "num_hidden_layers": backbone.num_layers,
-        "num_hidden_groups": backbone.num_groups,
-        "inner_group_num": backbone.num_inner_repetitions,
-        "num_attention_heads": backbone.num_heads,
-        "intermediate_size": backbone.intermediate_dim,
-        "hidden_act": "gelu_new",
-        "attention_probs_dropout_prob": 0.0,
-        "hidden_dropout_prob": 0.0,
-        "max_position_embeddings": backbone.max_sequence_length,
-        "type_vocab_size": backbone.num_segments,
-        "layer_norm_eps": 1e-12,
-    }
-    with open(os.path.join(directory, "config.json"), "w") as file:
-        json.dump(config, file)
-    with open(os.path.join(directory, "spiece.model"), "wb") as file:
-        file.write(proto)
-    return directory
-
-
-def _linear(kernel):
-    """A Keras Dense kernel [in, out] as a torch Linear weight [out, in]."""
-    return np.transpose(np.asarray(kernel))
 
 
 class _TFHubEncoder(tf.Module):

@@ -1,17 +1,19 @@
 """AlbertEncoder loads Hugging Face and keras-hub directories of a random ALBERT to the backbone's numbers."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from keras_hub.models import AlbertTokenizer
 
+from keras_siamese.export.hf_checkpoint import write_hf_checkpoint
 from keras_siamese.layers import AlbertEncoder, train_sentencepiece
 from tests.harness import check_bad_input
 from tests.layers.albert_checkpoints import (
     random_albert,
     reference_features,
     wordnet_glosses,
-    write_hf_albert,
 )
 
 TEXTS = wordnet_glosses(12, offset=3000) + ["", "Ünïcödé naïve café ☃", "dog " * 80]
@@ -36,7 +38,9 @@ def assert_features_equal(features, reference):
 
 def test_hugging_face_directory_gives_the_backbones_features(albert, tmp_path):
     backbone, proto = albert
-    directory = write_hf_albert(backbone, proto, str(tmp_path / "hf"))
+    directory = str(tmp_path / "hf")
+    os.makedirs(directory)
+    write_hf_checkpoint(backbone, AlbertTokenizer(proto=proto), SEQUENCE_LENGTH, directory)
     encoder = AlbertEncoder.from_preset(directory, sequence_length=SEQUENCE_LENGTH)
     reference = reference_features(backbone, proto, TEXTS, SEQUENCE_LENGTH)
     assert_features_equal(encoder(tf.constant(TEXTS)), reference)
