@@ -35,7 +35,7 @@ def save_preset(model, directory):
         raise ValueError(f"A keras-hub preset holds a keras-hub backbone; {type(parts.encoder).__name__} is not one.")
     encoder, projection = parts.encoder, parts.projection
     head = {
-        "class_name": type(model).__name__, "encoder": type(encoder).__name__,
+        "encoder": type(encoder).__name__,
         "sequence_length": encoder.sequence_length, "pooling": parts.pooling.mode, "normalize": parts.normalize,
         "prompts": model.prompts,
         "projection": None if projection is None else {key: projection.get_config()[key] for key in (
