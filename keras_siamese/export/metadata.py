@@ -31,7 +31,7 @@ def describe_model(model):
     """
     from keras_siamese.layers import Encoder, L2Normalize, Pooling
 
-    layers = list(_all_layers(model))
+    layers = list(all_layers(model))
     poolings = [layer.mode for layer in layers if isinstance(layer, Pooling)]
     lengths = [layer.sequence_length for layer in layers if isinstance(layer, Encoder)]
     return {
@@ -86,7 +86,15 @@ def read_metadata(version_dir):
         return json.load(file)
 
 
-def _all_layers(layer):
+def all_layers(layer):
+    """Every layer inside `layer` (a model or a layer), depth first.
+
+    Example:
+    >>> import keras
+    >>> inputs = keras.Input(shape=(3,))
+    >>> [type(each).__name__ for each in all_layers(keras.Model(inputs, keras.layers.Dense(2)(inputs)))]
+    ['InputLayer', 'Dense']
+    """
     for child in getattr(layer, "layers", []):
         yield child
-        yield from _all_layers(child)
+        yield from all_layers(child)

@@ -3,7 +3,7 @@ well it does against the encoder it started from, and how to call it."""
 
 import os
 
-from keras_siamese.export.metadata import describe_model
+from keras_siamese.export.metadata import all_layers, describe_model
 
 
 def write_model_card(directory, model, usage, facts=None):
@@ -60,7 +60,7 @@ def write_model_card(directory, model, usage, facts=None):
 def _encoder_line(model):
     from keras_siamese.layers import Encoder
 
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if isinstance(layer, Encoder):
             backbone = getattr(layer, "backbone", None)
             if backbone is None:
@@ -73,7 +73,7 @@ def _encoder_line(model):
 def _projection_line(model):
     from keras_siamese.layers import Projection
 
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if isinstance(layer, Projection):
             return " -> ".join([f"Dense({units}, {layer.activation})" for units in layer.hidden_units]
                                + [f"Dense({layer.output_units})"])

@@ -48,7 +48,7 @@ def save_preset(model, directory):
             json.dump(head, file, indent=2, ensure_ascii=False)
         if projection is not None:
             keras.saving.save_weights(model, os.path.join(partial, HEAD_WEIGHTS),
-                                      objects_to_skip=list(encoder._flatten_layers()))
+                                      objects_to_skip=[encoder])
         write_model_card(partial, model, _preset_usage(type(model).__name__))
     return os.fspath(directory)
 
@@ -85,7 +85,7 @@ def _load_keras_siamese_preset(cls, directory, **kwargs):
     )
     if projection:
         keras.saving.load_weights(model, os.path.join(directory, HEAD_WEIGHTS),
-                                  objects_to_skip=list(encoder._flatten_layers()))
+                                  objects_to_skip=[encoder])
     return model
 
 
