@@ -49,7 +49,7 @@ class CorpusSource:
                 load_wordnet_glosses(source=self.data.split("-")[1]) if self.data in WORDNET_SOURCES
                 else load_huffpost(self.data)
             )
-            return TextRows(("text",), (texts,), [names[label] for label in labels], "label", self.data)
+            return TextRows.labelled(texts, [names[label] for label in labels], self.data)
         return load_rows(self.data, self.columns or None, self.label_column)
 
 

@@ -25,7 +25,6 @@ from keras_siamese.data import (
     mine_row_negatives,
     train_test_split_by_label,
 )
-from keras_siamese.data.labels import check_corpus
 from keras_siamese.evaluation import (
     BestEpoch,
     InformationRetrievalEvaluation,
@@ -277,7 +276,7 @@ def train(config=None, texts=None, labels=None, rows=None):
     task = cluster_task()
     strategy = connect() if task is not None else tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
-    rows = rows if rows is not None else labelled_rows(texts, labels) if texts is not None else config.corpus.load()
+    rows = rows if rows is not None else TextRows.labelled(texts, labels) if texts is not None else config.corpus.load()
     loss = config.check_data(rows)
     split = with_prompts(split_rows(config, rows, task), config.prompt_texts)
     model, embedder, encoder, batches = build_training(config, loss, split, strategy, task)
@@ -297,12 +296,6 @@ def prepare(config):
     if config.matmul_precision is not None:
         set_matmul_precision(config.matmul_precision)
     return config
-
-
-def labelled_rows(texts, labels):
-    """`texts` and their `labels` (integers or strings) as `TextRows` of labelled texts."""
-    texts, ids, classes = check_corpus(texts, labels)
-    return TextRows(("text",), (texts,), [classes[i] for i in ids], "label", "the given texts")
 
 
 class TrainingDataError(ValueError):
@@ -335,11 +328,8 @@ def split_rows(config, rows, task=None):
         train_texts, train_ids, test_texts, test_ids = train_test_split_by_label(
             texts, ids, test_fraction=config.test_fraction, seed=config.seed
         )
-
-        def labelled(texts, ids):  # labels as class ids from here on
-            return TextRows(rows.columns, (list(texts),), np.asarray(ids).tolist(), rows.label_column, rows.source)
-
-        split = RowSplit(labelled(train_texts, train_ids), labelled(test_texts, test_ids))
+        split = RowSplit(*(TextRows.labelled(texts, ids, rows.source, rows.label_column)  # labels: class ids
+                           for texts, ids in ((train_texts, train_ids), (test_texts, test_ids))))
         described = f"{len(train_texts)} training and {len(test_texts)} held-out texts, {len(set(train_ids.tolist()))} classes"
     else:
         keys = rows.texts[0] if rows.shape != SCORED_PAIRS else range(len(rows))

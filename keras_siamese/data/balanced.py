@@ -10,6 +10,7 @@ from keras_siamese.data.sampling import (
     cycled_permutation,
     epoch_rng,
     group_by_class,
+    length_buckets,
 )
 
 # Rows of Gumbel keys drawn at once: bounds memory when there are many classes.
@@ -127,24 +128,7 @@ class ClassBalancedSampler:
 
     def _length_groups(self, ids, lengths, bucket_boundaries):
         """Splits the corpus into length buckets, merging buckets too small for a P x K batch."""
-        if lengths is None or bucket_boundaries is None:
-            raise ValueError("lengths and bucket_boundaries must be given together.")
-        lengths = np.asarray(lengths)
-        boundaries = np.asarray(bucket_boundaries)
-        if lengths.shape != ids.shape or lengths.dtype.kind not in "iuf" or not np.all(np.isfinite(lengths)):
-            raise ValueError(f"lengths must be {len(ids)} finite numbers, one per text.")
-        if (
-            boundaries.ndim != 1
-            or boundaries.size == 0
-            or boundaries.dtype.kind not in "iuf"
-            or not np.all(np.isfinite(boundaries))
-            or np.any(np.diff(boundaries) <= 0)
-        ):
-            raise ValueError(
-                "bucket_boundaries must be a non-empty increasing 1-D sequence of numbers, "
-                f"got {bucket_boundaries!r}."
-            )
-        buckets = np.digitize(lengths, boundaries)
+        buckets = length_buckets(lengths, bucket_boundaries, len(ids))
         groups, pending = [], np.empty(0, np.int64)
         for bucket in np.unique(buckets):
             pending = np.concatenate([pending, np.flatnonzero(buckets == bucket)])

@@ -36,7 +36,7 @@ def load_huffpost(path, min_words=10):
             raw_labels.append(_field(record, "category", path, line_number, (str,)))
     if not texts:
         raise ValueError(f"{path}: no headline of {min_words} words or more.")
-    return TextRows(("text",), (texts,), raw_labels, "category", path).labelled_texts()
+    return TextRows.labelled(texts, raw_labels, path, "category").labelled_texts()
 
 
 def _field(record, name, path, line_number, types):

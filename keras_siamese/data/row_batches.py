@@ -11,7 +11,7 @@ from keras_siamese.checks import check_integer
 from keras_siamese.data.balanced import _share
 from keras_siamese.data.epochs import epoch_dataset
 from keras_siamese.data.rows import SCORED_PAIRS, TextRows, count_rows, iter_rows
-from keras_siamese.data.sampling import epoch_rng
+from keras_siamese.data.sampling import epoch_rng, length_buckets
 
 
 class DuplicateFreeSampler:
@@ -209,14 +209,7 @@ def _length_groups(num_rows, lengths, bucket_boundaries, batch_size):
     """Row positions per length bucket, buckets smaller than a batch merged upwards (the last downwards)."""
     if lengths is None and bucket_boundaries is None:
         return [np.arange(num_rows)]
-    if lengths is None or bucket_boundaries is None:
-        raise ValueError("lengths and bucket_boundaries must be given together.")
-    lengths, boundaries = np.asarray(lengths), np.asarray(bucket_boundaries)
-    if lengths.shape != (num_rows,) or lengths.dtype.kind not in "iuf" or not np.all(np.isfinite(lengths)):
-        raise ValueError(f"lengths must be {num_rows} finite numbers, one per row.")
-    if boundaries.ndim != 1 or not boundaries.size or boundaries.dtype.kind not in "iuf" or np.any(np.diff(boundaries) <= 0):
-        raise ValueError(f"bucket_boundaries must be a non-empty increasing 1-D sequence of numbers, got {bucket_boundaries!r}.")
-    buckets = np.digitize(lengths, boundaries)
+    buckets = length_buckets(lengths, bucket_boundaries, num_rows, item="row")
     groups, pending = [], np.empty(0, np.int64)
     for bucket in np.unique(buckets):
         pending = np.concatenate([pending, np.flatnonzero(buckets == bucket)])

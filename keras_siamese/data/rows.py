@@ -29,6 +29,7 @@ import os
 import numpy as np
 
 from keras_siamese.checks import check_integer
+from keras_siamese.data.labels import check_corpus
 
 LABELLED_TEXTS = "labelled texts"
 PAIRS = "pairs"
@@ -68,6 +69,19 @@ class TextRows:
 
     def __len__(self):
         return len(self.texts[0]) if self.texts else 0
+
+    @classmethod
+    def labelled(cls, texts, labels, source="the given texts", label_column="label"):
+        """`LABELLED_TEXTS` rows of `texts` and their `labels` (integers or strings, checked as
+        `keras_siamese.data.encode_labels` checks them).
+
+        Example:
+        >>> TextRows.labelled(["a dog", "an oak"], ["animal", "plant"]).describe()
+        '2 labelled texts (text + label) from the given texts, 2 labels'
+        """
+        texts, ids, classes = check_corpus(texts, labels)
+        values = [classes[i] for i in ids] if classes and isinstance(classes[0], str) else ids.tolist()
+        return cls(("text",), (texts,), values, label_column, source)
 
     @property
     def shape(self):

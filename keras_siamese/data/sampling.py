@@ -35,6 +35,33 @@ def cycled_permutation(rng, pool, count, block=1):
     return np.concatenate([rng.permutation(pool)[:usable] for _ in range(shuffles)])[:count]
 
 
+def length_buckets(lengths, bucket_boundaries, count, item="text"):
+    """The length bucket of each of `count` items: bucket `i` holds lengths in
+    `[bucket_boundaries[i-1], bucket_boundaries[i])`, as `tf.data.Dataset.bucket_by_sequence_length`
+    draws them; a `ValueError` for lengths or boundaries that cannot bucket.
+
+    Example:
+    >>> length_buckets([3, 12, 40], [10, 20], 3).tolist()
+    [0, 1, 2]
+    """
+    if lengths is None or bucket_boundaries is None:
+        raise ValueError("lengths and bucket_boundaries must be given together.")
+    lengths, boundaries = np.asarray(lengths), np.asarray(bucket_boundaries)
+    if lengths.shape != (count,) or lengths.dtype.kind not in "iuf" or not np.all(np.isfinite(lengths)):
+        raise ValueError(f"lengths must be {count} finite numbers, one per {item}.")
+    if (
+        boundaries.ndim != 1
+        or boundaries.size == 0
+        or boundaries.dtype.kind not in "iuf"
+        or not np.all(np.isfinite(boundaries))
+        or np.any(np.diff(boundaries) <= 0)
+    ):
+        raise ValueError(
+            f"bucket_boundaries must be a non-empty increasing 1-D sequence of numbers, got {bucket_boundaries!r}."
+        )
+    return np.digitize(lengths, boundaries)
+
+
 def group_by_class(ids):
     """Maps each distinct label id to the sorted positions holding it, as `(classes, members)`.
 
