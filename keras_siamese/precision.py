@@ -11,6 +11,8 @@ import contextlib
 import warnings
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+# What an export can compute in: the training precisions and int8 (keras_siamese.quantization).
+SERVING_PRECISIONS = (*PRECISIONS, "int8")
 MATMUL_PRECISIONS = ("float32", "bf16")
 # oneDNN's fpmath mode, which TensorFlow reads once, at the process's first float32 matrix product.
 _FPMATH_MODE_VARIABLE = "TF_SET_ONEDNN_FPMATH_MODE"
@@ -19,8 +21,8 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mix
 _CPU_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
 
 
-def check_precision(precision, name="precision"):
-    """`precision` if it is one of `PRECISIONS`; otherwise a ValueError naming them.
+def check_precision(precision, name="precision", allowed=PRECISIONS):
+    """`precision` if it is one of `allowed` (`PRECISIONS`); otherwise a ValueError naming them.
 
     Example:
     >>> check_precision("int8")
@@ -28,8 +30,8 @@ def check_precision(precision, name="precision"):
     ...
     ValueError: precision must be one of ('float32', 'bfloat16', 'float16'), got 'int8'.
     """
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise ValueError(f"{name} must be one of {PRECISIONS}, got {precision!r}.")
+    if not isinstance(precision, str) or precision not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {precision!r}.")
     return precision
 
 

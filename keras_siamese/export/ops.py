@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_siamese.artifacts import reading
+from keras_siamese.quantization import INT8_MATMUL_OP
 
 # TF Serving's default tag set.
 SERVE_TAG = "serve"
@@ -54,15 +55,17 @@ def saved_model_ops(saved_model_dir, tags=(SERVE_TAG,)):
 def check_serving_ops(saved_model_dir, tags=(SERVE_TAG,)):
     """Raises `UnsupportedOpsError` naming the ops TF Serving lacks; returns the ops used.
 
-    Allowed: core TensorFlow ops (those with a `tf.raw_ops` entry) and the ops
-    of TF Text's op libraries, which TF Serving links since 2.20.
+    Allowed: core TensorFlow ops (those with a `tf.raw_ops` entry), the ops
+    of TF Text's op libraries, which TF Serving links since 2.20, and oneDNN's
+    int8 matrix product of `keras_siamese.quantization` (TF Serving's oneDNN
+    CPU builds of the same TensorFlow version have it).
 
     Example:
     >>> check_serving_ops("serving/wordnet/1")  # doctest: +SKIP
     frozenset({'Const', 'SentencepieceTokenizeOp', ...})
     """
     ops = saved_model_ops(saved_model_dir, tags)
-    linked = core_tensorflow_ops() | {_python_name(op) for op in tf_text_ops()}
+    linked = core_tensorflow_ops() | {_python_name(op) for op in tf_text_ops()} | {INT8_MATMUL_OP}
     unsupported = {op for op in ops if _python_name(op) not in linked}
     if unsupported:
         raise UnsupportedOpsError(saved_model_dir, unsupported)

@@ -14,7 +14,8 @@ from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAM
 from keras_siamese.export.versions import check_version, write_version
 from keras_siamese.export.warmup import write_warmup_requests
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
-from keras_siamese.precision import check_precision, computing_in
+from keras_siamese.quantization import calibrate_int8, int8_matmuls
+from keras_siamese.precision import SERVING_PRECISIONS, check_precision, computing_in
 
 TOKEN_SIGNATURE_NAME = "tokens"
 SIGNATURE_KINDS = ("text", "tokens")
@@ -22,7 +23,7 @@ SIGNATURE_KINDS = ("text", "tokens")
 
 def export_saved_model(
     model, base_dir, version=None, *, warmup_texts=None, warmup_batch_sizes=None, signatures=("text",),
-    truncate_dim=None, compute_dtype=None, metadata=None,
+    truncate_dim=None, compute_dtype=None, calibration_texts=None, metadata=None,
 ):
     """Exports `model` (strings -> embeddings) as `base_dir/<version>/` for TF Serving.
 
@@ -78,7 +79,14 @@ def export_saved_model(
             the model's own. The signature still returns float32 embeddings
             (`Pooling` on computes in float32); the metadata's
             `compute_dtype` says which. bfloat16 serves faster on CPUs with
-            bfloat16 instructions and GPUs (benchmarks/README.md).
+            bfloat16 instructions and GPUs (benchmarks/README.md). `"int8"`:
+            the encoder's matrix products in int8 through oneDNN, calibrated
+            on `calibration_texts`, the rest in float32
+            (`keras_siamese.quantization`); such a version must be served by
+            the TensorFlow Serving version it names in its metadata, built with
+            oneDNN (the official CPU builds are).
+        calibration_texts: for `compute_dtype="int8"` (required there): a few
+            hundred texts like those the model will serve.
         metadata: more facts for `assets.extra/keras_siamese.json`, a dict of
             JSON values (the main job adds its held-out metrics and, for
             pairs scored 0/1, the best-F1 duplicate threshold).
@@ -94,7 +102,10 @@ def export_saved_model(
     """
     signatures = _check_signatures(signatures)
     if compute_dtype is not None:
-        check_precision(compute_dtype, "compute_dtype")
+        check_precision(compute_dtype, "compute_dtype", SERVING_PRECISIONS)
+    if (compute_dtype == "int8") != (calibration_texts is not None):
+        raise ValueError("calibration_texts go with compute_dtype='int8', and int8 needs them"
+                         f" (got compute_dtype={compute_dtype!r}).")
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}.")
     facts = dict(metadata or {})
@@ -103,12 +114,24 @@ def export_saved_model(
         check_version(version)
     if warmup_texts is not None and "text" not in signatures:
         raise ValueError("warmup_texts needs the text signature; add 'text' to signatures.")
+    int8 = contextlib.nullcontext()
+    if compute_dtype == "int8":
+        calibration = calibrate_int8(model, calibration_texts)
+        metadata["int8"] = calibration.describe()
+        int8 = int8_matmuls(model, calibration)
     # The signatures are traced here, in the dtype they serve in.
-    with contextlib.nullcontext() if compute_dtype is None else computing_in(model, compute_dtype):
+    with _computing_in(model, compute_dtype), int8:
         archive = _export_archive(model, signatures, truncate_dim)
     write = functools.partial(_write_saved_model, model=model, archive=archive, metadata=metadata, facts=facts,
                               warmup_texts=warmup_texts, warmup_batch_sizes=warmup_batch_sizes)
     return write_version(os.fspath(base_dir), version, write)
+
+
+def _computing_in(model, compute_dtype):
+    """The model's layers computing in `compute_dtype` (int8: float32 around the int8 products)."""
+    if compute_dtype is None:
+        return contextlib.nullcontext()
+    return computing_in(model, "float32" if compute_dtype == "int8" else compute_dtype)
 
 
 def _export_metadata(model, signatures, truncate_dim, compute_dtype):

@@ -39,8 +39,9 @@ from keras_siamese.export.serving_check_errors import (
 from keras_siamese.export.warmup import MAX_WARMUP_RECORDS, read_warmup_records
 
 EMBEDDINGS_FILE = "embeddings.f32"  # what the checker answered: float32 rows, native byte order
-# The oneDNN kernels of the fused graph (keras_siamese.layers.fusion) as TensorFlow names them.
-FUSED_KERNELS = ("_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklLayerNorm")
+# The oneDNN kernels of the fused graph (keras_siamese.layers.fusion) and of int8 products
+# (keras_siamese.quantization) as TensorFlow names them.
+FUSED_KERNELS = ("_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklLayerNorm", "_QuantizedMatMul", "_MklQuantizeV2")
 
 # Texts a served embedding model meets: plain, empty, blank, non-Latin, long.
 DEFAULT_TEXTS = (
@@ -121,8 +122,9 @@ class ServingCheckReport:
     @property
     def fused_ops(self):
         """{oneDNN fused kernel: launches in one request}: the fused matrix products
-        (`_MklNativeFusedMatMul`, `_MklFusedMatMul`) and layer norms (`_MklLayerNorm`) the
-        C++ loader's optimised graph ran (see `keras_siamese.layers.fusion`)."""
+        (`_MklNativeFusedMatMul`, `_MklFusedMatMul`), layer norms (`_MklLayerNorm`) and int8
+        products (`_QuantizedMatMul`, `_MklQuantizeV2`) the C++ loader's optimised graph ran
+        (see `keras_siamese.layers.fusion`, `keras_siamese.quantization`)."""
         return {op: count for op, count in self.executed_ops.items() if op in FUSED_KERNELS}
 
     def summary(self):

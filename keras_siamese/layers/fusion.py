@@ -11,6 +11,9 @@ over `[1, rows, hidden, 1]` as one `_MklLayerNorm`. `fuse(backbone)` makes the
 compute in those forms: same variables, same config, same saved files, the same
 numbers to float32 round-off (benchmarks/README.md, "The fused graph").
 
+`matmul_forms` swaps in other forms of those products for a while (the int8
+products of `keras_siamese.quantization`).
+
 Only the layers of the backbone given are changed, and only while fusion is on
 (`set_fused_graph(False)` or `KERAS_SIAMESE_FUSED_GRAPH=0` turns it off for the
 graphs traced afterwards); any other model keeps Keras' own graph. A layer the
@@ -24,6 +27,7 @@ attributes listed in `_REQUIRED_ATTRIBUTES`; when a Keras release renames them,
 `fuse` warns once and leaves every layer as Keras wrote it.
 """
 
+import contextlib
 import functools
 import math
 import os
@@ -43,6 +47,8 @@ _REQUIRED_ATTRIBUTES = {
     keras.layers.LayerNormalization: ("axis", "epsilon", "gamma", "beta", "rms_scaling", "compute_dtype"),
 }
 _warned = []
+# {id(layer): form}: the matrix products `matmul_forms` swaps in, within its block.
+_matmul_forms = {}
 _BATCH_NORM_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 
 
@@ -107,7 +113,7 @@ def _dense(layer, inputs):
         return None
     bias = None if layer.bias is None else _read(layer.bias, inputs.dtype)
     x = tf.reshape(inputs, [-1, inputs.shape[-1]])
-    x = _fused_matmul(x, _read(layer.kernel, inputs.dtype), bias, layer.activation)
+    x = _matmul(layer, x, _read(layer.kernel, inputs.dtype), bias)
     return tf.reshape(x, tf.concat([tf.shape(inputs)[:-1], [layer.units]], 0))
 
 
@@ -128,7 +134,7 @@ def _einsum_dense(layer, inputs):
     kernel = tf.reshape(_read(layer.kernel, inputs.dtype), [rows, -1])
     bias = None if layer.bias is None else tf.reshape(_read(layer.bias, inputs.dtype), [-1])
     x = tf.reshape(inputs, [-1, rows])
-    x = _fused_matmul(x, kernel, bias, layer.activation)
+    x = _matmul(layer, x, kernel, bias)
     batch_shape = tf.shape(inputs)[: inputs.shape.rank - contracted]
     return tf.reshape(x, tf.concat([batch_shape, kernel_shape[contracted:]], 0))
 
@@ -172,7 +178,45 @@ _FUSED_CALLS = {
 }
 
 
-def _fused_matmul(x, kernel, bias, activation):
+@contextlib.contextmanager
+def matmul_forms(forms):
+    """Within the block, each fused layer in `forms` (`{layer: form}`) computes its 2-D matrix
+    product as `form(x, kernel, bias, activation)` returns it: `x` the `[rows, in]` input,
+    `kernel` the layer's `[in, out]` kernel and `bias` its `[out]` bias (or None) in `x`'s
+    dtype, `activation` the layer's. Graphs traced inside the block keep the forms; eager calls
+    use them while it lasts. `keras_siamese.quantization` swaps in int8 products this way.
+
+    Example:
+    >>> def traced(x, kernel, bias, activation):  # doctest: +SKIP
+    ...     print(x.shape, kernel.shape)
+    ...     return fused_matmul(x, kernel, bias, activation)
+    >>> with matmul_forms({dense: traced}):  # doctest: +SKIP
+    ...     model(tokens)
+    """
+    previous = {id(layer): _matmul_forms.get(id(layer)) for layer in forms}
+    _matmul_forms.update({id(layer): form for layer, form in forms.items()})
+    try:
+        yield
+    finally:
+        for key, form in previous.items():
+            if form is None:
+                del _matmul_forms[key]
+            else:
+                _matmul_forms[key] = form
+
+
+def _matmul(layer, x, kernel, bias):
+    return _matmul_forms.get(id(layer), fused_matmul)(x, kernel, bias, layer.activation)
+
+
+def fused_matmul(x, kernel, bias, activation):
+    """`activation(x @ kernel + bias)` as a 2-D `MatMul`, `BiasAdd` and the activation: the
+    pattern TensorFlow's remapper fuses into one `_FusedMatMul` (the form `fuse` gives layers).
+
+    Example:
+    >>> fused_matmul(tf.ones([2, 3]), tf.ones([3, 4]), tf.zeros([4]), None).shape
+    TensorShape([2, 4])
+    """
     x = tf.matmul(x, kernel)
     if bias is not None:
         x = tf.nn.bias_add(x, bias)

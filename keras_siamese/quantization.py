@@ -1,0 +1,390 @@
+"""int8 serving graphs: the encoder's matrix products as oneDNN's `_QuantizedMatMul`, calibrated on texts.
+
+`calibrate_int8(model, texts)` measures the input range of every fused matrix
+product of the encoder (the `Dense` and `EinsumDense` layers that
+`keras_siamese.layers.fusion` writes as 2-D products) on calibration texts,
+and picks the clipping percentile whose int8 embeddings are closest (mean
+cosine) to the float32 ones on texts held out from those statistics.
+`int8_matmuls(model, calibration)` makes the graphs traced inside it compute
+each of those products as `QuantizeV2` (activations to int8 over the
+calibrated range, clipped) followed by `_QuantizedMatMul` with per-output-
+channel int8 weights, the bias and the activation (GELU, ReLU, tanh, sigmoid)
+fused, float32 out. Attention scores, softmax, layer norms, pooling, the head
+and the normalisation stay float32. `export_saved_model(...,
+compute_dtype="int8", calibration_texts=...)` uses both.
+
+`_QuantizedMatMul` is an internal op of TensorFlow's oneDNN build
+(`tensorflow/core/kernels/mkl/mkl_matmul_op_fused.cc`): no Python wrapper and
+no compatibility promise across TensorFlow versions, so a SavedModel that uses
+it must be served by the TensorFlow (Serving) version it was exported with,
+built with oneDNN (the official CPU builds are). It was checked on the
+versions in `CHECKED_TENSORFLOW_VERSIONS`; `check_int8_kernel` refuses in one
+line where the op is missing or a small product through it comes out wrong.
+
+Weights take 7 bits (-63..63): CPUs without VNNI (AVX2, AVX-512 before
+Cascade Lake) multiply unsigned x signed 8-bit pairs into 16-bit sums, which
+saturate with full 8-bit weights (relative error 0.16 instead of 0.02 on an
+AVX2 CPU; benchmarks/README.md). Seven bits are exact everywhere.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import op_def_library, op_def_registry
+
+from keras_siamese.layers.fusion import fused_graph_enabled, fused_matmul, is_fused, matmul_forms
+
+INT8_MATMUL_OP = "_QuantizedMatMul"
+CHECKED_TENSORFLOW_VERSIONS = ("2.21",)
+# Clipping candidates: percentiles of |input| over the calibration texts (100: the largest value).
+CALIBRATION_PERCENTILES = (99.9, 99.99, 99.999, 100.0)
+WEIGHT_LEVELS = 63  # 7-bit weights: see the module docstring
+_INT8_LEVELS = 127
+# The share of each batch's largest |input| values kept: all the percentiles above need.
+_KEPT_SHARE = 1e-3
+# Input rows of each batch kept to rank the products by their int8 error.
+_SAMPLED_ROWS = 64
+# Activations `_QuantizedMatMul` fuses, by the TensorFlow op name it takes in `fused_ops`.
+_FUSED_ACTIVATIONS = {
+    "GeluApproximate": lambda x: tf.nn.gelu(x, approximate=True),
+    "GeluExact": lambda x: tf.nn.gelu(x, approximate=False),
+    "Relu": tf.nn.relu,
+    "Tanh": tf.tanh,
+    "Sigmoid": tf.sigmoid,
+}
+
+
+class Int8UnavailableError(RuntimeError):
+    """This TensorFlow cannot run int8 products through oneDNN's `_QuantizedMatMul`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8Calibration:
+    """What `calibrate_int8` measured: the clipping percentile chosen, each int8 product's input
+    range (`ranges`, by layer path) and int8 weights (`weights`, by layer path: int8
+    `[in, out]` and the per-column float range they stand for), the products left in float32
+    (`in_float`), and how close the int8 embeddings came to float32 on the held-out texts."""
+
+    percentile: float
+    ranges: dict
+    weights: dict
+    texts: int
+    held_out_texts: int
+    min_cosine: float
+    mean_cosine: float
+    cosine_by_percentile: dict
+    in_float: tuple = ()
+    kernel_sums: dict = dataclasses.field(default_factory=dict)  # by layer path: sum |kernel|, to match weights
+
+    def describe(self):
+        """The facts an export's metadata records."""
+        return {
+            "op": INT8_MATMUL_OP, "tensorflow": tf.__version__, "int8_matmuls": len(self.ranges),
+            "float32_matmuls": list(self.in_float),
+            "weight_bits": int(math.log2(WEIGHT_LEVELS + 1)) + 1, "clip_percentile": self.percentile,
+            "calibration_texts": self.texts, "held_out_texts": self.held_out_texts,
+            "min_cosine_to_float32": round(self.min_cosine, 6), "mean_cosine_to_float32": round(self.mean_cosine, 6),
+        }
+
+
+@functools.cache
+def check_int8_kernel():
+    """Returns None if this TensorFlow runs `_QuantizedMatMul` correctly; else raises
+    `Int8UnavailableError` in one line.
+
+    Example:
+    >>> check_int8_kernel()  # TensorFlow 2.21's CPU build has it
+    """
+    checked = ", ".join(CHECKED_TENSORFLOW_VERSIONS)
+    if op_def_registry.get(INT8_MATMUL_OP) is None:
+        raise Int8UnavailableError(
+            f"This TensorFlow ({tf.__version__}) has no {INT8_MATMUL_OP} op (oneDNN's int8 matrix product, "
+            f"checked on TensorFlow {checked}): int8 export needs TensorFlow's oneDNN CPU build; "
+            "export in float32 or bfloat16 instead."
+        )
+    rng = np.random.default_rng(0)
+    x, kernel = rng.standard_normal([16, 32]).astype(np.float32), rng.standard_normal([32, 8]).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    expected = x @ kernel + bias
+    form = _int8_form(float(np.abs(x).max()), *quantize_weights(kernel))
+    try:
+        got = tf.function(lambda x: form(x, None, tf.constant(bias), None))(tf.constant(x)).numpy()
+    except (tf.errors.OpError, TypeError, ValueError) as error:
+        raise Int8UnavailableError(
+            f"{INT8_MATMUL_OP} failed on this TensorFlow ({tf.__version__}; checked on {checked}): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    error = np.abs(got - expected).max() / np.abs(expected).max()
+    if not error < 0.05:
+        raise Int8UnavailableError(
+            f"{INT8_MATMUL_OP} computes wrong products on this TensorFlow ({tf.__version__}; checked on "
+            f"{checked}): relative error {error:.3g} on a test product; export in float32 or bfloat16 instead."
+        )
+
+
+def quantize_weights(kernel):
+    """`(int8 [in, out], float32 [out])`: `kernel` rounded per output column to
+    `WEIGHT_LEVELS` steps each side of zero, and the float range each column's
+    127 stands for (what `_QuantizedMatMul` reads as the weights' max).
+
+    Example:
+    >>> q, ranges = quantize_weights(np.array([[0.5, -2.0], [0.25, 1.0]], np.float32))
+    >>> q.tolist(), ranges.tolist()
+    ([[63, -63], [32, 32]], [1.0079365, 4.031746])
+    """
+    kernel = np.asarray(kernel, np.float32)
+    column_max = np.maximum(np.abs(kernel).max(axis=0), np.finfo(np.float32).tiny)
+    quantized = np.clip(np.rint(kernel / column_max * WEIGHT_LEVELS), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+    return quantized.astype(np.int8), (column_max * _INT8_LEVELS / WEIGHT_LEVELS).astype(np.float32)
+
+
+def quantizable_layers(model):
+    """The layers of `model` whose matrix products int8 can take: the fused `Dense` and
+    `EinsumDense` layers (`keras_siamese.layers.fusion`) without LoRA or Keras quantisation."""
+    return [
+        layer for layer in [model, *tf.train.TrackableView(model).descendants()]
+        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)) and is_fused(layer)
+        and not layer.lora_enabled and layer.quantization_mode is None
+    ]
+
+
+def calibrate_int8(model, texts, *, min_cosine=0.99, batch_size=32, held_out_share=0.25):
+    """Measures `model`'s int8 calibration on `texts`; returns an `Int8Calibration`.
+
+    The first `1 - held_out_share` of the texts give each product's input
+    statistics; the rest measure, by cosine to the float32 embeddings:
+    1. each clipping percentile of `CALIBRATION_PERCENTILES` with every product
+       in int8; the one with the highest mean cosine is kept;
+    2. then, while some held-out text is further than `min_cosine` from its
+       float32 embedding, the products whose int8 outputs err most (relative
+       error on the calibration inputs) go back to float32, a few at a time.
+    A few hundred texts like those the model will serve are enough (the main
+    job takes them from the training data).
+
+    Args:
+        model: a token-level model with a `preprocessor`
+            (`SentenceEmbedder.from_encoder`) whose encoder is fused (all
+            `keras_siamese` encoders are).
+        texts: a list of at least 2 non-empty `str`.
+        min_cosine: the least cosine to float32 any held-out text may have.
+        batch_size: texts per calibration call.
+        held_out_share: the share of `texts` that measures the choices.
+
+    Example:
+    >>> calibration = calibrate_int8(model, texts[:512])  # doctest: +SKIP
+    >>> calibration.min_cosine >= 0.99  # doctest: +SKIP
+    True
+    """
+    from keras_siamese.inference import encode
+    from keras_siamese.precision import computing_in
+
+    check_int8_kernel()
+    texts = _check_calibration_texts(texts)
+    if not 0 < held_out_share < 1:
+        raise ValueError(f"held_out_share must be between 0 and 1, got {held_out_share!r}.")
+    if not (isinstance(min_cosine, (int, float)) and -1 <= min_cosine <= 1):
+        raise ValueError(f"min_cosine must be a number from -1 to 1, got {min_cosine!r}.")
+    preprocessor = _preprocessor(model)
+    layers = quantizable_layers(model)
+    if not layers or not fused_graph_enabled():
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} has no fused matrix products to quantise: int8 needs an encoder "
+            "built by keras_siamese (TextEncoder, AlbertEncoder) with the fused graph on "
+            "(not KERAS_SIAMESE_FUSED_GRAPH=0)."
+        )
+    split = max(1, min(len(texts) - 1, round(len(texts) * (1 - held_out_share))))
+    statistics, held_out = texts[:split], texts[split:]
+    recorder = _InputRecorder(layers)
+    with computing_in(model, "float32"):
+        with matmul_forms({layer: recorder.form(layer) for layer in layers}):
+            for start in range(0, len(statistics), batch_size):
+                model(preprocessor(tf.constant(statistics[start : start + batch_size])), training=False)
+        reference = encode(_text_function(model, preprocessor), held_out, batch_size=batch_size)
+
+        def cosines(calibration):
+            with int8_matmuls(model, calibration):
+                embeddings = encode(_text_function(model, preprocessor), held_out, batch_size=batch_size)
+            return _row_cosines(embeddings, reference)
+
+        by_percentile = {percentile: cosines(recorder.calibration(percentile)) for percentile in CALIBRATION_PERCENTILES}
+        percentile = max(by_percentile, key=lambda percentile: by_percentile[percentile].mean())
+        measured, in_float = by_percentile[percentile], []
+        worst_first = recorder.worst_first(percentile)
+        step = max(1, math.ceil(len(worst_first) / 12))
+        while measured.min() < min_cosine and len(in_float) < len(worst_first):
+            in_float = worst_first[: len(in_float) + step]
+            measured = cosines(recorder.calibration(percentile, in_float))
+    return dataclasses.replace(
+        recorder.calibration(percentile, in_float), texts=len(statistics), held_out_texts=len(held_out),
+        min_cosine=float(measured.min()), mean_cosine=float(measured.mean()), in_float=tuple(in_float),
+        cosine_by_percentile={percentile: float(values.mean()) for percentile, values in by_percentile.items()},
+    )
+
+
+@contextlib.contextmanager
+def int8_matmuls(model, calibration):
+    """Within the block, graphs traced from `model` compute every calibrated matrix product in
+    int8 (`QuantizeV2` + `_QuantizedMatMul`); the rest of the graph is unchanged. Trace in
+    float32 (`keras_siamese.precision.computing_in(model, "float32")`).
+
+    Example:
+    >>> with int8_matmuls(model, calibrate_int8(model, texts)):  # doctest: +SKIP
+    ...     serve = tf.function(lambda tokens: model(tokens)).get_concrete_function(specs)
+    """
+    check_int8_kernel()
+    layers = {layer.path: layer for layer in quantizable_layers(model)}
+    missing = sorted(set(calibration.ranges) - set(layers))
+    if missing:
+        raise ValueError(f"The calibration names layers {getattr(model, 'name', model)!r} lacks: {', '.join(missing)}.")
+    changed = [path for path in calibration.ranges
+               if not np.isclose(np.abs(layers[path].kernel.numpy()).sum(), calibration.kernel_sums[path], rtol=1e-6)]
+    if changed:
+        raise ValueError(
+            f"The calibration was measured on other weights than {getattr(model, 'name', model)!r} has "
+            f"({changed[0]}): calibrate this model (calibrate_int8)."
+        )
+    forms = {
+        layers[path]: _int8_form(limit, *calibration.weights[path])
+        for path, limit in calibration.ranges.items()
+    }
+    with matmul_forms(forms):
+        yield model
+
+
+def _int8_form(input_limit, weights, weight_ranges):
+    """A `matmul_forms` form: `x` quantised to int8 over [-input_limit, input_limit], times the
+    int8 `weights`, plus the bias and the activation, as one `_QuantizedMatMul`."""
+    limit = max(float(input_limit), 1e-6)
+
+    def form(x, kernel, bias, activation):
+        del kernel  # the int8 weights stand for it
+        quantized = tf.quantization.quantize(x, -limit, limit, tf.qint8, mode="SCALED", round_mode="HALF_TO_EVEN",
+                                             narrow_range=True)
+        fused_activation = _fused_activation_name(activation)
+        bias = tf.zeros([weights.shape[1]], tf.float32) if bias is None else tf.cast(bias, tf.float32)
+        _, _, op, _ = op_def_library._apply_op_helper(
+            INT8_MATMUL_OP, name="int8_matmul",
+            device_inputs=[
+                quantized.output, tf.bitcast(tf.constant(weights), tf.qint8), bias,
+                quantized.output_min, quantized.output_max, tf.constant(-weight_ranges), tf.constant(weight_ranges),
+            ],
+            host_inputs=[], Tdevice_outputs=[tf.float32], Thost_outputs=[],
+            T1=tf.qint8, T2=tf.qint8, Tbias=tf.float32, Tout=tf.float32, U=tf.float32,
+            fused_ops=["BiasAdd", *([fused_activation] if fused_activation else []), "Dequantize"],
+            input_quant_mode="SCALED", output_quant_mode="SCALED", transpose_a=False, transpose_b=False,
+            is_weight_const=True, is_bias_const=True, leakyrelu_alpha=0.2,
+        )
+        y = tf.ensure_shape(op.outputs[0], [None, weights.shape[1]])
+        return y if fused_activation or activation is None else activation(y)
+
+    return form
+
+
+def _fused_activation_name(activation):
+    """The `fused_ops` name of the activation `_QuantizedMatMul` can fuse that `activation`
+    computes (compared on probe values), else None (a linear or another activation)."""
+    if activation is None:
+        return None
+    with tf.init_scope():  # eagerly, outside the graph being traced
+        probe = tf.constant(np.linspace(-6.0, 6.0, 97), tf.float32)
+        try:
+            values = np.asarray(activation(probe))
+        except Exception:  # not a plain elementwise function of one tensor: computed after the product
+            return None
+        for name, candidate in _FUSED_ACTIVATIONS.items():
+            if values.shape == (97,) and np.allclose(values, candidate(probe).numpy(), rtol=1e-5, atol=1e-6):
+                return name
+    return None
+
+
+class _InputRecorder:
+    """Records, eagerly, each layer's largest |input| values, the count of its inputs and its
+    2-D kernel: enough for exact percentiles >= 99.9 and the int8 weights."""
+
+    def __init__(self, layers):
+        self.layers = layers
+        self.largest = {layer.path: [] for layer in layers}
+        self.counts = dict.fromkeys(self.largest, 0)
+        self.kernels = {}
+        self.rows = {path: [] for path in self.largest}
+        self.rng = np.random.default_rng(0)
+
+    def form(self, layer):
+        def record(x, kernel, bias, activation):
+            x = x.numpy()
+            self.rows[layer.path].append(x[self.rng.choice(len(x), min(len(x), _SAMPLED_ROWS), replace=False)])
+            values = np.abs(x).ravel()
+            kept = min(values.size, math.ceil(values.size * _KEPT_SHARE) + 1)
+            self.largest[layer.path].append(np.partition(values, values.size - kept)[values.size - kept :])
+            self.counts[layer.path] += values.size
+            self.kernels[layer.path] = kernel.numpy()
+            return fused_matmul(x, kernel, bias, activation)
+
+        return record
+
+    def worst_first(self, percentile):
+        """The recorded layers' paths, the largest relative int8 output error on the sampled
+        inputs first."""
+        calibration = self.calibration(percentile)
+        errors = {}
+        for path, limit in calibration.ranges.items():
+            x = np.concatenate(self.rows[path])
+            step = limit / _INT8_LEVELS
+            x_int8 = np.clip(np.rint(x / step), -_INT8_LEVELS, _INT8_LEVELS) * step
+            weights, weight_ranges = calibration.weights[path]
+            exact = x @ self.kernels[path]
+            errors[path] = np.linalg.norm(x_int8 @ (weights * (weight_ranges / _INT8_LEVELS)) - exact) / max(
+                np.linalg.norm(exact), np.finfo(np.float32).tiny)
+        return sorted(errors, key=errors.get, reverse=True)
+
+    def calibration(self, percentile, in_float=()):
+        reached = [path for path, count in self.counts.items() if count and path not in in_float]
+        ranges, weights = {}, {}
+        for path in reached:
+            largest = np.sort(np.concatenate(self.largest[path]))
+            above = math.floor(self.counts[path] * (100.0 - percentile) / 100.0)
+            ranges[path] = float(largest[max(0, largest.size - 1 - above)])
+            weights[path] = quantize_weights(self.kernels[path])
+        sums = {path: float(np.abs(self.kernels[path]).sum()) for path in ranges}
+        return Int8Calibration(percentile, ranges, weights, 0, 0, math.nan, math.nan, {}, tuple(in_float), sums)
+
+
+def _check_calibration_texts(texts):
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+        raise ValueError(f"calibration texts must be a list of str, got {type(texts).__name__}.")
+    texts = list(texts)
+    bad = next((i for i, text in enumerate(texts) if not isinstance(text, str) or not text.strip()), None)
+    if bad is not None:
+        raise ValueError(f"calibration text {bad} is {texts[bad]!r}: every calibration text must be a non-empty str.")
+    if len(texts) < 2:
+        raise ValueError(f"int8 calibration needs at least 2 texts, got {len(texts)}.")
+    return texts
+
+
+def _preprocessor(model):
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        raise ValueError(
+            f"int8 calibration needs a token-level model with a preprocessor (SentenceEmbedder.from_encoder); "
+            f"{getattr(model, 'name', model)!r} has none."
+        )
+    return preprocessor
+
+
+def _text_function(model, preprocessor):
+    """strings -> embeddings, traced now (in the matrix-product forms in force)."""
+    function = tf.function(lambda text: model(preprocessor(text), training=False),
+                           input_signature=[tf.TensorSpec([None], tf.string)])
+    function.get_concrete_function()
+    return function
+
+
+def _row_cosines(a, b):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
