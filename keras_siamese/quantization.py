@@ -7,8 +7,8 @@ and picks the clipping percentile whose int8 embeddings are closest (mean
 cosine) to the float32 ones on texts held out from those statistics.
 `int8_matmuls(model, calibration)` makes the graphs traced inside it compute
 each of those products as `QuantizeV2` (activations to int8 over the
-calibrated range, clipped) followed by `_QuantizedMatMul` with per-output-
-channel int8 weights, the bias and the activation (GELU, ReLU, tanh, sigmoid)
+calibrated range, clipped; divided first by a per-channel smoothing where that
+errs less) followed by `_QuantizedMatMul` with per-output-channel int8 weights, the bias and the activation (GELU, ReLU, tanh, sigmoid)
 fused, float32 out. Attention scores, softmax, layer norms, pooling, the head
 and the normalisation stay float32. `export_saved_model(...,
 compute_dtype="int8", calibration_texts=...)` uses both.
@@ -41,14 +41,14 @@ from keras_siamese.layers.fusion import fused_graph_enabled, fused_matmul, is_fu
 
 INT8_MATMUL_OP = "_QuantizedMatMul"
 CHECKED_TENSORFLOW_VERSIONS = ("2.21",)
-# Clipping candidates: percentiles of |input| over the calibration texts (100: the largest value).
-CALIBRATION_PERCENTILES = (99.9, 99.99, 99.999, 100.0)
+# Per product, the candidates calibration tries: how strongly input-channel outliers move into the
+# weights (SmoothQuant's alpha; 0: not at all), and the clipping percentile of |input| (100: the largest).
+SMOOTHING_STRENGTHS = (0.0, 0.5, 0.65, 0.8)
+CLIP_PERCENTILES = (99.9, 99.99, 99.999, 100.0)
 WEIGHT_LEVELS = 63  # 7-bit weights: see the module docstring
 _INT8_LEVELS = 127
-# The share of each batch's largest |input| values kept: all the percentiles above need.
-_KEPT_SHARE = 1e-3
-# Input rows of each batch kept to rank the products by their int8 error.
-_SAMPLED_ROWS = 64
+# Input rows of each calibration batch kept to choose each product's form and rank the products.
+_SAMPLED_ROWS = 128
 # Activations `_QuantizedMatMul` fuses, by the TensorFlow op name it takes in `fused_ops`.
 _FUSED_ACTIVATIONS = {
     "GeluApproximate": lambda x: tf.nn.gelu(x, approximate=True),
@@ -64,29 +64,41 @@ class Int8UnavailableError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Int8Calibration:
-    """What `calibrate_int8` measured: the clipping percentile chosen, each int8 product's input
-    range (`ranges`, by layer path) and int8 weights (`weights`, by layer path: int8
-    `[in, out]` and the per-column float range they stand for), the products left in float32
-    (`in_float`), and how close the int8 embeddings came to float32 on the held-out texts."""
+class Int8Product:
+    """One matrix product in int8: inputs divided by `smoothing` (per input channel; None: not
+    divided), clipped to [-input_limit, input_limit] and rounded to 127 steps each side; int8
+    `weights` `[in, out]` (the kernel times `smoothing`, per output column) standing for
+    `weight_ranges`; `error`, its relative output error on the calibration inputs;
+    `kernel_sum`, the sum of |kernel| it was made from."""
 
-    percentile: float
-    ranges: dict
-    weights: dict
+    input_limit: float
+    smoothing: object
+    weights: object
+    weight_ranges: object
+    error: float
+    kernel_sum: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8Calibration:
+    """What `calibrate_int8` measured: each int8 product's form (`products`, by layer path), the
+    products left in float32 (`in_float`), and how close the int8 embeddings came to float32 on
+    the held-out calibration texts."""
+
+    products: dict
+    in_float: tuple
     texts: int
     held_out_texts: int
     min_cosine: float
     mean_cosine: float
-    cosine_by_percentile: dict
-    in_float: tuple = ()
-    kernel_sums: dict = dataclasses.field(default_factory=dict)  # by layer path: sum |kernel|, to match weights
 
     def describe(self):
         """The facts an export's metadata records."""
         return {
-            "op": INT8_MATMUL_OP, "tensorflow": tf.__version__, "int8_matmuls": len(self.ranges),
+            "op": INT8_MATMUL_OP, "tensorflow": tf.__version__, "int8_matmuls": len(self.products),
             "float32_matmuls": list(self.in_float),
-            "weight_bits": int(math.log2(WEIGHT_LEVELS + 1)) + 1, "clip_percentile": self.percentile,
+            "smoothed_matmuls": sum(product.smoothing is not None for product in self.products.values()),
+            "weight_bits": int(math.log2(WEIGHT_LEVELS + 1)) + 1,
             "calibration_texts": self.texts, "held_out_texts": self.held_out_texts,
             "min_cosine_to_float32": round(self.min_cosine, 6), "mean_cosine_to_float32": round(self.mean_cosine, 6),
         }
@@ -111,7 +123,7 @@ def check_int8_kernel():
     x, kernel = rng.standard_normal([16, 32]).astype(np.float32), rng.standard_normal([32, 8]).astype(np.float32)
     bias = rng.standard_normal(8).astype(np.float32)
     expected = x @ kernel + bias
-    form = _int8_form(float(np.abs(x).max()), *quantize_weights(kernel))
+    form = _int8_form(Int8Product(float(np.abs(x).max()), None, *quantize_weights(kernel), 0.0, 0.0))
     try:
         got = tf.function(lambda x: form(x, None, tf.constant(bias), None))(tf.constant(x)).numpy()
     except (tf.errors.OpError, TypeError, ValueError) as error:
@@ -153,16 +165,16 @@ def quantizable_layers(model):
     ]
 
 
-def calibrate_int8(model, texts, *, min_cosine=0.99, batch_size=32, held_out_share=0.25):
+def calibrate_int8(model, texts, *, min_cosine=0.99, batch_size=32, held_out_share=0.5):
     """Measures `model`'s int8 calibration on `texts`; returns an `Int8Calibration`.
 
-    The first `1 - held_out_share` of the texts give each product's input
-    statistics; the rest measure, by cosine to the float32 embeddings:
-    1. each clipping percentile of `CALIBRATION_PERCENTILES` with every product
-       in int8; the one with the highest mean cosine is kept;
-    2. then, while some held-out text is further than `min_cosine` from its
-       float32 embedding, the products whose int8 outputs err most (relative
-       error on the calibration inputs) go back to float32, a few at a time.
+    The first `1 - held_out_share` of the texts give each product's inputs:
+    for each product, the smoothing strength (`SMOOTHING_STRENGTHS`, SmoothQuant:
+    input-channel outliers moved into the weights) and clipping percentile
+    (`CLIP_PERCENTILES`) whose int8 output errs least on them is chosen. The
+    rest of the texts measure the whole: while one of them is further than
+    `min_cosine` from its float32 embedding, the products that err most go
+    back to float32, a few at a time.
     A few hundred texts like those the model will serve are enough (the main
     job takes them from the training data).
 
@@ -205,25 +217,21 @@ def calibrate_int8(model, texts, *, min_cosine=0.99, batch_size=32, held_out_sha
             for start in range(0, len(statistics), batch_size):
                 model(preprocessor(tf.constant(statistics[start : start + batch_size])), training=False)
         reference = encode(_text_function(model, preprocessor), held_out, batch_size=batch_size)
+        products = recorder.products()
 
-        def cosines(calibration):
+        def cosines(in_float):
+            calibration = Int8Calibration({path: product for path, product in products.items() if path not in in_float},
+                                          tuple(in_float), len(statistics), len(held_out), math.nan, math.nan)
             with int8_matmuls(model, calibration):
                 embeddings = encode(_text_function(model, preprocessor), held_out, batch_size=batch_size)
-            return _row_cosines(embeddings, reference)
+            return calibration, _row_cosines(embeddings, reference)
 
-        by_percentile = {percentile: cosines(recorder.calibration(percentile)) for percentile in CALIBRATION_PERCENTILES}
-        percentile = max(by_percentile, key=lambda percentile: by_percentile[percentile].mean())
-        measured, in_float = by_percentile[percentile], []
-        worst_first = recorder.worst_first(percentile)
+        calibration, measured = cosines(())
+        worst_first = sorted(products, key=lambda path: products[path].error, reverse=True)
         step = max(1, math.ceil(len(worst_first) / 12))
-        while measured.min() < min_cosine and len(in_float) < len(worst_first):
-            in_float = worst_first[: len(in_float) + step]
-            measured = cosines(recorder.calibration(percentile, in_float))
-    return dataclasses.replace(
-        recorder.calibration(percentile, in_float), texts=len(statistics), held_out_texts=len(held_out),
-        min_cosine=float(measured.min()), mean_cosine=float(measured.mean()), in_float=tuple(in_float),
-        cosine_by_percentile={percentile: float(values.mean()) for percentile, values in by_percentile.items()},
-    )
+        while measured.min() < min_cosine and len(calibration.in_float) < len(worst_first):
+            calibration, measured = cosines(worst_first[: len(calibration.in_float) + step])
+    return dataclasses.replace(calibration, min_cosine=float(measured.min()), mean_cosine=float(measured.mean()))
 
 
 @contextlib.contextmanager
@@ -238,31 +246,32 @@ def int8_matmuls(model, calibration):
     """
     check_int8_kernel()
     layers = {layer.path: layer for layer in quantizable_layers(model)}
-    missing = sorted(set(calibration.ranges) - set(layers))
+    missing = sorted(set(calibration.products) - set(layers))
     if missing:
         raise ValueError(f"The calibration names layers {getattr(model, 'name', model)!r} lacks: {', '.join(missing)}.")
-    changed = [path for path in calibration.ranges
-               if not np.isclose(np.abs(layers[path].kernel.numpy()).sum(), calibration.kernel_sums[path], rtol=1e-6)]
+    changed = [path for path, product in calibration.products.items()
+               if not np.isclose(np.abs(layers[path].kernel.numpy()).sum(), product.kernel_sum, rtol=1e-6)]
     if changed:
         raise ValueError(
             f"The calibration was measured on other weights than {getattr(model, 'name', model)!r} has "
             f"({changed[0]}): calibrate this model (calibrate_int8)."
         )
-    forms = {
-        layers[path]: _int8_form(limit, *calibration.weights[path])
-        for path, limit in calibration.ranges.items()
-    }
+    forms = {layers[path]: _int8_form(product) for path, product in calibration.products.items()}
     with matmul_forms(forms):
         yield model
 
 
-def _int8_form(input_limit, weights, weight_ranges):
-    """A `matmul_forms` form: `x` quantised to int8 over [-input_limit, input_limit], times the
-    int8 `weights`, plus the bias and the activation, as one `_QuantizedMatMul`."""
-    limit = max(float(input_limit), 1e-6)
+def _int8_form(product):
+    """A `matmul_forms` form: `x` (divided by the smoothing) quantised to int8, times the int8
+    weights, plus the bias and the activation, as one `_QuantizedMatMul`."""
+    limit = max(float(product.input_limit), 1e-6)
+    weights, weight_ranges = product.weights, product.weight_ranges
 
     def form(x, kernel, bias, activation):
         del kernel  # the int8 weights stand for it
+        if product.smoothing is not None:
+            x = x * tf.constant(1.0 / product.smoothing, tf.float32)
+        # narrow_range: [-127, 127] over [-limit, limit], the scale the product reads from the range
         quantized = tf.quantization.quantize(x, -limit, limit, tf.qint8, mode="SCALED", round_mode="HALF_TO_EVEN",
                                              narrow_range=True)
         fused_activation = _fused_activation_name(activation)
@@ -303,55 +312,62 @@ def _fused_activation_name(activation):
 
 
 class _InputRecorder:
-    """Records, eagerly, each layer's largest |input| values, the count of its inputs and its
-    2-D kernel: enough for exact percentiles >= 99.9 and the int8 weights."""
+    """Records, eagerly, each layer's largest |input| per channel, a sample of its input rows and
+    its 2-D kernel; then chooses each product's int8 form from them."""
 
     def __init__(self, layers):
-        self.layers = layers
-        self.largest = {layer.path: [] for layer in layers}
-        self.counts = dict.fromkeys(self.largest, 0)
-        self.kernels = {}
-        self.rows = {path: [] for path in self.largest}
+        self.paths = {id(layer): layer.path for layer in layers}
+        self.channel_max, self.rows, self.kernels = {}, {}, {}
         self.rng = np.random.default_rng(0)
 
     def form(self, layer):
+        path = self.paths[id(layer)]
+
         def record(x, kernel, bias, activation):
             x = x.numpy()
-            self.rows[layer.path].append(x[self.rng.choice(len(x), min(len(x), _SAMPLED_ROWS), replace=False)])
-            values = np.abs(x).ravel()
-            kept = min(values.size, math.ceil(values.size * _KEPT_SHARE) + 1)
-            self.largest[layer.path].append(np.partition(values, values.size - kept)[values.size - kept :])
-            self.counts[layer.path] += values.size
-            self.kernels[layer.path] = kernel.numpy()
+            previous = self.channel_max.get(path, 0.0)
+            self.channel_max[path] = np.maximum(previous, np.abs(x).max(axis=0))
+            sampled = self.rng.choice(len(x), min(len(x), _SAMPLED_ROWS), replace=False)
+            self.rows.setdefault(path, []).append(x[sampled])
+            self.kernels[path] = kernel.numpy()
             return fused_matmul(x, kernel, bias, activation)
 
         return record
 
-    def worst_first(self, percentile):
-        """The recorded layers' paths, the largest relative int8 output error on the sampled
-        inputs first."""
-        calibration = self.calibration(percentile)
-        errors = {}
-        for path, limit in calibration.ranges.items():
-            x = np.concatenate(self.rows[path])
-            step = limit / _INT8_LEVELS
-            x_int8 = np.clip(np.rint(x / step), -_INT8_LEVELS, _INT8_LEVELS) * step
-            weights, weight_ranges = calibration.weights[path]
-            exact = x @ self.kernels[path]
-            errors[path] = np.linalg.norm(x_int8 @ (weights * (weight_ranges / _INT8_LEVELS)) - exact) / max(
-                np.linalg.norm(exact), np.finfo(np.float32).tiny)
-        return sorted(errors, key=errors.get, reverse=True)
+    def products(self):
+        """{path: the `Int8Product` with the least output error on the sampled rows} for every
+        layer reached, over `SMOOTHING_STRENGTHS` x `CLIP_PERCENTILES`."""
+        return {path: _best_product(np.concatenate(self.rows[path]), self.channel_max[path], self.kernels[path])
+                for path in self.kernels}
 
-    def calibration(self, percentile, in_float=()):
-        reached = [path for path, count in self.counts.items() if count and path not in in_float]
-        ranges, weights = {}, {}
-        for path in reached:
-            largest = np.sort(np.concatenate(self.largest[path]))
-            above = math.floor(self.counts[path] * (100.0 - percentile) / 100.0)
-            ranges[path] = float(largest[max(0, largest.size - 1 - above)])
-            weights[path] = quantize_weights(self.kernels[path])
-        sums = {path: float(np.abs(self.kernels[path]).sum()) for path in ranges}
-        return Int8Calibration(percentile, ranges, weights, 0, 0, math.nan, math.nan, {}, tuple(in_float), sums)
+
+def _best_product(rows, channel_max, kernel):
+    exact = rows @ kernel
+    norm = max(float(np.linalg.norm(exact)), np.finfo(np.float32).tiny)
+    best = None
+    for strength in SMOOTHING_STRENGTHS:
+        smoothing = _smoothing(channel_max, kernel, strength) if strength else None
+        divisor = np.ones_like(channel_max) if smoothing is None else smoothing
+        weights, weight_ranges = quantize_weights(kernel * divisor[:, None])
+        dequantized = weights * (weight_ranges / _INT8_LEVELS)
+        scaled = rows / divisor
+        largest = float((channel_max / divisor).max())
+        for percentile in CLIP_PERCENTILES:
+            limit = largest if percentile == 100.0 else min(largest, float(np.percentile(np.abs(scaled), percentile)))
+            step = max(limit, 1e-6) / _INT8_LEVELS
+            error = float(np.linalg.norm(np.clip(np.rint(scaled / step), -_INT8_LEVELS, _INT8_LEVELS) * step
+                                         @ dequantized - exact)) / norm
+            if best is None or error < best.error:
+                best = Int8Product(limit, smoothing, weights, weight_ranges, error, float(np.abs(kernel).sum()))
+    return best
+
+
+def _smoothing(channel_max, kernel, strength):
+    """SmoothQuant's per-input-channel divisor: max|x_j|^strength / max|w_j|^(1 - strength)."""
+    weight_max = np.abs(kernel).max(axis=1)
+    smoothing = np.where((channel_max > 0) & (weight_max > 0),
+                         channel_max ** strength / np.maximum(weight_max, 1e-12) ** (1 - strength), 1.0)
+    return np.clip(smoothing, 1e-5, 1e5).astype(np.float32)
 
 
 def _check_calibration_texts(texts):
