@@ -97,8 +97,10 @@ if backend == "onnx-int8":
     config = next(name for name, flag in (("avx512_vnni", "avx512_vnni"), ("avx512", "avx512f"), ("avx2", "avx2"))
                   if flag in flags)
     export_dynamic_quantized_onnx_model(SentenceTransformer(directory, backend="onnx", device="cpu"), config, directory)
+    import glob, os  # the file is model_qint8_* or, for avx2 (unsigned activations), model_quint8_*
+    (path,) = glob.glob(os.path.join(directory, "onnx", f"model_*int8_{{config}}.onnx"))
     model = SentenceTransformer(directory, backend="onnx", device="cpu",
-                                model_kwargs={{"file_name": f"onnx/model_qint8_{{config}}.onnx"}})
+                                model_kwargs={{"file_name": os.path.relpath(path, directory)}})
 else:
     model = SentenceTransformer(directory, backend="openvino", device="cpu")
 model.encode(texts[:{batch}], batch_size={batch})
@@ -127,8 +129,11 @@ def fast_peer_run(directory, texts, workdir, backend):
         json.dump(texts, file)
     result = subprocess.run(
         [ST_FAST_PYTHON, "-c", FAST_PEER_SCRIPT.format(batch=BATCH_SIZE), texts_path, copy, embeddings_path, backend],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )
+    if result.returncode:
+        print(f"sentence-transformers {backend} failed:\n{result.stderr[-3000:]}", file=sys.stderr)
+        return None, None
     return json.loads(result.stdout.strip().splitlines()[-1]), np.load(embeddings_path)
 
 

@@ -146,8 +146,8 @@ def quantize_weights(kernel):
 
     Example:
     >>> q, ranges = quantize_weights(np.array([[0.5, -2.0], [0.25, 1.0]], np.float32))
-    >>> q.tolist(), ranges.tolist()
-    ([[63, -63], [32, 32]], [1.0079365, 4.031746])
+    >>> q.tolist(), ranges.round(4).tolist()
+    ([[63, -63], [32, 32]], [1.0079, 4.0317])
     """
     kernel = np.asarray(kernel, np.float32)
     column_max = np.maximum(np.abs(kernel).max(axis=0), np.finfo(np.float32).tiny)
@@ -272,8 +272,8 @@ def _int8_form(product):
         if product.smoothing is not None:
             x = x * tf.constant(1.0 / product.smoothing, tf.float32)
         # narrow_range: [-127, 127] over [-limit, limit], the scale the product reads from the range
-        quantized = tf.quantization.quantize(x, -limit, limit, tf.qint8, mode="SCALED", round_mode="HALF_TO_EVEN",
-                                             narrow_range=True)
+        quantized = tf.raw_ops.QuantizeV2(input=x, min_range=-limit, max_range=limit, T=tf.qint8, mode="SCALED",
+                                          round_mode="HALF_TO_EVEN", narrow_range=True)
         fused_activation = _fused_activation_name(activation)
         bias = tf.zeros([weights.shape[1]], tf.float32) if bias is None else tf.cast(bias, tf.float32)
         _, _, op, _ = op_def_library._apply_op_helper(

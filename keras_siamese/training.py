@@ -33,7 +33,7 @@ from keras_siamese.evaluation import (
     best_f1_threshold,
     pair_cosines,
 )
-from keras_siamese.export import ServingCheckBuildError, check_serving, export_saved_model
+from keras_siamese.export import ServingCheckBuildError, check_serving, export_saved_model, read_metadata
 from keras_siamese.layers.pooling import POOLING_MODES
 from keras_siamese.losses.distances import check_margin
 from keras_siamese.losses.matryoshka import check_matryoshka_dims
@@ -52,6 +52,7 @@ from keras_siamese.optimizers import check_fine_tuning_settings, fine_tuning_opt
 from keras_siamese.precision import (
     MATMUL_PRECISIONS,
     PRECISIONS,
+    SERVING_PRECISIONS,
     check_matmul_precision,
     check_precision,
     set_matmul_precision,
@@ -61,6 +62,7 @@ from keras_siamese.settings import check_fraction, check_integers, check_positiv
 from keras_siamese.sources import FROM_CORPUS, CorpusSource, EncoderSource
 
 WARMUP_TEXTS = 8  # held-out texts in the warmup records (batches of 1 and 8)
+CALIBRATION_TEXTS = 512  # training texts an int8 export is calibrated on
 SERVING_CHECK_TEXTS = 64
 CHECKPOINT_NAME = "epoch{epoch:02d}.keras"  # one per epoch, in OUTPUT_DIR/checkpoints
 
@@ -155,6 +157,13 @@ class TrainingConfig:
         "bfloat16 instructions; the export computes in the same precision",
         PRECISIONS,
     )
+    export_precision: str = setting(
+        None,
+        "what the exported SavedModel computes in (default: --precision); int8 runs the encoder's matrix "
+        f"products through oneDNN, calibrated on {CALIBRATION_TEXTS} training texts, and needs TF Serving of this "
+        "TensorFlow version built with oneDNN",
+        SERVING_PRECISIONS, type=str,
+    )
     matmul_precision: str = setting(
         None,
         "bf16 runs float32 matrix products with bfloat16 inputs and float32 sums (oneDNN's fpmath mode, "
@@ -198,6 +207,8 @@ class TrainingConfig:
         check_fine_tuning_settings(1e-3, 1, self.warmup_fraction, self.weight_decay)
         check_margin(self.margin)
         check_precision(self.precision)
+        if self.export_precision is not None:
+            check_precision(self.export_precision, "export_precision", SERVING_PRECISIONS)
         if self.matmul_precision is not None:
             check_matmul_precision(self.matmul_precision, "matmul_precision")
         if self.pooling not in POOLING_MODES:
@@ -516,6 +527,13 @@ def fit_resumably(config, model, batches, held_out, task=None):
     return history, time.perf_counter() - started
 
 
+def calibration_texts(rows, seed):
+    """Up to `CALIBRATION_TEXTS` texts drawn from every text column of the training rows."""
+    texts = [text for column in rows.texts for text in column if text.strip()]
+    chosen = np.random.default_rng(seed).permutation(len(texts))[:CALIBRATION_TEXTS]
+    return [texts[i] for i in chosen]
+
+
 def export_best_epoch(config, loss, split, held_out, history, seconds):
     """Says how the best epoch compares with the untrained encoder, exports it for TF Serving (with
     the held-out metrics, and a duplicate threshold for pairs scored 0/1, in its metadata), runs the
@@ -535,14 +553,20 @@ def export_best_epoch(config, loss, split, held_out, history, seconds):
     if threshold is not None:
         facts["duplicate_threshold"] = threshold
     warmup_texts = split.held_out.texts[0][:WARMUP_TEXTS]
+    precision = config.export_precision or config.precision
     version_dir = export_saved_model(
         best_model,
         os.path.join(config.output_dir, "serving", config.model_name),
         warmup_texts=warmup_texts,
-        compute_dtype=config.precision,
+        compute_dtype=precision,
+        calibration_texts=calibration_texts(split.train, config.seed) if precision == "int8" else None,
         metadata=facts,
     )
-    print(f"Exported epoch {best_epoch} (the best held-out {held_out.monitor}), computing in {config.precision}.")
+    print(f"Exported epoch {best_epoch} (the best held-out {held_out.monitor}), computing in {precision}.")
+    if precision == "int8":
+        int8 = read_metadata(version_dir)["int8"]
+        print(f"int8: {int8['int8_matmuls']} matrix products in int8, {len(int8['float32_matmuls'])} kept in float32; "
+              f"held-out calibration texts within cosine {int8['min_cosine_to_float32']:.4f} of float32.")
     if threshold is not None:
         print(f"Duplicates: cosine >= {threshold['threshold']:.4f} (held-out F1 {threshold['f1']:.3f}), in the export's metadata.")
     summary = {

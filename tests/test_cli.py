@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_siamese.cli import build_parser, main
-from keras_siamese.export import check_serving
+from keras_siamese.export import check_serving, read_metadata
 
 
 
@@ -105,14 +105,19 @@ def test_train_on_a_users_jsonl_file_exports_a_servable_version(glosses, tmp_pat
         "--vocabulary-size", "500", "--hidden-dim", "32", "--embedding-dim", "16", "--output-units", "16",
         "--sequence-length", "24", "--epochs", "1", "--steps-per-epoch", "5",
         "--classes-per-batch", "4", "--test-fraction", "0.25", "--output-dir", str(output_dir), "--model-name", "topics",
+        "--export-precision", "int8",
     ])
     assert status == 0
     printed = capsys.readouterr().out
     assert f"Data {data}: 96 training and 32 held-out texts, 8 classes." in printed
     summary = json.loads((output_dir / "summary.json").read_text())
     assert summary["saved_model"] == str(output_dir / "serving" / "topics" / "1")
+    int8 = read_metadata(summary["saved_model"])["int8"]
+    assert int8["calibration_texts"] + int8["held_out_texts"] == 96  # every training text, none held out
+    assert f"int8: {int8['int8_matmuls']} matrix products in int8" in printed and "computing in int8" in printed
     probe = ["a domestic dog", "to move quickly", ""]
     report = check_serving(summary["saved_model"], probe)
+    assert report.fused_ops.get("_QuantizedMatMul", 0) >= int8["int8_matmuls"] > 0
     assert report.embeddings.shape == (3, 16)
     assert "Untrained encoder" in printed
     np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
