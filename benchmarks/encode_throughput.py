@@ -67,28 +67,8 @@ CPP_ROW = "keras_siamese SavedModel through TF Serving's C++ loader, per batch o
 STOCK = ", Keras' own graph (not fused)"
 SERVING_AMP_ROW = "float32 SavedModel under TF Serving's --mixed_precision=bfloat16 (grappler AMP), per batch"
 
-ST_SCRIPT = """
-import json, sys, time, numpy, torch
-from sentence_transformers import SentenceTransformer
-torch.set_num_threads({threads})
-texts = json.load(open(sys.argv[1]))
-model = SentenceTransformer(sys.argv[2], device="cpu")
-with torch.autocast("cpu", dtype=torch.bfloat16, enabled=sys.argv[4] == "bfloat16"):
-    model.encode(texts[:{batch}], batch_size={batch})
-    start = time.perf_counter()
-    embeddings = model.encode(texts, batch_size={batch})
-    seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    for first in range(0, len(texts), {batch}):
-        model.encode(texts[first:first + {batch}], batch_size={batch})
-    per_batch_seconds = time.perf_counter() - start
-numpy.save(sys.argv[3], embeddings.astype(numpy.float32))
-print(json.dumps({{"seconds": seconds, "per_batch_seconds": per_batch_seconds}}))
-"""
-
-
-FAST_PEER_SCRIPT = """
-import json, shutil, sys, time, numpy
+PEER_SCRIPT = """
+import glob, json, os, sys, time, numpy
 from sentence_transformers import SentenceTransformer
 texts, directory, backend = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[4]
 if backend == "onnx-int8":
@@ -97,12 +77,17 @@ if backend == "onnx-int8":
     config = next(name for name, flag in (("avx512_vnni", "avx512_vnni"), ("avx512", "avx512f"), ("avx2", "avx2"))
                   if flag in flags)
     export_dynamic_quantized_onnx_model(SentenceTransformer(directory, backend="onnx", device="cpu"), config, directory)
-    import glob, os  # the file is model_qint8_* or, for avx2 (unsigned activations), model_quint8_*
+    # model_qint8_<config>.onnx, or model_quint8_avx2.onnx (unsigned activations)
     (path,) = glob.glob(os.path.join(directory, "onnx", f"model_*int8_{{config}}.onnx"))
     model = SentenceTransformer(directory, backend="onnx", device="cpu",
                                 model_kwargs={{"file_name": os.path.relpath(path, directory)}})
-else:
+elif backend == "openvino":
     model = SentenceTransformer(directory, backend="openvino", device="cpu")
+else:  # PyTorch in float32, or bfloat16 under autocast
+    import torch
+    torch.set_num_threads({threads})
+    model = SentenceTransformer(directory, device="cpu")
+    torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "bfloat16").__enter__()
 model.encode(texts[:{batch}], batch_size={batch})
 start = time.perf_counter()
 embeddings = model.encode(texts, batch_size={batch})
@@ -117,9 +102,10 @@ print(json.dumps({{"seconds": seconds, "per_batch_seconds": per_batch_seconds}})
 FAST_PEERS = {"onnx-int8": "sentence-transformers ONNX Runtime, dynamic int8", "openvino": "sentence-transformers OpenVINO"}
 
 
-def fast_peer_run(directory, texts, workdir, backend):
-    """(timings, embeddings) of sentence-transformers' `backend` in benchmarks/.venvs/st-fast."""
-    if not os.path.exists(ST_FAST_PYTHON):
+def peer_run(python, directory, texts, workdir, backend):
+    """(timings, embeddings) of sentence-transformers' `backend` (float32 / bfloat16: PyTorch;
+    onnx-int8; openvino) run by `python`; (None, None) where that python is missing or failed."""
+    if not os.path.exists(python):
         return None, None
     copy = os.path.join(workdir, f"minilm-{backend}")  # the ONNX export writes beside the model
     if not os.path.exists(copy):
@@ -128,7 +114,8 @@ def fast_peer_run(directory, texts, workdir, backend):
     with open(texts_path, "w") as file:
         json.dump(texts, file)
     result = subprocess.run(
-        [ST_FAST_PYTHON, "-c", FAST_PEER_SCRIPT.format(batch=BATCH_SIZE), texts_path, copy, embeddings_path, backend],
+        [python, "-c", PEER_SCRIPT.format(threads=THREADS, batch=BATCH_SIZE), texts_path, copy, embeddings_path,
+         backend],
         capture_output=True, text=True,
     )
     if result.returncode:
@@ -185,22 +172,6 @@ def timed_serving_batches(serve, texts):
     return time.perf_counter() - start, np.concatenate(embeddings)
 
 
-def sentence_transformers_run(directory, texts, workdir, precision):
-    if not os.path.exists(ST_PYTHON):
-        return None, None
-    texts_path = os.path.join(workdir, "texts.json")
-    embeddings_path = os.path.join(workdir, "st.npy")
-    with open(texts_path, "w") as file:
-        json.dump(texts, file)
-    script = ST_SCRIPT.format(threads=THREADS, batch=BATCH_SIZE)
-    result = subprocess.run(
-        [ST_PYTHON, "-c", script, texts_path, directory, embeddings_path, precision],
-        check=True, capture_output=True, text=True,
-    )
-    timings = json.loads(result.stdout.strip().splitlines()[-1])
-    return timings, np.load(embeddings_path)
-
-
 def cpu_description():
     """The CPU's model name and the matrix-instruction flags that decide oneDNN's kernels."""
     with open("/proc/cpuinfo") as file:
@@ -252,8 +223,8 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         for precision in args.precisions.split(","):
             int8 = precision == "int8"
-            timings, st_embeddings = (None, None) if int8 else sentence_transformers_run(directory, texts, workdir,
-                                                                                           precision)
+            timings, st_embeddings = (None, None) if int8 else peer_run(ST_PYTHON, directory, texts, workdir,
+                                                                                          precision)
             if precision == "float32":
                 reference = st_embeddings
             for graph in [""] + [STOCK] * (args.stock and not int8):
@@ -287,7 +258,7 @@ def main():
                              timings["per_batch_seconds"], st_embeddings, "per_batch_seconds"))
         fast = {}  # {(backend, kind): seconds}
         for backend in FAST_PEERS if args.fast_peers else ():
-            timings, embeddings = fast_peer_run(directory, texts, workdir, backend)
+            timings, embeddings = peer_run(ST_FAST_PYTHON, directory, texts, workdir, backend)
             if timings is not None:
                 fast.update({(backend, kind): timings[kind] for kind in ("seconds", "per_batch_seconds")})
                 for kind, how in (("seconds", "`encode` (all texts)"), ("per_batch_seconds", "one call per batch of 64")):

