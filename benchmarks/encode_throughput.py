@@ -211,13 +211,14 @@ def main():
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
-    from keras_siamese.export import check_serving, export_saved_model
+    from keras_siamese.export import check_serving, export_saved_model, read_metadata
     from keras_siamese.layers.fusion import set_fused_graph
 
     directory = minilm_directory()
     glosses = wordnet_glosses(args.texts + CALIBRATION_TEXTS)
     texts, calibration_texts = glosses[: args.texts], glosses[args.texts :]
     rows = []  # (name, precision, seconds, embeddings, peer row name)
+    notes = []
     st_timings, reference = {}, None  # {(precision, "seconds" or "per_batch_seconds"): seconds}, ST float32's
     float32_export = None
     with tempfile.TemporaryDirectory() as workdir:
@@ -236,6 +237,8 @@ def main():
                 version_dir = export_saved_model(model, os.path.join(workdir, "serving" + graph + precision),
                                                  compute_dtype=precision,
                                                  calibration_texts=calibration_texts if int8 else None)
+                if int8:
+                    notes.append(f"int8 calibration: {json.dumps(read_metadata(version_dir)['int8'])}")
                 serving = tf.saved_model.load(version_dir).signatures["serving_default"]
                 seconds, exported = timed_serving_batches(serving, texts)
                 rows.append((SERVING_ROW + graph, precision, seconds, exported, "per_batch_seconds"))
@@ -292,7 +295,8 @@ def main():
         cosine = f"{np.min(np.sum(embeddings * reference, axis=1)):.6f}" if reference is not None else "n/a"
         lines.append(f"| {name} | {precision} | {seconds:.2f} | {len(texts) / seconds:.0f} | {ratio} | "
                      f"{versus_float32} | {openvino} | {cosine} |")
-    if st_timings is None:
+    lines += ["", *notes] if notes else []
+    if not st_timings:
         lines += ["", f"sentence-transformers not timed: {ST_PYTHON} is missing."]
     write_report(args.output, lines)
 

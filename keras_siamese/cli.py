@@ -21,8 +21,19 @@ _STARTUP_NOISE = (
 )
 
 
+def program():
+    """The `keras-siamese` console script: `main` with TensorFlow's oneDNN graph rewrites on.
+
+    TensorFlow turns them on by default only on CPUs with AVX-512 VNNI or BF16, or AMX; on an
+    AVX2 CPU they made encoding 1.36-1.43x faster (benchmarks/README.md). An environment that
+    sets `TF_ENABLE_ONEDNN_OPTS` keeps its setting.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    return main()
+
+
 def main(argv=None):
-    """Entry point of the `keras-siamese` console script."""
+    """Runs the `keras-siamese` command line `argv` (default: this process's arguments)."""
     # Errors of the C++ runtime are for debugging (CUDA probing on a CPU machine logs one);
     # failures reach the user as Python exceptions. Workers that `--workers` starts inherit it.
     if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") == "3":
@@ -342,4 +353,4 @@ def _read_lines(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())

@@ -1,17 +1,19 @@
 """int8 serving graphs: the encoder's matrix products as oneDNN's `_QuantizedMatMul`, calibrated on texts.
 
-`calibrate_int8(model, texts)` measures the input range of every fused matrix
-product of the encoder (the `Dense` and `EinsumDense` layers that
+`calibrate_int8(model, texts)` records the inputs of every fused matrix product
+of the encoder (the `Dense` and `EinsumDense` layers that
 `keras_siamese.layers.fusion` writes as 2-D products) on calibration texts,
-and picks the clipping percentile whose int8 embeddings are closest (mean
-cosine) to the float32 ones on texts held out from those statistics.
+chooses each product's int8 form (SmoothQuant strength and clipping range, by
+its output error), and keeps in float32 the products that err most until the
+int8 embeddings of held-out texts are within a cosine of float32's.
 `int8_matmuls(model, calibration)` makes the graphs traced inside it compute
-each of those products as `QuantizeV2` (activations to int8 over the
-calibrated range, clipped; divided first by a per-channel smoothing where that
-errs less) followed by `_QuantizedMatMul` with per-output-channel int8 weights, the bias and the activation (GELU, ReLU, tanh, sigmoid)
-fused, float32 out. Attention scores, softmax, layer norms, pooling, the head
-and the normalisation stay float32. `export_saved_model(...,
-compute_dtype="int8", calibration_texts=...)` uses both.
+each int8 product as `QuantizeV2` (activations, divided by the smoothing, to
+int8 over the calibrated range) followed by `_QuantizedMatMul` with
+per-output-channel int8 weights, the bias and the activation (GELU, ReLU,
+tanh, sigmoid) fused, float32 out. Attention scores, softmax, layer norms,
+pooling, the head and the normalisation stay float32.
+`export_saved_model(..., compute_dtype="int8", calibration_texts=...)` uses
+both.
 
 `_QuantizedMatMul` is an internal op of TensorFlow's oneDNN build
 (`tensorflow/core/kernels/mkl/mkl_matmul_op_fused.cc`): no Python wrapper and
@@ -336,9 +338,25 @@ class _InputRecorder:
 
     def products(self):
         """{path: the `Int8Product` with the least output error on the sampled rows} for every
-        layer reached, over `SMOOTHING_STRENGTHS` x `CLIP_PERCENTILES`."""
-        return {path: _best_product(np.concatenate(self.rows[path]), self.channel_max[path], self.kernels[path])
-                for path in self.kernels}
+        layer reached, over `SMOOTHING_STRENGTHS` x `CLIP_PERCENTILES`. Layers fed the same input
+        (attention's query, key and value: equal per-channel maxima over every batch) share one
+        smoothing and input range, chosen for their kernels side by side, so their `Mul` and
+        `QuantizeV2` are identical nodes that TensorFlow's graph optimiser computes once."""
+        groups = {}
+        for path in self.kernels:
+            groups.setdefault(self.channel_max[path].tobytes(), []).append(path)
+        products = {}
+        for paths in groups.values():
+            kernels = [self.kernels[path] for path in paths]
+            shared = _best_product(np.concatenate(self.rows[paths[0]]), self.channel_max[paths[0]],
+                                   np.concatenate(kernels, axis=1))
+            ends = np.cumsum([kernel.shape[1] for kernel in kernels])
+            for path, kernel, end in zip(paths, kernels, ends):
+                columns = slice(end - kernel.shape[1], end)
+                products[path] = dataclasses.replace(
+                    shared, weights=shared.weights[:, columns], weight_ranges=shared.weight_ranges[columns],
+                    kernel_sum=float(np.abs(kernel).sum()))
+        return products
 
 
 def _best_product(rows, channel_max, kernel):

@@ -102,6 +102,10 @@ def test_int8_export_serves_near_float32_in_a_fresh_process_and_through_the_cpp_
     if os.environ.get("CXX") or any(os.access(os.path.join(p, "g++"), os.X_OK) for p in os.environ["PATH"].split(":")):
         report = check_serving(version_dir, texts[:20])
         assert report.fused_ops.get("_QuantizedMatMul", 0) >= int8["int8_matmuls"]
+        print(report.executed_ops)
+        # The shared layer runs twice; its query, key and value share one quantisation of their input.
+        quantizations = report.executed_ops.get("_MklQuantizeV2", 0) + report.executed_ops.get("QuantizeV2", 0)
+        assert 0 < quantizations <= report.fused_ops["_QuantizedMatMul"] - 4
         np.testing.assert_allclose(report.embeddings, served[:20], atol=1e-5)
 
 

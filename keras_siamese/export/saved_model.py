@@ -14,8 +14,8 @@ from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAM
 from keras_siamese.export.versions import check_version, write_version
 from keras_siamese.export.warmup import write_warmup_requests
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
-from keras_siamese.quantization import calibrate_int8, int8_matmuls
 from keras_siamese.precision import SERVING_PRECISIONS, check_precision, computing_in
+from keras_siamese.quantization import calibrate_int8, int8_matmuls
 
 TOKEN_SIGNATURE_NAME = "tokens"
 SIGNATURE_KINDS = ("text", "tokens")

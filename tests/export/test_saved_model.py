@@ -291,9 +291,9 @@ def test_a_bfloat16_export_returns_float32_within_cosine_0_999_of_the_float32_ex
     np.testing.assert_allclose(model.predict(glosses[0][:300], verbose=0), float32.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("compute_dtype", ["int8", "float64", "mixed_bfloat16", 16])
+@pytest.mark.parametrize("compute_dtype", ["int4", "float64", "mixed_bfloat16", 16])
 def test_compute_dtypes_other_than_the_precisions_are_refused(model, tmp_path, compute_dtype):
-    with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16', 'float16'\)"):
+    with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16', 'float16', 'int8'\)"):
         export_saved_model(model, tmp_path / "m", compute_dtype=compute_dtype)
     assert not os.path.exists(tmp_path / "m")
 
