@@ -2,11 +2,13 @@
 
 import argparse
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
 
-from keras_siamese.cli import build_parser, main
+from keras_siamese.cli import build_parser, main, program
 from keras_siamese.export import check_serving, read_metadata
 
 
@@ -121,3 +123,15 @@ def test_train_on_a_users_jsonl_file_exports_a_servable_version(glosses, tmp_pat
     assert report.embeddings.shape == (3, 16)
     assert "Untrained encoder" in printed
     np.testing.assert_allclose(np.linalg.norm(report.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("0", "0")])
+def test_the_program_turns_onednn_rewrites_on_unless_the_environment_says(monkeypatch, given, expected):
+    if given is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", given)
+    monkeypatch.setattr(sys, "argv", ["keras-siamese", "--help"])
+    with pytest.raises(SystemExit) as exited:
+        program()
+    assert exited.value.code == 0 and os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected
