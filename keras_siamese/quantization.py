@@ -148,7 +148,7 @@ def quantize_weights(kernel):
 
     Example:
     >>> q, ranges = quantize_weights(np.array([[0.5, -2.0], [0.25, 1.0]], np.float32))
-    >>> q.tolist(), ranges.round(4).tolist()
+    >>> q.tolist(), ranges.astype(float).round(4).tolist()
     ([[63, -63], [32, 32]], [1.0079, 4.0317])
     """
     kernel = np.asarray(kernel, np.float32)

@@ -18,18 +18,20 @@ Run(epochs=2)
 import argparse
 import dataclasses
 import math
+import warnings
 
 from keras_siamese.checks import check_integer, is_number
 
 
-def setting(default, help, choices=None, type=None):
+def setting(default, help, choices=None, type=None, renamed_from=()):
     """A dataclass field with the help text (and choices) of its command-line flag.
 
     Dataclass defaults (tuples, nested settings) are copied per instance. A
     `None` default ("chosen for you", explained in `help`) names the flag's `type`;
-    an empty tuple default names its items' `type`.
+    an empty tuple default names its items' `type`. `renamed_from` lists the
+    flag's earlier names, accepted for one release with a warning naming the flag.
     """
-    metadata = {"help": help, "choices": choices, "type": type}
+    metadata = {"help": help, "choices": choices, "type": type, "renamed_from": tuple(renamed_from)}
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -75,16 +77,20 @@ def add_setting_arguments(parser, settings):
         help = field.metadata.get("help", "")
         choices = field.metadata.get("choices")
         if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
-                                help=f"{help} (default: {value})")
+            action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                                         help=f"{help} (default: {value})")
         elif isinstance(value, tuple):
             shown = ",".join(str(item) for item in value) or "none"
-            parser.add_argument(flag, type=_comma_list(value, field.metadata.get("type")), default=value, metavar="A,B,...",
-                                help=f"{help}; comma-separated (default: {shown})")
+            action = parser.add_argument(flag, type=_comma_list(value, field.metadata.get("type")), default=value,
+                                         metavar="A,B,...", help=f"{help}; comma-separated (default: {shown})")
         else:
             shown = "auto" if value is None else value
-            parser.add_argument(flag, type=field.metadata.get("type") or type(value), default=value,
-                                choices=choices, help=f"{help} (default: {shown})")
+            action = parser.add_argument(flag, type=field.metadata.get("type") or type(value), default=value,
+                                         choices=choices, help=f"{help} (default: {shown})")
+        for old in field.metadata.get("renamed_from", ()):
+            parser.add_argument(old, dest=field.name, action=_RenamedFlag, flag=flag, parse=action.type,
+                                default=argparse.SUPPRESS,
+                                help=f"the old name of {flag}, kept for one release (default: as that flag)")
 
 
 def settings_from_arguments(settings, args):
@@ -97,6 +103,19 @@ def settings_from_arguments(settings, args):
         else:
             values[field.name] = getattr(args, field.name)
     return dataclasses.replace(settings, **values)
+
+
+class _RenamedFlag(argparse.Action):
+    """A flag's earlier name: parsed as the flag, with a warning that names the flag."""
+
+    def __init__(self, option_strings, dest, flag, parse, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.flag, self.parse = flag, parse
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(f"{option_string} is renamed {self.flag}; the old name goes in the next release.",
+                      FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, self.parse(values) if self.parse else values)
 
 
 def _comma_list(default, item_type=None):

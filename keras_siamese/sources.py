@@ -30,11 +30,11 @@ class CorpusSource:
     )
     columns: tuple = setting(
         (), "the text columns of --data, in order (default: every column but the label column, in file order)",
-        type=str,
+        type=str, renamed_from=("--text-field",),
     )
     label_column: str = setting(
         None, "the column of --data holding each row's class label or score (auto: 'label' or 'score', if any)",
-        type=str,
+        type=str, renamed_from=("--label-field",),
     )
     huffpost: bool = setting(
         False, "--data is the HuffPost News Category file (headline + description, texts under 10 words dropped)"

@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The configuration the keras-siamese program runs in (cli.program), on every CPU: TensorFlow itself turns
+# oneDNN's rewrites on only on CPUs with AVX-512 VNNI/BF16 or AMX.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import shutil  # noqa: E402
 

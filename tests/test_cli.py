@@ -127,11 +127,22 @@ def test_train_on_a_users_jsonl_file_exports_a_servable_version(glosses, tmp_pat
 
 @pytest.mark.parametrize("given, expected", [(None, "1"), ("0", "0")])
 def test_the_program_turns_onednn_rewrites_on_unless_the_environment_says(monkeypatch, given, expected):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "")  # restored afterwards, whatever the test sets
     if given is None:
-        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
     else:
         monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", given)
     monkeypatch.setattr(sys, "argv", ["keras-siamese", "--help"])
     with pytest.raises(SystemExit) as exited:
         program()
     assert exited.value.code == 0 and os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected
+
+
+def test_renamed_flags_work_for_one_release_with_a_warning_naming_the_new_flag():
+    parser = _subcommands()["train"]
+    with pytest.warns(FutureWarning, match="--text-field is renamed --columns"):
+        args = parser.parse_args(["--text-field", "sentence"])
+    with pytest.warns(FutureWarning, match="--label-field is renamed --label-column"):
+        args = parser.parse_args(["--text-field", "sentence", "--label-field", "topic"])
+    assert args.columns == ("sentence",) and args.label_column == "topic"
+    assert parser.parse_args([]).columns == ()  # the new flag's default where the old name is not given

@@ -8,3 +8,13 @@ from keras_siamese.models.sentence_embedder import SentenceEmbedder
 from keras_siamese.models.triplet_semihard import TripletSemiHard
 
 __all__ = ["SentenceEmbedder", "TripletSemiHard", "load_model", "pair_model"]
+
+
+def __getattr__(name):
+    if name == "TextTask":  # 0.1.0's name, kept for one release
+        import warnings
+
+        warnings.warn("keras_siamese.models.TextTask is renamed SentenceEmbedder; the old name goes in the next "
+                      "release.", DeprecationWarning, stacklevel=2)
+        return SentenceEmbedder
+    raise AttributeError(f"module 'keras_siamese.models' has no attribute {name!r}")

@@ -313,8 +313,12 @@ BAD_INPUT = {
     "warmup without the text signature": (lambda: export_saved_model(
         _dense_model(), scratch_dir(), signatures="tokens", warmup_texts=["a"]), ValueError,
         "warmup_texts needs the text signature"),
-    "export computing in int8": (lambda: export_saved_model(_dense_model(), scratch_dir(), compute_dtype="int8"),
-                                 ValueError, "compute_dtype must be one of ('float32', 'bfloat16', 'float16'), got 'int8'"),
+    "export computing in int4": (lambda: export_saved_model(_dense_model(), scratch_dir(), compute_dtype="int4"),
+                                 ValueError, "compute_dtype must be one of ('float32', 'bfloat16', 'float16', 'int8'), "
+                                 "got 'int4'"),
+    "export in int8 without calibration texts": (
+        lambda: export_saved_model(_dense_model(), scratch_dir(), compute_dtype="int8"), ValueError,
+        "calibration_texts go with compute_dtype='int8', and int8 needs them"),
     "export version negative": (lambda: export_saved_model(_dense_model(), "/tmp/never", version=-1),
                                 ValueError, "version must be a non-negative integer that fits TF Serving's int64, got -1"),
     "export version beyond int64": (lambda: export_saved_model(_dense_model(), "/tmp/never", version=2**63),

@@ -151,7 +151,9 @@ def test_two_workers_evaluate_and_predict_as_one_device(two_workers_and_one_devi
     reference = one_device[f"{case}/None"]
     for worker in workers:
         result = worker[f"{case}/None"]
-        np.testing.assert_allclose(result["predict"], reference["predict"], atol=1e-5)  # every row, in order
+        # every row, in order; each worker pads its share to its own length bucket, and float32 sums over
+        # other paddings differ by up to 3.3e-5 on an AVX2 CPU (1e-5 held on AVX-512)
+        np.testing.assert_allclose(result["predict"], reference["predict"], atol=5e-5)
         if case == "semi_hard":
             assert result["evaluate"].keys() == reference["evaluate"].keys()
             for name, value in reference["evaluate"].items():

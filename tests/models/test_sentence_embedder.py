@@ -283,3 +283,12 @@ BAD_INPUT = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_gets_a_clear_error(case):
     check_bad_input(*BAD_INPUT[case])
+
+
+def test_the_0_1_0_class_name_imports_for_one_release_with_a_deprecation_warning():
+    import keras_siamese.models as models
+
+    with pytest.warns(DeprecationWarning, match="TextTask is renamed SentenceEmbedder"):
+        assert models.TextTask is models.SentenceEmbedder
+    with pytest.raises(AttributeError, match="no attribute 'TextTak'"):
+        models.TextTak
