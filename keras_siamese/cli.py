@@ -253,47 +253,49 @@ def _add_export_command(commands):
     parser.add_argument("--calibration-texts", help="file with one text per line like those the model will serve, "
                         "a few hundred (required with --precision int8)")
 
-    def run(args):
-        from keras_siamese.export import export_saved_model, export_sentence_transformers
-        from keras_siamese.quantization import Int8UnavailableError
-        from keras_siamese.export.versions import check_version
-        from keras_siamese.losses.matryoshka import check_truncate_dim
-        from keras_siamese.models import load_model
+    parser.set_defaults(run=lambda args: _run_export(parser, args))
 
-        try:  # what the user gave: one argparse line, exit status 2
-            if args.format != "saved-model":
-                given = [flag for flag, value in (("--version", args.version), ("--warmup-texts", args.warmup_texts),
-                                                  ("--truncate-dim", args.truncate_dim), ("--precision", args.precision),
-                                                  ("--calibration-texts", args.calibration_texts)) if value is not None]
-                if given or args.signatures != "text":
-                    raise ValueError(f"{', '.join(given) or '--signatures'} applies to --format saved-model only.")
-            if args.version is not None:
-                check_version(args.version, "--version")
-            warmup_texts = _read_lines(args.warmup_texts) if args.warmup_texts else None
-            if (args.precision == "int8") != (args.calibration_texts is not None):
-                raise ValueError("--precision int8 needs --calibration-texts, and --calibration-texts goes with it only.")
-            calibration_texts = _read_lines(args.calibration_texts) if args.calibration_texts else None
-            model = load_model(args.model)
-            if args.truncate_dim is not None:
-                check_truncate_dim(args.truncate_dim, model.outputs[0].shape[-1])
-        except (OSError, ValueError) as error:
-            parser.error(str(error))
-        try:
-            if args.format == "sentence-transformers":
-                path = export_sentence_transformers(model, args.out)
-            elif args.format == "preset":
-                path = model.save_to_preset(args.out)
-            else:
-                path = export_saved_model(model, args.out, args.version, warmup_texts=warmup_texts,
-                                          signatures=tuple(args.signatures.split(",")), truncate_dim=args.truncate_dim,
-                                          compute_dtype=args.precision, calibration_texts=calibration_texts)
-        except (OSError, ValueError, Int8UnavailableError) as error:  # refused (UnsupportedOpsError is a ValueError) or failed
-            print(f"export failed: {error}", file=sys.stderr)
-            return 1
-        print(path)
-        return 0
 
-    parser.set_defaults(run=run)
+def _run_export(parser, args):
+    """Writes the export; exit status 0, 1 if refused or failed, 2 (one argparse line) for bad arguments."""
+    from keras_siamese.export import export_saved_model, export_sentence_transformers
+    from keras_siamese.quantization import Int8UnavailableError
+    from keras_siamese.export.versions import check_version
+    from keras_siamese.losses.matryoshka import check_truncate_dim
+    from keras_siamese.models import load_model
+
+    try:  # what the user gave: one argparse line, exit status 2
+        if args.format != "saved-model":
+            given = [flag for flag, value in (("--version", args.version), ("--warmup-texts", args.warmup_texts),
+                                              ("--truncate-dim", args.truncate_dim), ("--precision", args.precision),
+                                              ("--calibration-texts", args.calibration_texts)) if value is not None]
+            if given or args.signatures != "text":
+                raise ValueError(f"{', '.join(given) or '--signatures'} applies to --format saved-model only.")
+        if args.version is not None:
+            check_version(args.version, "--version")
+        warmup_texts = _read_lines(args.warmup_texts) if args.warmup_texts else None
+        if (args.precision == "int8") != (args.calibration_texts is not None):
+            raise ValueError("--precision int8 needs --calibration-texts, and --calibration-texts goes with it only.")
+        calibration_texts = _read_lines(args.calibration_texts) if args.calibration_texts else None
+        model = load_model(args.model)
+        if args.truncate_dim is not None:
+            check_truncate_dim(args.truncate_dim, model.outputs[0].shape[-1])
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    try:
+        if args.format == "sentence-transformers":
+            path = export_sentence_transformers(model, args.out)
+        elif args.format == "preset":
+            path = model.save_to_preset(args.out)
+        else:
+            path = export_saved_model(model, args.out, args.version, warmup_texts=warmup_texts,
+                                      signatures=tuple(args.signatures.split(",")), truncate_dim=args.truncate_dim,
+                                      compute_dtype=args.precision, calibration_texts=calibration_texts)
+    except (OSError, ValueError, Int8UnavailableError) as error:  # refused (UnsupportedOpsError is a ValueError) or failed
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
 
 
 def _add_check_serving_command(commands):

@@ -37,6 +37,8 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+# _QuantizedMatMul has no public wrapper: it is built from its registered op definition. check_int8_kernel
+# refuses, in one line, a TensorFlow where this no longer yields a correct product.
 from tensorflow.python.framework import op_def_library, op_def_registry
 
 from keras_siamese.layers.fusion import fused_graph_enabled, fused_matmul, is_fused, matmul_forms
