@@ -13,6 +13,7 @@ from keras_siamese.export.ops import check_serving_ops
 from keras_siamese.export.requests import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from keras_siamese.export.versions import check_version, write_version
 from keras_siamese.export.warmup import write_warmup_requests
+from keras_siamese.layers.fusion import weights_stored_as
 from keras_siamese.losses.matryoshka import check_truncate_dim, truncate_embeddings
 from keras_siamese.precision import SERVING_PRECISIONS, check_precision, computing_in
 from keras_siamese.quantization import calibrate_int8, int8_matmuls
@@ -75,8 +76,8 @@ def export_saved_model(
             `keras_siamese.inference.encode(model, texts, truncate_dim=...)`.
             The metadata's `embedding_size` is then `truncate_dim`.
         compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`: the dtype the
-            served graph computes in (its variables stay float32); None keeps
-            the model's own. The signature still returns float32 embeddings
+            served graph computes in (the encoder's matrix products and layer
+            norms read weights stored in it); None keeps the model's own. The signature still returns float32 embeddings
             (`Pooling` on computes in float32); the metadata's
             `compute_dtype` says which. bfloat16 serves faster on CPUs with
             bfloat16 instructions and GPUs (benchmarks/README.md). `"int8"`:
@@ -119,12 +120,15 @@ def export_saved_model(
         calibration = calibrate_int8(model, calibration_texts)
         metadata["int8"] = calibration.describe()
         int8 = int8_matmuls(model, calibration)
-    # The signatures are traced here, in the dtype they serve in.
-    with _computing_in(model, compute_dtype), int8:
+    # The signatures are traced here and again as they are written (TensorFlow's save context), both
+    # times in the dtype they serve in, reading the weights stored in it.
+    with _computing_in(model, compute_dtype), _weights_stored_as(model, compute_dtype) as copies, int8:
         archive = _export_archive(model, signatures, truncate_dim)
-    write = functools.partial(_write_saved_model, model=model, archive=archive, metadata=metadata, facts=facts,
-                              warmup_texts=warmup_texts, warmup_batch_sizes=warmup_batch_sizes)
-    return write_version(os.fspath(base_dir), version, write)
+        if copies is not None:
+            archive.track(copies)
+        write = functools.partial(_write_saved_model, model=model, archive=archive, metadata=metadata, facts=facts,
+                                  warmup_texts=warmup_texts, warmup_batch_sizes=warmup_batch_sizes)
+        return write_version(os.fspath(base_dir), version, write)
 
 
 def _computing_in(model, compute_dtype):
@@ -132,6 +136,13 @@ def _computing_in(model, compute_dtype):
     if compute_dtype is None:
         return contextlib.nullcontext()
     return computing_in(model, "float32" if compute_dtype == "int8" else compute_dtype)
+
+
+def _weights_stored_as(model, compute_dtype):
+    """bfloat16 / float16: the fused layers' weights as copies in that dtype (no cast per call)."""
+    if compute_dtype not in ("bfloat16", "float16"):
+        return contextlib.nullcontext()
+    return weights_stored_as(model, compute_dtype)
 
 
 def _export_metadata(model, signatures, truncate_dim, compute_dtype):
@@ -170,9 +181,7 @@ def _export_archive(model, signatures, truncate_dim):
     if "text" in signatures:
         if preprocessor is None:
             _check_takes_texts(model)
-        # Tracks the tokenizer's resources too; a token-only export leaves them out (no TF Text
-        # op) and gets the variables its endpoint reads tracked by add_endpoint.
-        archive.track(model)
+        archive.track(model if preprocessor is None else _tokenizer_resources(preprocessor))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
         def serve(text):
@@ -194,6 +203,15 @@ def _export_archive(model, signatures, truncate_dim):
             if kind == "tokens":
                 archive.add_endpoint(name, serve_tokens)
     return archive
+
+
+def _tokenizer_resources(preprocessor):
+    """The preprocessor's tables and assets, for the archive to save. The variables the signatures
+    read are saved by `add_endpoint`; tracking the model itself would save each weight twice, and
+    also those the signatures do not read (the float32 kernels of a bfloat16 or int8 export)."""
+    resources = tf.Module(name="text_preprocessing")
+    resources.preprocessor = preprocessor
+    return resources
 
 
 def _token_input_names(model, preprocessor):

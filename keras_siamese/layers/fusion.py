@@ -6,23 +6,29 @@ product, a reshape, a broadcast add and the activation's elementwise ops, and a
 TensorFlow's graph optimiser (grappler's remapper, then oneDNN) fuses neither:
 it takes a 2-D `MatMul` followed by a `BiasAdd` and an activation (GELU
 included) as one `_FusedMatMul`, and a layer norm written as `FusedBatchNormV3`
-over `[1, rows, hidden, 1]` as one `_MklLayerNorm`. `fuse(backbone)` makes the
-`Dense`, `EinsumDense` and `LayerNormalization` layers inside a backbone
+over `[1, rows, hidden, 1]` as one `_MklLayerNorm`. Keras' attention
+transposes its scores and masks them with two selects; written as a batch
+matrix product, a scalar scale and an additive mask, it runs as one
+`_FusedBatchMatMulV2`. `fuse(backbone)` makes the `Dense`, `EinsumDense`,
+`LayerNormalization` and `MultiHeadAttention` layers inside a backbone
 compute in those forms: same variables, same config, same saved files, the same
 numbers to float32 round-off (benchmarks/README.md, "The fused graph").
 
 `matmul_forms` swaps in other forms of those products for a while (the int8
-products of `keras_siamese.quantization`).
+products of `keras_siamese.quantization`); `weights_stored_as` has them read
+weights stored in bfloat16 (the bfloat16 export).
 
 Only the layers of the backbone given are changed, and only while fusion is on
 (`set_fused_graph(False)` or `KERAS_SIAMESE_FUSED_GRAPH=0` turns it off for the
 graphs traced afterwards); any other model keeps Keras' own graph. A layer the
 fused forms do not cover (LoRA, quantised, an einsum that is not a matrix
-product, a layer norm over several axes or with RMS scaling) runs Keras' call.
+product, a layer norm over several axes or with RMS scaling, attention with
+dropout in training, causal or returning its scores) runs Keras' call.
 
 How the layers are changed: each covered layer gets an instance attribute
 `call` that Keras' `Layer.__call__` runs in place of the class's `call` (the
-way Keras itself wraps each layer's `build`). That relies on the layer
+way Keras itself wraps each layer's `build`); a `MultiHeadAttention` gets
+`_compute_attention`, the method Keras documents for overriding. That relies on the layer
 attributes listed in `_REQUIRED_ATTRIBUTES`; when a Keras release renames them,
 `fuse` warns once and leaves every layer as Keras wrote it.
 """
@@ -45,10 +51,13 @@ _REQUIRED_ATTRIBUTES = {
     keras.layers.Dense: ("units", "kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
     keras.layers.EinsumDense: ("equation", "kernel", "bias", "activation", "lora_enabled", "quantization_mode"),
     keras.layers.LayerNormalization: ("axis", "epsilon", "gamma", "beta", "rms_scaling", "compute_dtype"),
+    keras.layers.MultiHeadAttention: ("_compute_attention", "_inverse_sqrt_key_dim", "_dropout", "_attention_axes"),
 }
 _warned = []
 # {id(layer): form}: the matrix products `matmul_forms` swaps in, within its block.
 _matmul_forms = {}
+# {id(variable): copy in another dtype}: what fused layers read within `weights_stored_as`'s block.
+_stored_copies = {}
 _BATCH_NORM_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 
 
@@ -75,8 +84,9 @@ def fused_graph_enabled():
 
 
 def fuse(layer):
-    """Makes every `Dense`, `EinsumDense` and `LayerNormalization` inside `layer` (a keras-hub
-    backbone, or any layer or model) compute in the forms oneDNN fuses; returns `layer`.
+    """Makes every `Dense`, `EinsumDense`, `LayerNormalization` and `MultiHeadAttention` inside
+    `layer` (a keras-hub backbone, or any layer or model) compute in the forms oneDNN fuses;
+    returns `layer`.
 
     Calling it twice is harmless. Weights, config and saved files do not change.
 
@@ -85,24 +95,46 @@ def fuse(layer):
     >>> fuse(backbone)  # doctest: +SKIP
     """
     for sublayer in [layer, *tf.train.TrackableView(layer).descendants()]:
-        if type(sublayer) in _FUSED_CALLS and sublayer.built and not is_fused(sublayer) and _readable(sublayer):
+        if type(sublayer) in _FUSED_FORMS and sublayer.built and not is_fused(sublayer) and _readable(sublayer):
+            name, method = _fused_method(sublayer)
             # A method bound to the layer: a deep copy of the layer gets one bound to the copy.
-            object.__setattr__(sublayer, "call", types.MethodType(_fused_or_keras_call, sublayer))
+            object.__setattr__(sublayer, name, types.MethodType(method, sublayer))
     return layer
 
 
 def is_fused(layer):
-    """Whether `fuse` changed `layer`'s call."""
-    return getattr(vars(layer).get("call"), "__func__", None) is _fused_or_keras_call
+    """Whether `fuse` changed `layer`'s call (its attention, for a `MultiHeadAttention`)."""
+    if type(layer) not in _FUSED_FORMS:
+        return False
+    name, method = _fused_method(layer)
+    return getattr(vars(layer).get(name), "__func__", None) is method
+
+
+def _fused_method(layer):
+    """(the name of the method `fuse` replaces on `layer`, what replaces it)."""
+    if type(layer) is keras.layers.MultiHeadAttention:
+        return "_compute_attention", _fused_or_keras_attention
+    return "call", _fused_or_keras_call
 
 
 def _fused_or_keras_call(layer, inputs, *args, **kwargs):
     """A fused layer's call: the fused form while fusion is on and covers the call, else Keras' own."""
     if _enabled:
-        outputs = _FUSED_CALLS[type(layer)](layer, inputs)
+        outputs = _FUSED_FORMS[type(layer)](layer, inputs)
         if outputs is not None:
             return outputs
     return type(layer).call(layer, inputs, *args, **kwargs)
+
+
+def _fused_or_keras_attention(layer, query, key, value, attention_mask=None, training=None,
+                              return_attention_scores=False, use_causal_mask=False):
+    """A fused `MultiHeadAttention`'s attention (Keras' overridable `_compute_attention`)."""
+    arguments = (query, key, value, attention_mask, training, return_attention_scores, use_causal_mask)
+    if _enabled:
+        outputs = _attention(layer, *arguments)
+        if outputs is not None:
+            return outputs
+    return type(layer)._compute_attention(layer, *arguments)
 
 
 def _dense(layer, inputs):
@@ -171,10 +203,39 @@ def _layer_normalization(layer, inputs):
     return tf.cast(y, layer.compute_dtype)
 
 
-_FUSED_CALLS = {
+def _attention(layer, query, key, value, attention_mask, training, return_attention_scores=False,
+               use_causal_mask=False):
+    """Dot-product attention over `[batch, length, heads, size]` projections as two batch matrix
+    products, the scores scaled and masked by an additive bias between them (the pattern the
+    remapper fuses into one `_FusedBatchMatMulV2`): no transposed scores, no selects. Keras' own
+    where it would add dropout, return the scores, or mask causally; a query whose every key is
+    masked (a padding position, which pooling leaves out) averages the values where Keras gives 0."""
+    if return_attention_scores or use_causal_mask or (training and layer._dropout > 0):
+        return None
+    if tuple(layer._attention_axes) != (1,) or not all(
+            _dense_tensor(part) and part.shape.rank == 4 for part in (query, key, value)):
+        return None
+    heads_first = functools.partial(tf.transpose, perm=[0, 2, 1, 3])  # [batch, heads, length, size]
+    scores = tf.matmul(heads_first(query), heads_first(key), transpose_b=True)
+    scores = scores * tf.cast(layer._inverse_sqrt_key_dim, scores.dtype)
+    if attention_mask is not None:
+        mask = tf.cast(attention_mask, scores.dtype)
+        mask = tf.expand_dims(mask, 1) if mask.shape.rank == 3 else mask  # [batch, 1, query, key]
+        scores = scores + (1.0 - mask) * _large_negative(scores.dtype)
+    probabilities = tf.nn.softmax(scores)
+    return heads_first(tf.matmul(probabilities, heads_first(value))), None
+
+
+def _large_negative(dtype):
+    """What Keras' masked softmax puts at masked positions."""
+    return tf.constant(-3e4 if dtype == tf.float16 else -1e9, dtype)
+
+
+_FUSED_FORMS = {
     keras.layers.Dense: _dense,
     keras.layers.EinsumDense: _einsum_dense,
     keras.layers.LayerNormalization: _layer_normalization,
+    keras.layers.MultiHeadAttention: _attention,
 }
 
 
@@ -257,8 +318,37 @@ def _contracted_axes(equation):
     return count
 
 
+@contextlib.contextmanager
+def weights_stored_as(layer, dtype):
+    """Within the block, the fused layers inside `layer` read their weights from copies stored
+    in `dtype` (made once, on entry) where Keras' mixed precision casts each float32 variable on
+    every call; yields the copies, a `tf.Module`, for the caller to save beside the graphs traced
+    in the block (a bfloat16 SavedModel: half the bytes per read, no `Cast` per weight).
+
+    Example:
+    >>> with computing_in(model, "bfloat16"), weights_stored_as(model, "bfloat16") as copies:  # doctest: +SKIP
+    ...     serve = tf.function(model).get_concrete_function(specs)
+    """
+    dtype = tf.as_dtype(dtype)
+    copies = tf.Module(name=f"weights_{dtype.name}")
+    variables = list({
+        id(variable): variable for sublayer in [layer, *tf.train.TrackableView(layer).descendants()]
+        if is_fused(sublayer) for variable in sublayer.weights
+        if variable.dtype == tf.float32 and id(variable) not in _stored_copies
+    }.values())
+    copies.stored = [tf.Variable(tf.cast(variable, dtype), trainable=False, name=variable.path.replace("/", "_"))
+                     for variable in variables]
+    _stored_copies.update({id(variable): copy for variable, copy in zip(variables, copies.stored)})
+    try:
+        yield copies
+    finally:
+        for variable in variables:
+            del _stored_copies[id(variable)]
+
+
 def _read(variable, dtype):
-    return tf.cast(variable, dtype)
+    copy = _stored_copies.get(id(variable))
+    return copy if copy is not None and copy.dtype == dtype else tf.cast(variable, dtype)
 
 
 def _readable(layer):

@@ -291,6 +291,28 @@ def test_a_bfloat16_export_returns_float32_within_cosine_0_999_of_the_float32_ex
     np.testing.assert_allclose(model.predict(glosses[0][:300], verbose=0), float32.numpy(), atol=1e-5)
 
 
+def _saved_variables(version_dir):
+    """[(shape, dtype name)] of the variables a SavedModel's checkpoint holds, sorted."""
+    reader = tf.train.load_checkpoint(os.path.join(version_dir, "variables", "variables"))
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    return sorted((tuple(shapes[key]), dtypes[key].name) for key in shapes if key.endswith("VARIABLE_VALUE"))
+
+
+def test_exports_save_each_weight_once_and_bfloat16_stores_the_encoder_products_in_bfloat16(model, tmp_path):
+    read_in_inference = [weight for weight in model.weights if weight.dtype == "float32"]
+    float32 = _saved_variables(export_saved_model(model, tmp_path / "serving"))
+    assert float32 == sorted((tuple(weight.shape), "float32") for weight in read_in_inference)
+    bfloat16 = _saved_variables(export_saved_model(model, tmp_path / "serving", compute_dtype="bfloat16"))
+    backbone = model.parts().encoder.backbone
+    # Every token-level product and layer norm; the pooler (a [batch, hidden] product) keeps Keras' call.
+    products = {id(weight): weight for layer in tf.train.TrackableView(backbone).descendants()
+                if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.LayerNormalization))
+                and layer.name != "pooled_dense" for weight in layer.weights}.values()
+    assert sorted(shape for shape, _ in bfloat16) == sorted(shape for shape, _ in float32)
+    assert sorted(shape for shape, dtype in bfloat16 if dtype == "bfloat16") == sorted(
+        tuple(weight.shape) for weight in products)
+
+
 @pytest.mark.parametrize("compute_dtype", ["int4", "float64", "mixed_bfloat16", 16])
 def test_compute_dtypes_other_than_the_precisions_are_refused(model, tmp_path, compute_dtype):
     with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16', 'float16', 'int8'\)"):

@@ -224,3 +224,59 @@ def test_a_deep_copy_computes_with_its_own_weights():
     twin.kernel.assign(np.zeros((4, 5), "float32"))
     np.testing.assert_allclose(twin(x), np.broadcast_to(twin.bias.numpy(), (2, 3, 5)), atol=1e-6)
     assert np.abs(dense(x) - twin(x)).max() > 0.1
+
+
+def _attention_inputs():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 7, 12)).astype("float32")
+    keys = np.ones((3, 7), bool)
+    keys[0, 4:], keys[1, 1:] = False, False  # padded texts: each query sees only real keys
+    return x, np.broadcast_to(keys[:, None, :], (3, 7, 7))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fused_attention_equals_keras_in_values_and_gradients(dropout):
+    x, mask = _attention_inputs()
+    layer = keras.layers.MultiHeadAttention(num_heads=3, key_dim=5, dropout=dropout)  # scale 1/sqrt(5): inexact
+    layer(x, x, attention_mask=mask)
+    for variable in layer.weights:  # biases too
+        variable.assign(np.random.default_rng(1).standard_normal(variable.shape).astype("float32") / 2)
+
+    @tf.function
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, x, attention_mask=mask)  # inference: dropout is off
+            loss = tf.reduce_sum(tf.sin(y))
+        return y, tape.gradient(loss, [x] + layer.trainable_weights)
+
+    set_fused_graph(False)
+    want, want_gradients = run(tf.constant(x))  # oracle: Keras' own attention
+    set_fused_graph(True)
+    fuse(layer)
+    assert is_fused(layer)
+    got, got_gradients = tf.function(run.python_function)(tf.constant(x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for got_gradient, want_gradient in zip(got_gradients, want_gradients):
+        np.testing.assert_allclose(got_gradient, want_gradient, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_attention_is_one_masked_scaled_batch_product_pattern():
+    x, mask = _attention_inputs()
+    layer = keras.layers.MultiHeadAttention(num_heads=3, key_dim=4, dropout=0.1)
+    layer(x, x, attention_mask=mask)
+    fuse(layer)
+
+    def op_types(training):
+        function = tf.function(lambda x, m: layer(x, x, attention_mask=m, training=training))
+        graph = function.get_concrete_function(tf.TensorSpec([None, None, 12]),
+                                               tf.TensorSpec([None, None, None], tf.bool)).graph
+        return [op.type for op in graph.get_operations()], graph
+
+    types, graph = op_types(False)
+    # scores = BatchMatMulV2 -> Mul (scale) -> AddV2 (mask bias): the remapper's _FusedBatchMatMulV2
+    scaled = [op for op in graph.get_operations() if op.type == "Mul" and op.inputs[0].op.type == "BatchMatMulV2"]
+    assert len(scaled) == 1 and {consumer.type for consumer in scaled[0].outputs[0].consumers()} == {"AddV2"}
+    assert "SelectV2" not in types and types.count("BatchMatMulV2") == 2
+    training_types, _ = op_types(True)  # dropout on: Keras' own attention
+    assert "SelectV2" in training_types
