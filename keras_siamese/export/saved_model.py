@@ -77,7 +77,8 @@ def export_saved_model(
             The metadata's `embedding_size` is then `truncate_dim`.
         compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`: the dtype the
             served graph computes in (the encoder's matrix products and layer
-            norms read weights stored in it); None keeps the model's own. The signature still returns float32 embeddings
+            norms read weights stored in it); None keeps the model's own. The
+            signature still returns float32 embeddings
             (`Pooling` on computes in float32); the metadata's
             `compute_dtype` says which. bfloat16 serves faster on CPUs with
             bfloat16 instructions and GPUs (benchmarks/README.md). `"int8"`:
