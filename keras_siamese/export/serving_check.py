@@ -41,7 +41,9 @@ from keras_siamese.export.warmup import MAX_WARMUP_RECORDS, read_warmup_records
 EMBEDDINGS_FILE = "embeddings.f32"  # what the checker answered: float32 rows, native byte order
 # The oneDNN kernels of the fused graph (keras_siamese.layers.fusion) and of int8 products
 # (keras_siamese.quantization) as TensorFlow names them.
-FUSED_KERNELS = ("_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklLayerNorm", "_QuantizedMatMul", "_MklQuantizeV2")
+FUSED_KERNELS = (
+    "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklLayerNorm", "_MklFusedBatchMatMulV2", "_QuantizedMatMul", "_MklQuantizeV2",
+)
 
 # Texts a served embedding model meets: plain, empty, blank, non-Latin, long.
 DEFAULT_TEXTS = (

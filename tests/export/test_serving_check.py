@@ -93,16 +93,17 @@ def test_cpp_loader_runs_the_fused_kernels(exported, tmp_path, monkeypatch):
     # ALBERT's one shared transformer layer runs twice: 2 x (4 attention projections + 2 feed-forward
     # dense layers) fused matrix products, 2 x 2 layer norms and the embeddings' one.
     assert fused.get("_MklNativeFusedMatMul", 0) >= 12 and fused.get("_MklLayerNorm", 0) >= 5
+    assert fused.get("_MklFusedBatchMatMulV2", 0) >= 1  # attention's scores, scale and mask in one kernel
     set_fused_graph(False)
     try:
         stock_dir = export_saved_model(model, tmp_path / "stock")
     finally:
         set_fused_graph(True)
     stock = check_serving(stock_dir, PROBE_TEXTS[:3])
-    assert "_MklLayerNorm" not in stock.fused_ops
+    assert "_MklLayerNorm" not in stock.fused_ops and "_MklFusedBatchMatMulV2" not in stock.fused_ops
     assert stock.fused_ops.get("_MklNativeFusedMatMul", 0) < fused["_MklNativeFusedMatMul"]
     np.testing.assert_allclose(stock.embeddings, report.embeddings, atol=1e-5)
-    assert "fused kernels in one request: _MklLayerNorm x" in report.summary()
+    assert "fused kernels in one request: _MklFusedBatchMatMulV2 x" in report.summary()
 
 
 def test_round_robin_trim_model_runs_in_cpp(glosses, tmp_path):
