@@ -37,9 +37,6 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
-# _QuantizedMatMul has no public wrapper: it is built from its registered op definition. check_int8_kernel
-# refuses, in one line, a TensorFlow where this no longer yields a correct product.
-from tensorflow.python.framework import op_def_library, op_def_registry
 
 from keras_siamese.layers.fusion import fused_graph_enabled, fused_matmul, is_fused, matmul_forms
 
@@ -117,12 +114,6 @@ def check_int8_kernel():
     >>> check_int8_kernel()  # TensorFlow 2.21's CPU build has it
     """
     checked = ", ".join(CHECKED_TENSORFLOW_VERSIONS)
-    if op_def_registry.get(INT8_MATMUL_OP) is None:
-        raise Int8UnavailableError(
-            f"This TensorFlow ({tf.__version__}) has no {INT8_MATMUL_OP} op (oneDNN's int8 matrix product, "
-            f"checked on TensorFlow {checked}): int8 export needs TensorFlow's oneDNN CPU build; "
-            "export in float32 or bfloat16 instead."
-        )
     rng = np.random.default_rng(0)
     x, kernel = rng.standard_normal([16, 32]).astype(np.float32), rng.standard_normal([32, 8]).astype(np.float32)
     bias = rng.standard_normal(8).astype(np.float32)
@@ -131,6 +122,12 @@ def check_int8_kernel():
     try:
         got = tf.function(lambda x: form(x, None, tf.constant(bias), None))(tf.constant(x)).numpy()
     except (tf.errors.OpError, TypeError, ValueError) as error:
+        if "not registered" in str(error):  # what importing an op this TensorFlow lacks raises
+            raise Int8UnavailableError(
+                f"This TensorFlow ({tf.__version__}) has no {INT8_MATMUL_OP} op (oneDNN's int8 matrix product, "
+                f"checked on TensorFlow {checked}): int8 export needs TensorFlow's oneDNN CPU build; "
+                "export in float32 or bfloat16 instead."
+            ) from None
         raise Int8UnavailableError(
             f"{INT8_MATMUL_OP} failed on this TensorFlow ({tf.__version__}; checked on {checked}): "
             f"{str(error).splitlines()[0]}"
@@ -280,22 +277,50 @@ def _int8_form(product):
                                           round_mode="HALF_TO_EVEN", narrow_range=True)
         fused_activation = _fused_activation_name(activation)
         bias = tf.zeros([weights.shape[1]], tf.float32) if bias is None else tf.cast(bias, tf.float32)
-        _, _, op, _ = op_def_library._apply_op_helper(
-            INT8_MATMUL_OP, name="int8_matmul",
-            device_inputs=[
-                quantized.output, tf.bitcast(tf.constant(weights), tf.qint8), bias,
-                quantized.output_min, quantized.output_max, tf.constant(-weight_ranges), tf.constant(weight_ranges),
-            ],
-            host_inputs=[], Tdevice_outputs=[tf.float32], Thost_outputs=[],
-            T1=tf.qint8, T2=tf.qint8, Tbias=tf.float32, Tout=tf.float32, U=tf.float32,
-            fused_ops=["BiasAdd", *([fused_activation] if fused_activation else []), "Dequantize"],
-            input_quant_mode="SCALED", output_quant_mode="SCALED", transpose_a=False, transpose_b=False,
-            is_weight_const=True, is_bias_const=True, leakyrelu_alpha=0.2,
-        )
-        y = tf.ensure_shape(op.outputs[0], [None, weights.shape[1]])
+        inputs = [
+            quantized.output, tf.bitcast(tf.constant(weights), tf.qint8), bias,
+            quantized.output_min, quantized.output_max, tf.constant(-weight_ranges), tf.constant(weight_ranges),
+        ]
+        y = _quantized_matmul(inputs, ["BiasAdd", *([fused_activation] if fused_activation else []), "Dequantize"])
+        y = tf.ensure_shape(y, [None, weights.shape[1]])
         return y if fused_activation or activation is None else activation(y)
 
     return form
+
+
+def _quantized_matmul(inputs, fused_ops):
+    """`_QuantizedMatMul(inputs)` (qint8 x qint8, float32 out) in the graph being traced.
+
+    The op has no Python wrapper (not in `tf.raw_ops`): it is imported as a one-node GraphDef whose
+    inputs are mapped to `inputs`, so only public TensorFlow APIs are used; `check_int8_kernel`
+    refuses, in one line, a TensorFlow where this no longer yields a correct product."""
+    types = [tensor.dtype.as_datatype_enum for tensor in inputs]
+    graph = tf.compat.v1.GraphDef()
+    for index, dtype in enumerate(types):
+        graph.node.add(name=f"input{index}", op="Placeholder", attr={"dtype": tf.compat.v1.AttrValue(type=dtype)})
+    node = graph.node.add(name="product", op=INT8_MATMUL_OP, input=[f"input{index}" for index in range(len(types))])
+    qint8, float32 = tf.qint8.as_datatype_enum, tf.float32.as_datatype_enum
+    attributes = {
+        "Tdevice_inputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=types)),
+        "Tdevice_outputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=[float32])),
+        "Thost_inputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue()),
+        "Thost_outputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue()),
+        "T1": tf.compat.v1.AttrValue(type=qint8), "T2": tf.compat.v1.AttrValue(type=qint8),
+        "Tbias": tf.compat.v1.AttrValue(type=float32), "Tout": tf.compat.v1.AttrValue(type=float32),
+        "U": tf.compat.v1.AttrValue(type=float32),
+        "fused_ops": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(s=[op.encode() for op in fused_ops])),
+        "input_quant_mode": tf.compat.v1.AttrValue(s=b"SCALED"),
+        "output_quant_mode": tf.compat.v1.AttrValue(s=b"SCALED"),
+        "transpose_a": tf.compat.v1.AttrValue(b=False), "transpose_b": tf.compat.v1.AttrValue(b=False),
+        "is_weight_const": tf.compat.v1.AttrValue(b=True), "is_bias_const": tf.compat.v1.AttrValue(b=True),
+        "leakyrelu_alpha": tf.compat.v1.AttrValue(f=0.2),
+    }
+    for name, value in attributes.items():
+        node.attr[name].CopyFrom(value)
+    (product,) = tf.graph_util.import_graph_def(
+        graph, input_map={f"input{index}": tensor for index, tensor in enumerate(inputs)},
+        return_elements=["product:0"], name="int8_matmul")
+    return product
 
 
 def _fused_activation_name(activation):
