@@ -2,6 +2,6 @@
 
 import sys
 
-from keras_siamese.cli import main
+from keras_siamese.cli import program
 
-sys.exit(main())
+sys.exit(program())

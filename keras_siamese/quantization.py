@@ -294,29 +294,22 @@ def _quantized_matmul(inputs, fused_ops):
     The op has no Python wrapper (not in `tf.raw_ops`): it is imported as a one-node GraphDef whose
     inputs are mapped to `inputs`, so only public TensorFlow APIs are used; `check_int8_kernel`
     refuses, in one line, a TensorFlow where this no longer yields a correct product."""
+    attr = tf.compat.v1.AttrValue
     types = [tensor.dtype.as_datatype_enum for tensor in inputs]
+    qint8, float32 = tf.qint8.as_datatype_enum, tf.float32.as_datatype_enum
     graph = tf.compat.v1.GraphDef()
     for index, dtype in enumerate(types):
-        graph.node.add(name=f"input{index}", op="Placeholder", attr={"dtype": tf.compat.v1.AttrValue(type=dtype)})
-    node = graph.node.add(name="product", op=INT8_MATMUL_OP, input=[f"input{index}" for index in range(len(types))])
-    qint8, float32 = tf.qint8.as_datatype_enum, tf.float32.as_datatype_enum
-    attributes = {
-        "Tdevice_inputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=types)),
-        "Tdevice_outputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=[float32])),
-        "Thost_inputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue()),
-        "Thost_outputs": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue()),
-        "T1": tf.compat.v1.AttrValue(type=qint8), "T2": tf.compat.v1.AttrValue(type=qint8),
-        "Tbias": tf.compat.v1.AttrValue(type=float32), "Tout": tf.compat.v1.AttrValue(type=float32),
-        "U": tf.compat.v1.AttrValue(type=float32),
-        "fused_ops": tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(s=[op.encode() for op in fused_ops])),
-        "input_quant_mode": tf.compat.v1.AttrValue(s=b"SCALED"),
-        "output_quant_mode": tf.compat.v1.AttrValue(s=b"SCALED"),
-        "transpose_a": tf.compat.v1.AttrValue(b=False), "transpose_b": tf.compat.v1.AttrValue(b=False),
-        "is_weight_const": tf.compat.v1.AttrValue(b=True), "is_bias_const": tf.compat.v1.AttrValue(b=True),
-        "leakyrelu_alpha": tf.compat.v1.AttrValue(f=0.2),
-    }
-    for name, value in attributes.items():
-        node.attr[name].CopyFrom(value)
+        graph.node.add(name=f"input{index}", op="Placeholder", attr={"dtype": attr(type=dtype)})
+    graph.node.add(name="product", op=INT8_MATMUL_OP, input=[f"input{index}" for index in range(len(types))], attr={
+        "Tdevice_inputs": attr(list=attr.ListValue(type=types)),
+        "Tdevice_outputs": attr(list=attr.ListValue(type=[float32])),
+        "Thost_inputs": attr(list=attr.ListValue()), "Thost_outputs": attr(list=attr.ListValue()),
+        "T1": attr(type=qint8), "T2": attr(type=qint8), "Tbias": attr(type=float32), "Tout": attr(type=float32),
+        "U": attr(type=float32), "fused_ops": attr(list=attr.ListValue(s=[op.encode() for op in fused_ops])),
+        "input_quant_mode": attr(s=b"SCALED"), "output_quant_mode": attr(s=b"SCALED"),
+        "transpose_a": attr(b=False), "transpose_b": attr(b=False),
+        "is_weight_const": attr(b=True), "is_bias_const": attr(b=True), "leakyrelu_alpha": attr(f=0.2),
+    })
     (product,) = tf.graph_util.import_graph_def(
         graph, input_map={f"input{index}": tensor for index, tensor in enumerate(inputs)},
         return_elements=["product:0"], name="int8_matmul")
