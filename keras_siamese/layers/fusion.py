@@ -219,9 +219,11 @@ def _attention(layer, query, key, value, attention_mask, training, return_attent
     scores = tf.matmul(heads_first(query), heads_first(key), transpose_b=True)
     scores = scores * tf.cast(layer._inverse_sqrt_key_dim, scores.dtype)
     if attention_mask is not None:
-        mask = tf.cast(attention_mask, scores.dtype)
+        mask = tf.cast(attention_mask, tf.bool)
         mask = tf.expand_dims(mask, 1) if mask.shape.rank == 3 else mask  # [batch, 1, query, key]
-        scores = scores + (1.0 - mask) * _large_negative(scores.dtype)
+        # A select, not (1 - mask) * large: grappler merges the layers' equal biases into one node,
+        # and a shared Mul there stops the remapper fusing all but one layer's product (C++ sessions).
+        scores = scores + tf.where(mask, tf.zeros([], scores.dtype), _large_negative(scores.dtype))
     probabilities = tf.nn.softmax(scores)
     return heads_first(tf.matmul(probabilities, heads_first(value))), None
 

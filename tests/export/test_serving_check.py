@@ -93,7 +93,7 @@ def test_cpp_loader_runs_the_fused_kernels(exported, tmp_path, monkeypatch):
     # ALBERT's one shared transformer layer runs twice: 2 x (4 attention projections + 2 feed-forward
     # dense layers) fused matrix products, 2 x 2 layer norms and the embeddings' one.
     assert fused.get("_MklNativeFusedMatMul", 0) >= 12 and fused.get("_MklLayerNorm", 0) >= 5
-    assert fused.get("_MklFusedBatchMatMulV2", 0) >= 1  # attention's scores, scale and mask in one kernel
+    assert fused.get("_MklFusedBatchMatMulV2", 0) == 2  # each attention's scores, scale and mask in one kernel
     set_fused_graph(False)
     try:
         stock_dir = export_saved_model(model, tmp_path / "stock")
